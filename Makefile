@@ -1,0 +1,60 @@
+# IronClaw build / test entry points.  `make help` lists the targets.
+#
+# Everything here is meant to run on a Debian bookworm host (root in CI).
+# Tools that tests need (chromium, chromedriver, mmdebstrap) are apt-installed
+# on demand by `test-deps`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# cargo parallelises itself; running apt-get/docker steps concurrently
+# (make -j) would only fight over the dpkg lock.
+.NOTPARALLEL:
+
+CARGO            ?= cargo
+CARGO_TEST_FLAGS ?=
+RUN_ARGS         ?=
+SANDBOX_IMAGE    ?= ironclaw-sandbox:latest
+export SANDBOX_IMAGE
+
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help sandbox-image sandbox-image-clean test-deps test run bench lint
+
+help: ## Show this help
+	@echo "IronClaw make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
+	@echo "Variables: CARGO_TEST_FLAGS='$(CARGO_TEST_FLAGS)' RUN_ARGS='$(RUN_ARGS)' SANDBOX_IMAGE=$(SANDBOX_IMAGE)"
+
+sandbox-image: ## Build the sandbox image if missing or sandbox-images/ changed (no-op otherwise)
+	@bash sandbox-images/build.sh
+
+sandbox-image-clean: ## Remove the sandbox image and its bootstrapped base
+	-docker image rm -f $(SANDBOX_IMAGE) ironclaw-base:bookworm
+
+test-deps: ## apt-install chromium, chromedriver and mmdebstrap when missing
+	@chrome=""; boot=""; \
+	command -v chromium     >/dev/null || chrome="$$chrome chromium fonts-liberation"; \
+	command -v chromedriver >/dev/null || chrome="$$chrome chromium-driver"; \
+	command -v mmdebstrap   >/dev/null || boot="mmdebstrap"; \
+	if [ -z "$$chrome$$boot" ]; then \
+	  echo "test-deps: chromium, chromedriver and mmdebstrap are present"; exit 0; \
+	fi; \
+	echo "test-deps: installing$$chrome $$boot"; \
+	$(SUDO) $(APT_GET) update -qq; \
+	if [ -n "$$chrome" ]; then $(SUDO) $(APT_GET) install -y -qq --no-install-recommends $$chrome; fi; \
+	if [ -n "$$boot" ]; then $(SUDO) $(APT_GET) install -y -qq $$boot; fi
+
+test: test-deps sandbox-image ## Run the full test suite (cargo test --all-targets, tune with CARGO_TEST_FLAGS)
+	$(CARGO) test --all-targets $(CARGO_TEST_FLAGS)
+
+run: sandbox-image ## Start the server (cargo run --release -- serve)
+	$(CARGO) run --release -- serve $(RUN_ARGS)
+
+bench: sandbox-image ## Run the benchmark test (tests/bench.rs), single-threaded
+	$(CARGO) test --release --test bench -- --nocapture --test-threads=1
+
+lint: ## rustfmt check + clippy with warnings as errors
+	$(CARGO) fmt --all -- --check && $(CARGO) clippy --all-targets -- -D warnings

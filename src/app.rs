@@ -1,0 +1,144 @@
+//! Start-up and shutdown of a whole IronClaw server: data directory,
+//! database and migrations, the first-start `admin`, the provider check,
+//! the SessionSupervisor and the HTTP server. `main` and the integration
+//! tests both start the server through [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::auth::{self, LoginLimiter};
+use crate::config::Settings;
+use crate::db::{queries, Db};
+use crate::http::{self, AppState};
+use crate::protocol::ApprovalMode;
+use crate::supervisor::SessionSupervisor;
+
+/// A running server.
+pub struct Running {
+    /// Where it listens (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    pub server: actix_web::dev::ServerHandle,
+    pub supervisor: Addr<SessionSupervisor>,
+    pub db: Db,
+    /// Resolves when the server has stopped.
+    pub done: actix_web::dev::Server,
+}
+
+/// Bytes of a JSON request body; bodies are small commands, never files.
+const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Start everything. Must run inside an actix system.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
+    std::fs::create_dir_all(&settings.data.dir)?;
+    std::fs::create_dir_all(settings.workspaces_dir())?;
+    let db = Db::start(&settings.database_path())?;
+    ensure_admin(&db).await?;
+
+    let http_client = crate::provider::http_client(&settings.provider);
+    report_provider(&http_client, &settings).await;
+
+    let supervisor =
+        SessionSupervisor::new(db.clone(), settings.clone(), http_client.clone()).start();
+    let state = web::Data::new(AppState {
+        settings: settings.clone(),
+        db: db.clone(),
+        supervisor: supervisor.clone(),
+        limiter: LoginLimiter::new(
+            settings.server.login_max_failures,
+            Duration::from_secs(settings.server.login_window_secs),
+        ),
+        http: http_client,
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(http::json_config(JSON_BODY_LIMIT))
+            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
+            .configure(http::routes)
+    })
+    .shutdown_timeout(5);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server.bind((settings.server.host.as_str(), settings.server.port))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("the server did not bind"))?;
+    let done = server.run();
+    log::info!("IronClaw listening on http://{addr}");
+    Ok(Running {
+        addr,
+        server: done.handle(),
+        supervisor,
+        db,
+        done,
+    })
+}
+
+/// First start with no users: create `admin` with `IRONCLAW_ADMIN_PASSWORD`
+/// or a random password printed once.
+async fn ensure_admin(db: &Db) -> anyhow::Result<()> {
+    if db.run(queries::count_users).await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var("IRONCLAW_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (auth::random_password(), true),
+    };
+    let hash = web::block(move || auth::hash_password(&password).map(|h| (h, password))).await??;
+    let (hash, password) = hash;
+    db.run(move |c| queries::create_user(c, "admin", &hash, ApprovalMode::Risky))
+        .await?;
+    if generated {
+        log::warn!(
+            "created user `admin` with password `{password}` (shown once; change it with `ironclaw user passwd admin`)"
+        );
+    } else {
+        log::info!("created user `admin` with the password from IRONCLAW_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// Log whether the model server is usable, and what to do when it is not.
+/// Never fatal: the server keeps serving and the page shows the problem.
+async fn report_provider(client: &reqwest::Client, settings: &Settings) {
+    let h = crate::provider::health(client, &settings.provider).await;
+    if h.reachable && h.model_available {
+        log::info!(
+            "provider {} at {} is ready with model {}",
+            h.kind,
+            h.url,
+            h.model
+        );
+    } else if let Some(hint) = h.hint {
+        log::warn!("provider not ready: {hint}");
+    }
+}
+
+/// `ok`, or what is wrong with Docker, for the health route.
+pub async fn docker_summary(_settings: &Settings) -> String {
+    match bollard::Docker::connect_with_local_defaults() {
+        Ok(d) => match d.ping().await {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("Docker is not reachable: {e}. Start the Docker engine."),
+        },
+        Err(e) => format!("Docker is not reachable: {e}. Start the Docker engine."),
+    }
+}
+
+/// Remove what a deleted session had outside the database.
+pub async fn remove_session_resources(settings: &Settings, session_id: &str) {
+    let dir = settings.workspaces_dir().join(session_id);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("could not remove workspace {}: {e}", dir.display());
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Row types and the queries over them, as free functions taking a
+//! connection. Run them through `Db::run`, never on an async thread.
+
+use std::collections::HashMap;
+
+use chrono::{SecondsFormat, Utc};
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::{chat_sessions, events, logins, meta, tool_calls, users};
+use super::DbError;
+use crate::protocol::{
+    ApprovalMode, AuditEntry, DecidedBy, Resolution, Risk, RiskLevel, ServerEvent, SessionSummary,
+    Tool,
+};
+
+/// Now as RFC 3339 with milliseconds, which sorts as text.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+// ------------------------------------------------------------------ users
+
+/// A user id as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i32);
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i32,
+    pub username: String,
+    pub password_hash: String,
+    pub approval_mode: String,
+    pub created_at: String,
+}
+
+impl User {
+    pub fn user_id(&self) -> UserId {
+        UserId(self.id)
+    }
+
+    pub fn default_mode(&self) -> ApprovalMode {
+        ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub approval_mode: &'a str,
+    pub created_at: String,
+}
+
+pub fn count_users(conn: &mut SqliteConnection) -> Result<i64, DbError> {
+    Ok(users::table.count().get_result(conn)?)
+}
+
+pub fn create_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+    password_hash: &str,
+    mode: ApprovalMode,
+) -> Result<User, DbError> {
+    Ok(diesel::insert_into(users::table)
+        .values(NewUser {
+            username,
+            password_hash,
+            approval_mode: mode.as_str(),
+            created_at: now(),
+        })
+        .returning(User::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn find_user(conn: &mut SqliteConnection, username: &str) -> Result<Option<User>, DbError> {
+    Ok(users::table
+        .filter(users::username.eq(username))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list_users(conn: &mut SqliteConnection) -> Result<Vec<User>, DbError> {
+    Ok(users::table
+        .order(users::username)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+/// Set a new password and end every login of the user. Returns false when
+/// there is no such user.
+pub fn set_password(
+    conn: &mut SqliteConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let Some(user) = find_user(conn, username)? else {
+            return Ok(false);
+        };
+        diesel::update(users::table.find(user.id))
+            .set(users::password_hash.eq(password_hash))
+            .execute(conn)?;
+        diesel::delete(logins::table.filter(logins::user_id.eq(user.id))).execute(conn)?;
+        Ok(true)
+    })
+}
+
+/// Remove a user with their logins and sessions; returns the removed
+/// sessions' ids (their containers and workspaces go too) or `None` when
+/// there is no such user.
+pub fn remove_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> Result<Option<Vec<String>>, DbError> {
+    conn.transaction(|conn| {
+        let Some(user) = find_user(conn, username)? else {
+            return Ok(None);
+        };
+        let ids = chat_sessions::table
+            .filter(chat_sessions::user_id.eq(user.id))
+            .select(chat_sessions::id)
+            .load::<String>(conn)?;
+        diesel::delete(users::table.find(user.id)).execute(conn)?;
+        Ok(Some(ids))
+    })
+}
+
+// ----------------------------------------------------------------- logins
+
+#[derive(Insertable)]
+#[diesel(table_name = logins)]
+struct NewLogin<'a> {
+    token_hash: &'a str,
+    user_id: i32,
+    created_at: String,
+    expires_at: String,
+}
+
+pub fn create_login(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    user: UserId,
+    expires_at: String,
+) -> Result<(), DbError> {
+    diesel::insert_into(logins::table)
+        .values(NewLogin {
+            token_hash,
+            user_id: user.0,
+            created_at: now(),
+            expires_at,
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The user a live login token belongs to. Expired logins are swept on the
+/// way.
+pub fn user_for_login(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+) -> Result<Option<User>, DbError> {
+    let now = now();
+    diesel::delete(logins::table.filter(logins::expires_at.le(&now))).execute(conn)?;
+    Ok(logins::table
+        .inner_join(users::table)
+        .filter(logins::token_hash.eq(token_hash))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn delete_login(conn: &mut SqliteConnection, token_hash: &str) -> Result<(), DbError> {
+    diesel::delete(logins::table.find(token_hash)).execute(conn)?;
+    Ok(())
+}
+
+// --------------------------------------------------------------- sessions
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = chat_sessions)]
+pub struct ChatSession {
+    pub id: String,
+    pub user_id: i32,
+    pub title: String,
+    pub model: String,
+    pub approval_mode: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ChatSession {
+    pub fn mode(&self) -> ApprovalMode {
+        ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky)
+    }
+
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            model: self.model.clone(),
+            approval_mode: self.mode(),
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+        }
+    }
+}
+
+/// The title a session has until it is renamed or its first message names
+/// it.
+pub const UNTITLED: &str = "New chat";
+
+pub fn create_session(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    title: Option<&str>,
+    model: &str,
+    mode: ApprovalMode,
+) -> Result<ChatSession, DbError> {
+    let now = now();
+    let row = ChatSession {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.0,
+        title: title
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(UNTITLED)
+            .to_string(),
+        model: model.to_string(),
+        approval_mode: mode.as_str().to_string(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    diesel::insert_into(chat_sessions::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// The user's sessions, most recently active first.
+pub fn list_sessions(
+    conn: &mut SqliteConnection,
+    user: UserId,
+) -> Result<Vec<ChatSession>, DbError> {
+    Ok(chat_sessions::table
+        .filter(chat_sessions::user_id.eq(user.0))
+        .order((
+            chat_sessions::updated_at.desc(),
+            chat_sessions::created_at.desc(),
+        ))
+        .select(ChatSession::as_select())
+        .load(conn)?)
+}
+
+/// A session, only if `user` owns it: another user's session is treated
+/// exactly like a missing one.
+pub fn get_session(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    id: &str,
+) -> Result<Option<ChatSession>, DbError> {
+    Ok(chat_sessions::table
+        .filter(chat_sessions::id.eq(id))
+        .filter(chat_sessions::user_id.eq(user.0))
+        .select(ChatSession::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// A session by id alone, for the actors that already hold a checked id.
+pub fn load_session(conn: &mut SqliteConnection, id: &str) -> Result<Option<ChatSession>, DbError> {
+    Ok(chat_sessions::table
+        .find(id)
+        .select(ChatSession::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = chat_sessions)]
+pub struct SessionChanges {
+    pub title: Option<String>,
+    pub model: Option<String>,
+    pub approval_mode: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+pub fn update_session(
+    conn: &mut SqliteConnection,
+    id: &str,
+    changes: SessionChanges,
+) -> Result<Option<ChatSession>, DbError> {
+    diesel::update(chat_sessions::table.find(id))
+        .set(&changes)
+        .execute(conn)?;
+    load_session(conn, id)
+}
+
+pub fn delete_session(conn: &mut SqliteConnection, id: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(chat_sessions::table.find(id)).execute(conn)? > 0)
+}
+
+// ----------------------------------------------------------------- events
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEvent<'a> {
+    session_id: &'a str,
+    kind: &'a str,
+    payload: String,
+    created_at: String,
+}
+
+/// Append events to the session's log in one transaction and mark the
+/// session active.
+pub fn append_events(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+    batch: &[ServerEvent],
+) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        let now = now();
+        for event in batch {
+            let payload =
+                serde_json::to_string(event).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            diesel::insert_into(events::table)
+                .values(NewEvent {
+                    session_id,
+                    kind: event.kind(),
+                    payload,
+                    created_at: now.clone(),
+                })
+                .execute(conn)?;
+        }
+        diesel::update(chat_sessions::table.find(session_id))
+            .set(chat_sessions::updated_at.eq(&now))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// The session's stored events in order. A row that no longer parses (a
+/// future version's event) is skipped with a warning rather than hiding the
+/// whole conversation.
+pub fn list_events(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+) -> Result<Vec<ServerEvent>, DbError> {
+    let rows: Vec<String> = events::table
+        .filter(events::session_id.eq(session_id))
+        .order(events::id)
+        .select(events::payload)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|p| match serde_json::from_str(&p) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                log::warn!("skipping unreadable stored event in session {session_id}: {e}");
+                None
+            }
+        })
+        .collect())
+}
+
+// ------------------------------------------------------------- tool calls
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tool_calls)]
+pub struct ToolCallRow {
+    pub call_id: String,
+    pub session_id: String,
+    pub turn_id: String,
+    pub tool: String,
+    pub code: String,
+    pub risk_level: String,
+    pub risk_reasons: String,
+    pub approval_mode: String,
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub result_for_model: Option<String>,
+    pub created_at: String,
+}
+
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn enum_parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+impl ToolCallRow {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        session_id: &str,
+        turn_id: &str,
+        call_id: &str,
+        tool: Tool,
+        code: &str,
+        risk: &Risk,
+        mode: ApprovalMode,
+    ) -> Self {
+        ToolCallRow {
+            call_id: call_id.to_string(),
+            session_id: session_id.to_string(),
+            turn_id: turn_id.to_string(),
+            tool: tool.as_str().to_string(),
+            code: code.to_string(),
+            risk_level: enum_text(&risk.level),
+            risk_reasons: serde_json::to_string(&risk.reasons).unwrap_or_else(|_| "[]".into()),
+            approval_mode: mode.as_str().to_string(),
+            decision: None,
+            decided_by: None,
+            decided_at: None,
+            exit_code: None,
+            result_for_model: None,
+            created_at: now(),
+        }
+    }
+
+    pub fn audit(&self) -> AuditEntry {
+        AuditEntry {
+            call_id: self.call_id.clone(),
+            turn_id: self.turn_id.clone(),
+            tool: enum_parse(&self.tool).unwrap_or(Tool::Shell),
+            code: self.code.clone(),
+            risk: Risk {
+                level: enum_parse(&self.risk_level).unwrap_or(RiskLevel::High),
+                reasons: serde_json::from_str(&self.risk_reasons).unwrap_or_default(),
+            },
+            approval_mode: ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky),
+            decision: self.decision.as_deref().and_then(enum_parse),
+            decided_by: self.decided_by.as_deref().and_then(enum_parse),
+            decided_at: self.decided_at.clone(),
+            exit_code: self.exit_code,
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+pub fn insert_tool_call(conn: &mut SqliteConnection, row: &ToolCallRow) -> Result<(), DbError> {
+    diesel::insert_into(tool_calls::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_decision(
+    conn: &mut SqliteConnection,
+    call_id: &str,
+    decision: Resolution,
+    by: DecidedBy,
+) -> Result<(), DbError> {
+    diesel::update(tool_calls::table.find(call_id))
+        .set((
+            tool_calls::decision.eq(enum_text(&decision)),
+            tool_calls::decided_by.eq(enum_text(&by)),
+            tool_calls::decided_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_result(
+    conn: &mut SqliteConnection,
+    call_id: &str,
+    exit_code: Option<i64>,
+    result_for_model: &str,
+) -> Result<(), DbError> {
+    diesel::update(tool_calls::table.find(call_id))
+        .set((
+            tool_calls::exit_code.eq(exit_code),
+            tool_calls::result_for_model.eq(result_for_model),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn list_tool_calls(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+) -> Result<Vec<ToolCallRow>, DbError> {
+    Ok(tool_calls::table
+        .filter(tool_calls::session_id.eq(session_id))
+        .order((tool_calls::created_at, tool_calls::call_id))
+        .select(ToolCallRow::as_select())
+        .load(conn)?)
+}
+
+/// What each finished tool call handed back to the model, by call id.
+pub fn tool_results(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+) -> Result<HashMap<String, String>, DbError> {
+    let rows: Vec<(String, Option<String>)> = tool_calls::table
+        .filter(tool_calls::session_id.eq(session_id))
+        .select((tool_calls::call_id, tool_calls::result_for_model))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, r)| r.map(|r| (id, r)))
+        .collect())
+}
+
+// ------------------------------------------------------------------- meta
+
+/// This installation's instance id, created on first use. Containers are
+/// labelled with it so a restart can reap its own leftovers without touching
+/// another installation's on the same Docker engine.
+pub fn instance_id(conn: &mut SqliteConnection) -> Result<String, DbError> {
+    const KEY: &str = "instance_id";
+    if let Some(v) = meta::table
+        .find(KEY)
+        .select(meta::value)
+        .first::<String>(conn)
+        .optional()?
+    {
+        return Ok(v);
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    diesel::insert_into(meta::table)
+        .values((meta::key.eq(KEY), meta::value.eq(&id)))
+        .execute(conn)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::LogLevel;
+
+    fn conn() -> (tempfile::TempDir, SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::db::connect(&dir.path().join("t.db")).unwrap();
+        crate::db::migrate(&mut c).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn sessions_are_private_to_their_owner() {
+        let (_d, mut c) = conn();
+        let a = create_user(&mut c, "a", "h", ApprovalMode::Risky).unwrap();
+        let b = create_user(&mut c, "b", "h", ApprovalMode::Risky).unwrap();
+        let s = create_session(&mut c, a.user_id(), None, "m", ApprovalMode::Risky).unwrap();
+        assert!(get_session(&mut c, a.user_id(), &s.id).unwrap().is_some());
+        assert!(get_session(&mut c, b.user_id(), &s.id).unwrap().is_none());
+        assert!(list_sessions(&mut c, b.user_id()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn events_round_trip_in_order_and_cascade_with_the_session() {
+        let (_d, mut c) = conn();
+        let a = create_user(&mut c, "a", "h", ApprovalMode::Risky).unwrap();
+        let s = create_session(&mut c, a.user_id(), Some("t"), "m", ApprovalMode::Risky).unwrap();
+        let evs = vec![
+            ServerEvent::UserMessage {
+                turn_id: "t1".into(),
+                text: "hi".into(),
+            },
+            ServerEvent::log(LogLevel::Info, crate::protocol::LogSource::Agent, "x"),
+        ];
+        append_events(&mut c, &s.id, &evs).unwrap();
+        assert_eq!(list_events(&mut c, &s.id).unwrap(), evs);
+        assert!(delete_session(&mut c, &s.id).unwrap());
+        assert!(list_events(&mut c, &s.id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn instance_id_is_stable() {
+        let (_d, mut c) = conn();
+        let a = instance_id(&mut c).unwrap();
+        assert_eq!(a, instance_id(&mut c).unwrap());
+    }
+}

@@ -1,0 +1,82 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    chat_sessions (id) {
+        id -> Text,
+        user_id -> Integer,
+        title -> Text,
+        model -> Text,
+        approval_mode -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Integer,
+        session_id -> Text,
+        kind -> Text,
+        payload -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    logins (token_hash) {
+        token_hash -> Text,
+        user_id -> Integer,
+        created_at -> Text,
+        expires_at -> Text,
+    }
+}
+
+diesel::table! {
+    meta (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    tool_calls (call_id) {
+        call_id -> Text,
+        session_id -> Text,
+        turn_id -> Text,
+        tool -> Text,
+        code -> Text,
+        risk_level -> Text,
+        risk_reasons -> Text,
+        approval_mode -> Text,
+        decision -> Nullable<Text>,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Text>,
+        exit_code -> Nullable<BigInt>,
+        result_for_model -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        username -> Text,
+        password_hash -> Text,
+        approval_mode -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::joinable!(chat_sessions -> users (user_id));
+diesel::joinable!(events -> chat_sessions (session_id));
+diesel::joinable!(logins -> users (user_id));
+diesel::joinable!(tool_calls -> chat_sessions (session_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    chat_sessions,
+    events,
+    logins,
+    meta,
+    tool_calls,
+    users,
+);

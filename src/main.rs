@@ -1,0 +1,222 @@
+//! The `ironclaw` command: `serve` (default), `user add|list|passwd|remove`,
+//! `migrate` and `check` (DESIGN.md §7).
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+use ironclaw::auth;
+use ironclaw::config::Settings;
+use ironclaw::db::{self, queries};
+
+#[derive(Parser)]
+#[command(
+    name = "ironclaw",
+    version,
+    about = "Self-hosted AI agent runtime with a hardened sandbox"
+)]
+struct Cli {
+    /// Configuration file (default: ./ironclaw.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check Docker, the sandbox image, the database, the provider and the model.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user.
+    Add {
+        username: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's password (ends their logins).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user and everything they own.
+    Remove { username: String },
+}
+
+fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::User { action } => user(&settings, action),
+        Command::Migrate => {
+            let mut conn = db::connect(&settings.database_path())?;
+            let applied = db::migrate(&mut conn)?;
+            if applied.is_empty() {
+                println!(
+                    "database is up to date: {}",
+                    settings.database_path().display()
+                );
+            } else {
+                println!("applied: {}", applied.join(", "));
+            }
+            Ok(())
+        }
+        Command::Check => check(settings),
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let running = ironclaw::app::start(settings).await?;
+        println!("IronClaw is running: open http://{}", running.addr);
+        running.done.await?;
+        Ok(())
+    })
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.chars().count() < auth::MIN_PASSWORD_LEN {
+        bail!(
+            "a password needs at least {} characters",
+            auth::MIN_PASSWORD_LEN
+        );
+    }
+    Ok(password)
+}
+
+fn user(settings: &Settings, action: UserAction) -> anyhow::Result<()> {
+    let mut conn = db::connect(&settings.database_path())?;
+    db::migrate(&mut conn)?;
+    match action {
+        UserAction::Add {
+            username,
+            password_stdin,
+        } => {
+            let username = username.trim().to_string();
+            if username.is_empty()
+                || username.len() > 64
+                || username.chars().any(char::is_whitespace)
+            {
+                bail!("a username is 1 to 64 characters without spaces");
+            }
+            if queries::find_user(&mut conn, &username)?.is_some() {
+                bail!("user `{username}` already exists");
+            }
+            let hash = auth::hash_password(&read_password(password_stdin)?)?;
+            queries::create_user(&mut conn, &username, &hash, settings.approval.mode)?;
+            println!("created user `{username}`");
+        }
+        UserAction::List => {
+            for u in queries::list_users(&mut conn)? {
+                println!("{}\t{}\t{}", u.username, u.approval_mode, u.created_at);
+            }
+        }
+        UserAction::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let hash = auth::hash_password(&read_password(password_stdin)?)?;
+            if !queries::set_password(&mut conn, &username, &hash)? {
+                bail!("no user `{username}`");
+            }
+            println!("password changed for `{username}`; their logins were ended");
+        }
+        UserAction::Remove { username } => match queries::remove_user(&mut conn, &username)? {
+            None => bail!("no user `{username}`"),
+            Some(sessions) => {
+                for id in &sessions {
+                    let _ = std::fs::remove_dir_all(settings.workspaces_dir().join(id));
+                }
+                println!(
+                    "removed user `{username}` and {} session(s)",
+                    sessions.len()
+                );
+            }
+        },
+    }
+    Ok(())
+}
+
+fn check(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let mut ok = true;
+        let mut line = |good: bool, what: &str, detail: String| {
+            ok &= good;
+            println!("{} {what}: {detail}", if good { "OK  " } else { "FAIL" });
+        };
+        match db::connect(&settings.database_path())
+            .and_then(|mut c| db::migrate(&mut c).map(|_| ()))
+        {
+            Ok(()) => line(
+                true,
+                "database",
+                settings.database_path().display().to_string(),
+            ),
+            Err(e) => line(false, "database", e.to_string()),
+        }
+        let docker = ironclaw::app::docker_summary(&settings).await;
+        line(docker == "ok", "docker", docker);
+        let client = ironclaw::provider::http_client(&settings.provider);
+        let h = ironclaw::provider::health(&client, &settings.provider).await;
+        line(
+            h.reachable,
+            "provider",
+            format!(
+                "{} at {}{}",
+                h.kind,
+                h.url,
+                if h.reachable {
+                    String::new()
+                } else {
+                    format!(" — {}", h.hint.clone().unwrap_or_default())
+                }
+            ),
+        );
+        line(
+            h.model_available,
+            "model",
+            if h.model_available {
+                h.model.clone()
+            } else {
+                h.hint.clone().unwrap_or_else(|| "unavailable".into())
+            },
+        );
+        if ok {
+            Ok(())
+        } else {
+            bail!("some checks failed")
+        }
+    })
+}

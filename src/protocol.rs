@@ -1,0 +1,469 @@
+//! The wire protocol: every WebSocket frame (DESIGN.md §2) and every REST
+//! body (§3). No other module defines a shape that crosses the wire, so a
+//! change to the protocol is a change to this file.
+//!
+//! Server events double as the stored event log: `history` replays the JSON
+//! of each stored event exactly as it was sent live.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame from the browser. Unknown fields are ignored; an unknown `type`
+/// fails to parse and the socket answers an `error` event.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Start a turn, or queue it behind the running one.
+    UserMessage { text: String },
+    /// Answer a pending approval.
+    ApprovalDecision {
+        approval_id: String,
+        decision: Decision,
+        /// Auto-approve the same command for the rest of the session.
+        #[serde(default)]
+        remember: bool,
+    },
+    /// Stop the running turn: the model stream and any running command.
+    Cancel,
+}
+
+/// The person's answer to an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+/// Which tool the model called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tool {
+    Shell,
+    Python,
+}
+
+impl Tool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Shell => "shell",
+            Tool::Python => "python",
+        }
+    }
+}
+
+/// How dangerous a tool call looks, judged by parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    /// Reads only.
+    Low,
+    /// Changes inside the workspace, or runs code.
+    Medium,
+    /// Deletes, writes outside the workspace, network, privilege, process
+    /// control, package installs, or anything that could not be understood.
+    High,
+}
+
+/// A risk level with the reasons for it, in plain words for the person.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Risk {
+    pub level: RiskLevel,
+    pub reasons: Vec<String>,
+}
+
+/// When the session asks before running a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// Ask before every call.
+    Always,
+    /// Ask for high risk only.
+    Risky,
+    /// Run everything.
+    Never,
+}
+
+impl ApprovalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Always => "always",
+            ApprovalMode::Risky => "risky",
+            ApprovalMode::Never => "never",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "always" => Some(ApprovalMode::Always),
+            "risky" => Some(ApprovalMode::Risky),
+            "never" => Some(ApprovalMode::Never),
+            _ => None,
+        }
+    }
+}
+
+/// How an approval ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Approved,
+    Denied,
+    TimedOut,
+}
+
+/// Who settled an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    User,
+    Policy,
+}
+
+/// Which output stream of a command a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Severity of a `log` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// The part of IronClaw a `log` event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    Agent,
+    Provider,
+    Sandbox,
+    Approval,
+    System,
+}
+
+/// Why a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnEndReason {
+    Completed,
+    Cancelled,
+    Error,
+}
+
+/// A frame to the browser. Every variant but `session`, `history`,
+/// `assistant_delta` and `error` is also stored in the session's event log.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First frame after connect.
+    Session {
+        session_id: String,
+        title: String,
+        user: String,
+        provider: String,
+        model: String,
+        approval_mode: ApprovalMode,
+    },
+    /// The stored events of the session, in order.
+    History {
+        session_id: String,
+        events: Vec<ServerEvent>,
+    },
+    UserMessage {
+        turn_id: String,
+        text: String,
+    },
+    AssistantDelta {
+        turn_id: String,
+        text: String,
+    },
+    AssistantMessage {
+        turn_id: String,
+        text: String,
+    },
+    ToolCall {
+        turn_id: String,
+        call_id: String,
+        tool: Tool,
+        code: String,
+        risk: Risk,
+    },
+    ApprovalRequest {
+        approval_id: String,
+        call_id: String,
+        tool: Tool,
+        code: String,
+        risk: Risk,
+        /// RFC 3339.
+        expires_at: String,
+    },
+    ApprovalResolved {
+        approval_id: String,
+        call_id: String,
+        decision: Resolution,
+        by: DecidedBy,
+    },
+    ExecOutput {
+        call_id: String,
+        stream: OutputStream,
+        data: String,
+    },
+    ExecDone {
+        call_id: String,
+        /// `None` when the process was killed before it could exit.
+        exit_code: Option<i64>,
+        timed_out: bool,
+        duration_ms: u64,
+    },
+    FilesChanged {
+        paths: Vec<String>,
+    },
+    Log {
+        level: LogLevel,
+        source: LogSource,
+        message: String,
+    },
+    TurnDone {
+        turn_id: String,
+        reason: TurnEndReason,
+    },
+    Error {
+        /// Stable snake_case code.
+        code: String,
+        /// A sentence a person can act on.
+        message: String,
+    },
+}
+
+impl ServerEvent {
+    /// The `type` tag, as it appears on the wire and in the event table.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerEvent::Session { .. } => "session",
+            ServerEvent::History { .. } => "history",
+            ServerEvent::UserMessage { .. } => "user_message",
+            ServerEvent::AssistantDelta { .. } => "assistant_delta",
+            ServerEvent::AssistantMessage { .. } => "assistant_message",
+            ServerEvent::ToolCall { .. } => "tool_call",
+            ServerEvent::ApprovalRequest { .. } => "approval_request",
+            ServerEvent::ApprovalResolved { .. } => "approval_resolved",
+            ServerEvent::ExecOutput { .. } => "exec_output",
+            ServerEvent::ExecDone { .. } => "exec_done",
+            ServerEvent::FilesChanged { .. } => "files_changed",
+            ServerEvent::Log { .. } => "log",
+            ServerEvent::TurnDone { .. } => "turn_done",
+            ServerEvent::Error { .. } => "error",
+        }
+    }
+
+    /// Whether the event belongs in the stored log that `history` replays.
+    /// Deltas are folded into their `assistant_message`; connection frames
+    /// and per-socket errors are not part of the conversation.
+    pub fn is_stored(&self) -> bool {
+        match self {
+            ServerEvent::Session { .. }
+            | ServerEvent::History { .. }
+            | ServerEvent::AssistantDelta { .. } => false,
+            ServerEvent::UserMessage { .. }
+            | ServerEvent::AssistantMessage { .. }
+            | ServerEvent::ToolCall { .. }
+            | ServerEvent::ApprovalRequest { .. }
+            | ServerEvent::ApprovalResolved { .. }
+            | ServerEvent::ExecOutput { .. }
+            | ServerEvent::ExecDone { .. }
+            | ServerEvent::FilesChanged { .. }
+            | ServerEvent::Log { .. }
+            | ServerEvent::TurnDone { .. }
+            | ServerEvent::Error { .. } => true,
+        }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerEvent::Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn log(level: LogLevel, source: LogSource, message: impl Into<String>) -> Self {
+        ServerEvent::Log {
+            level,
+            source,
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- REST bodies
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Me {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ProviderHealth {
+    pub kind: String,
+    pub url: String,
+    pub reachable: bool,
+    pub model: String,
+    pub model_available: bool,
+    /// What to do when the provider is not usable; absent when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Health {
+    pub status: String,
+    pub database: String,
+    pub docker: String,
+    pub provider: ProviderHealth,
+}
+
+/// One chat session as listed in the sidebar.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub title: String,
+    pub model: String,
+    pub approval_mode: ApprovalMode,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct CreateSession {
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// `PATCH /api/sessions/{id}`: rename, switch model or approval mode.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct UpdateSession {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub approval_mode: Option<ApprovalMode>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SessionDetail {
+    #[serde(flatten)]
+    pub session: SessionSummary,
+    pub events: Vec<ServerEvent>,
+}
+
+/// Kind of a workspace entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FileEntry {
+    pub name: String,
+    /// Workspace-relative, `/`-separated.
+    pub path: String,
+    pub kind: FileKind,
+    pub size: u64,
+    /// RFC 3339.
+    pub modified: String,
+}
+
+/// One tool call in the audit trail.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct AuditEntry {
+    pub call_id: String,
+    pub turn_id: String,
+    pub tool: Tool,
+    pub code: String,
+    pub risk: Risk,
+    pub approval_mode: ApprovalMode,
+    /// `approved`, `denied`, `timed_out`, or absent while pending.
+    pub decision: Option<Resolution>,
+    pub decided_by: Option<DecidedBy>,
+    /// RFC 3339.
+    pub decided_at: Option<String>,
+    pub exit_code: Option<i64>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Every REST error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The models the provider offers, for the page's model picker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ModelList {
+    pub models: Vec<String>,
+    pub current: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_and_ignore_unknown_fields() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"user_message","text":"hi","extra":1}"#).unwrap();
+        assert_eq!(m, ClientMessage::UserMessage { text: "hi".into() });
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"approval_decision","approval_id":"a","decision":"deny"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::ApprovalDecision {
+                approval_id: "a".into(),
+                decision: Decision::Deny,
+                remember: false
+            }
+        );
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn server_events_round_trip_with_snake_case_tags() {
+        let e = ServerEvent::ExecDone {
+            call_id: "c".into(),
+            exit_code: Some(2),
+            timed_out: false,
+            duration_ms: 5,
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "exec_done");
+        assert_eq!(json["exit_code"], 2);
+        let back: ServerEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.kind(), "exec_done");
+    }
+}

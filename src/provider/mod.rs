@@ -1,0 +1,764 @@
+//! The ProviderActor: one per live session, it streams a completion from the
+//! configured LLM server (Ollama's native `/api/chat` as NDJSON, or any
+//! OpenAI-compatible `/v1/chat/completions` as SSE) and sends the reply back
+//! to the AgentActor as typed `ProviderEvent`s. Also the start-up health
+//! check and model resolution.
+//!
+//! Messages: [`Complete`] starts a stream, [`CancelCompletion`] drops it at
+//! once (closing the HTTP connection). Events go out through a bounded
+//! mailbox (`Recipient::send`), so a slow consumer slows the stream instead
+//! of growing memory.
+
+pub mod decode;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::{ProviderKind, ProviderSettings};
+use crate::protocol::ProviderHealth;
+use decode::{NdjsonDecoder, OllamaStream, OpenAiStream, StreamItem};
+
+/// A tool call the model asked for, with its arguments parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallRequest {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// One message of the conversation as the model sees it, independent of
+/// the provider's wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatMessage {
+    System(String),
+    User(String),
+    Assistant {
+        text: String,
+        tool_calls: Vec<ToolCallRequest>,
+    },
+    ToolResult {
+        call_id: String,
+        name: String,
+        content: String,
+    },
+}
+
+impl ChatMessage {
+    /// Rough size in bytes, for the context budget.
+    pub fn weight(&self) -> usize {
+        match self {
+            ChatMessage::System(t) | ChatMessage::User(t) => t.len(),
+            ChatMessage::Assistant { text, tool_calls } => {
+                text.len()
+                    + tool_calls
+                        .iter()
+                        .map(|c| c.arguments.to_string().len() + c.name.len())
+                        .sum::<usize>()
+            }
+            ChatMessage::ToolResult { content, .. } => content.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{kind} is not reachable at {url} ({detail}). {hint}")]
+    Unreachable {
+        kind: String,
+        url: String,
+        detail: String,
+        hint: String,
+    },
+    #[error("The model `{model}` is not available on the {kind} server. {hint}")]
+    ModelNotFound {
+        kind: String,
+        model: String,
+        hint: String,
+    },
+    #[error("The {kind} server refused the API key (HTTP {status}): {detail}. Check {hint}.")]
+    Auth {
+        kind: String,
+        status: u16,
+        detail: String,
+        hint: String,
+    },
+    #[error("The model server is busy (HTTP {status}) and did not recover after {attempts} attempts: {detail}. Try again in a moment.")]
+    Busy {
+        status: u16,
+        attempts: u32,
+        detail: String,
+    },
+    #[error("The model server answered HTTP {status}: {detail}")]
+    Http { status: u16, detail: String },
+    #[error("The model does not support tool calling.")]
+    ToolsUnsupported,
+    #[error("The model server stopped the reply before it was complete. The partial reply is kept; send your message again to retry.")]
+    StreamCut,
+    #[error("The model server went silent for {0} s in the middle of a reply. The partial reply is kept; send your message again to retry.")]
+    Stalled(u64),
+    #[error("The model server sent something IronClaw cannot read: {0}")]
+    Decode(String),
+    #[error("The model server reported an error: {0}")]
+    Remote(String),
+}
+
+impl ProviderError {
+    /// Stable code for the `error` event.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Unreachable { .. } => "provider_unreachable",
+            ProviderError::ModelNotFound { .. } => "model_not_found",
+            ProviderError::Auth { .. } => "provider_auth",
+            ProviderError::Busy { .. } => "provider_busy",
+            ProviderError::Http { .. } => "provider_http",
+            ProviderError::ToolsUnsupported => "tools_unsupported",
+            ProviderError::StreamCut => "provider_stream_cut",
+            ProviderError::Stalled(_) => "provider_stalled",
+            ProviderError::Decode(_) => "provider_bad_response",
+            ProviderError::Remote(_) => "provider_error",
+        }
+    }
+}
+
+/// What the ProviderActor reports about one request.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum ProviderEvent {
+    /// A fragment of reply text.
+    Delta { request: u64, text: String },
+    /// The reply is complete; the tool calls it asked for, if any.
+    Finished {
+        request: u64,
+        tool_calls: Vec<ToolCallRequest>,
+    },
+    /// The request failed. `output_started` says whether any text had been
+    /// delivered (then no retry was attempted).
+    Failed {
+        request: u64,
+        error: ProviderError,
+        output_started: bool,
+    },
+}
+
+/// Stream a completion over `messages`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Complete {
+    /// Chosen by the caller; echoed in every event so late events of a
+    /// cancelled request can be told apart.
+    pub request: u64,
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    /// Offer the `shell` and `python` tools.
+    pub tools: bool,
+    pub reply_to: Recipient<ProviderEvent>,
+}
+
+/// Drop the running request, if it is `request`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelCompletion {
+    pub request: u64,
+}
+
+pub struct ProviderActor {
+    client: reqwest::Client,
+    settings: ProviderSettings,
+    running: Option<(u64, SpawnHandle)>,
+}
+
+impl ProviderActor {
+    pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
+        ProviderActor {
+            client,
+            settings,
+            running: None,
+        }
+    }
+}
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+}
+
+/// Restarted in place if it ever stops; it holds no state worth keeping.
+impl Supervised for ProviderActor {}
+
+impl Handler<Complete> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Complete, ctx: &mut Context<Self>) {
+        if let Some((_, handle)) = self.running.take() {
+            ctx.cancel_future(handle);
+        }
+        let request = msg.request;
+        let fut = stream_completion(self.client.clone(), self.settings.clone(), msg);
+        let handle = ctx.spawn(fut.into_actor(self).map(move |_, act, _| {
+            if act.running.as_ref().is_some_and(|(r, _)| *r == request) {
+                act.running = None;
+            }
+        }));
+        self.running = Some((request, handle));
+    }
+}
+
+impl Handler<CancelCompletion> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelCompletion, ctx: &mut Context<Self>) {
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|(r, _)| *r == msg.request)
+        {
+            if let Some((_, handle)) = self.running.take() {
+                // Dropping the future drops the response body, which closes
+                // the connection: the server stops generating.
+                ctx.cancel_future(handle);
+            }
+        }
+    }
+}
+
+/// Make an HTTP client for providers.
+pub fn http_client(settings: &ProviderSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .build()
+        .unwrap_or_default()
+}
+
+fn kind_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Ollama => "Ollama",
+        ProviderKind::Openai => "The OpenAI-compatible server",
+        ProviderKind::Anthropic => "Anthropic",
+    }
+}
+
+fn unreachable_hint(settings: &ProviderSettings) -> String {
+    match settings.kind {
+        ProviderKind::Ollama => "Start it with `ollama serve`, or set provider.base_url (or OLLAMA_HOST) to where it runs.".into(),
+        ProviderKind::Openai | ProviderKind::Anthropic => {
+            "Check that the server is running and provider.base_url is right.".into()
+        }
+    }
+}
+
+fn model_hint(settings: &ProviderSettings, model: &str) -> String {
+    match settings.kind {
+        ProviderKind::Ollama => format!("Run `ollama pull {model}`, or pick another model."),
+        ProviderKind::Openai | ProviderKind::Anthropic => {
+            "Pick a model the server offers (provider.model).".into()
+        }
+    }
+}
+
+fn unreachable(settings: &ProviderSettings, err: &reqwest::Error) -> ProviderError {
+    let detail = if err.is_timeout() {
+        "timed out".to_string()
+    } else if err.is_connect() {
+        "connection refused".to_string()
+    } else {
+        err.to_string()
+    };
+    ProviderError::Unreachable {
+        kind: kind_name(settings.kind).to_string(),
+        url: settings.resolved_base_url(),
+        detail,
+        hint: unreachable_hint(settings),
+    }
+}
+
+/// The request body and URL for one completion.
+fn build_request(settings: &ProviderSettings, msg: &Complete) -> (String, Value) {
+    let base = settings.resolved_base_url();
+    match settings.kind {
+        ProviderKind::Ollama => {
+            let messages: Vec<Value> = msg.messages.iter().map(ollama_message).collect();
+            let mut body = json!({"model": msg.model, "messages": messages, "stream": true});
+            if msg.tools {
+                body["tools"] = tool_schemas();
+            }
+            (format!("{base}/api/chat"), body)
+        }
+        ProviderKind::Openai | ProviderKind::Anthropic => {
+            let messages: Vec<Value> = msg.messages.iter().map(openai_message).collect();
+            let mut body = json!({
+                "model": msg.model,
+                "messages": messages,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            });
+            if msg.tools {
+                body["tools"] = tool_schemas();
+            }
+            (format!("{base}/v1/chat/completions"), body)
+        }
+    }
+}
+
+/// The two tools, in the OpenAI/Ollama function schema.
+fn tool_schemas() -> Value {
+    json!([
+        {"type": "function", "function": {
+            "name": "shell",
+            "description": "Run a bash command in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string", "description": "The bash command to run."}}, "required": ["command"]}
+        }},
+        {"type": "function", "function": {
+            "name": "python",
+            "description": "Run a Python 3 program in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
+            "parameters": {"type": "object", "properties": {"code": {"type": "string", "description": "The whole Python program."}}, "required": ["code"]}
+        }}
+    ])
+}
+
+fn ollama_message(m: &ChatMessage) -> Value {
+    match m {
+        ChatMessage::System(t) => json!({"role": "system", "content": t}),
+        ChatMessage::User(t) => json!({"role": "user", "content": t}),
+        ChatMessage::Assistant { text, tool_calls } => {
+            let mut v = json!({"role": "assistant", "content": text});
+            if !tool_calls.is_empty() {
+                v["tool_calls"] = tool_calls
+                    .iter()
+                    .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+            }
+            v
+        }
+        ChatMessage::ToolResult { name, content, .. } => {
+            json!({"role": "tool", "content": content, "tool_name": name})
+        }
+    }
+}
+
+fn openai_message(m: &ChatMessage) -> Value {
+    match m {
+        ChatMessage::System(t) => json!({"role": "system", "content": t}),
+        ChatMessage::User(t) => json!({"role": "user", "content": t}),
+        ChatMessage::Assistant { text, tool_calls } => {
+            let mut v = json!({"role": "assistant", "content": text});
+            if !tool_calls.is_empty() {
+                v["tool_calls"] = tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                               "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+                    })
+                    .collect();
+            }
+            v
+        }
+        ChatMessage::ToolResult {
+            call_id, content, ..
+        } => json!({"role": "tool", "tool_call_id": call_id, "content": content}),
+    }
+}
+
+/// Seconds from a `retry-after` header, when it holds a number.
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Longest wait honoured from a `retry-after` header; a server asking for
+/// more is treated as failed rather than leaving the person waiting.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Send the request, retrying transient failures (429, 5xx, 529) with
+/// backoff before any output has been received.
+async fn open_stream(
+    client: &reqwest::Client,
+    settings: &ProviderSettings,
+    url: &str,
+    body: &Value,
+    model: &str,
+) -> Result<reqwest::Response, ProviderError> {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let mut req = client.post(url).json(body);
+        if let Some(key) = settings.resolved_api_key() {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let wait_hint = retry_after(&resp);
+        let text = resp.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").map(decode::error_text))
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        let code = status.as_u16();
+        let transient = code == 429 || code == 529 || status.is_server_error();
+        if transient && attempt <= settings.max_retries {
+            let backoff = Duration::from_millis(
+                settings
+                    .retry_base_ms
+                    .saturating_mul(1 << (attempt - 1).min(10)),
+            );
+            let wait = wait_hint
+                .map(Duration::from_secs)
+                .unwrap_or(backoff)
+                .min(MAX_RETRY_AFTER);
+            log::warn!("provider answered HTTP {code}; retrying in {wait:?} (attempt {attempt})");
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let lower = detail.to_lowercase();
+        return Err(match code {
+            401 | 403 => ProviderError::Auth {
+                kind: kind_name(settings.kind).to_string(),
+                status: code,
+                detail,
+                hint: match settings.kind {
+                    ProviderKind::Anthropic => "ANTHROPIC_API_KEY or provider.api_key".into(),
+                    _ => "OPENAI_API_KEY or provider.api_key".into(),
+                },
+            },
+            404 if lower.contains("model") => ProviderError::ModelNotFound {
+                kind: settings.kind.as_str().to_string(),
+                model: model.to_string(),
+                hint: model_hint(settings, model),
+            },
+            400 if lower.contains("does not support tools") => ProviderError::ToolsUnsupported,
+            _ if transient => ProviderError::Busy {
+                status: code,
+                attempts: attempt,
+                detail,
+            },
+            _ => ProviderError::Http {
+                status: code,
+                detail,
+            },
+        });
+    }
+}
+
+/// Run one completion and report it to `msg.reply_to`.
+async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, msg: Complete) {
+    let request = msg.request;
+    let reply_to = msg.reply_to.clone();
+    let mut started = false;
+    let result = run_stream(&client, &settings, &msg, &mut started).await;
+    let event = match result {
+        Ok(tool_calls) => ProviderEvent::Finished {
+            request,
+            tool_calls,
+        },
+        Err(error) => ProviderEvent::Failed {
+            request,
+            error,
+            output_started: started,
+        },
+    };
+    let _ = reply_to.send(event).await;
+}
+
+async fn run_stream(
+    client: &reqwest::Client,
+    settings: &ProviderSettings,
+    msg: &Complete,
+    started: &mut bool,
+) -> Result<Vec<ToolCallRequest>, ProviderError> {
+    let (url, body) = build_request(settings, msg);
+    let resp = open_stream(client, settings, &url, &body, &msg.model).await?;
+    let idle = Duration::from_secs(settings.stream_idle_secs);
+    let deliver = |text: String| {
+        let reply_to = msg.reply_to.clone();
+        let request = msg.request;
+        async move {
+            reply_to
+                .send(ProviderEvent::Delta { request, text })
+                .await
+                .is_ok()
+        }
+    };
+    match settings.kind {
+        ProviderKind::Ollama => {
+            let mut bytes = resp.bytes_stream();
+            let mut decoder = NdjsonDecoder::default();
+            let mut acc = OllamaStream::default();
+            loop {
+                let next = tokio::time::timeout(idle, bytes.next())
+                    .await
+                    .map_err(|_| ProviderError::Stalled(idle.as_secs()))?;
+                let lines = match next {
+                    Some(Ok(chunk)) => decoder.push(&chunk)?,
+                    Some(Err(_)) => return Err(ProviderError::StreamCut),
+                    None => {
+                        let tail = decoder.finish()?;
+                        for line in tail.iter() {
+                            for StreamItem::Text(t) in acc.on_line(line)? {
+                                *started = true;
+                                if !deliver(t).await {
+                                    return Ok(Vec::new());
+                                }
+                            }
+                        }
+                        return acc.finish();
+                    }
+                };
+                for line in &lines {
+                    for StreamItem::Text(t) in acc.on_line(line)? {
+                        *started = true;
+                        if !deliver(t).await {
+                            return Ok(Vec::new());
+                        }
+                    }
+                }
+            }
+        }
+        ProviderKind::Openai | ProviderKind::Anthropic => {
+            use eventsource_stream::Eventsource;
+            let mut events = resp.bytes_stream().eventsource();
+            let mut acc = OpenAiStream::default();
+            loop {
+                let next = tokio::time::timeout(idle, events.next())
+                    .await
+                    .map_err(|_| ProviderError::Stalled(idle.as_secs()))?;
+                match next {
+                    Some(Ok(event)) => {
+                        if event.event == "error" {
+                            return Err(ProviderError::Remote(event.data));
+                        }
+                        for StreamItem::Text(t) in acc.on_data(&event.data)? {
+                            *started = true;
+                            if !deliver(t).await {
+                                return Ok(Vec::new());
+                            }
+                        }
+                    }
+                    Some(Err(eventsource_stream::EventStreamError::Utf8(e))) => {
+                        return Err(ProviderError::Decode(e.to_string()))
+                    }
+                    Some(Err(eventsource_stream::EventStreamError::Parser(e))) => {
+                        return Err(ProviderError::Decode(e.to_string()))
+                    }
+                    Some(Err(eventsource_stream::EventStreamError::Transport(_))) => {
+                        return Err(ProviderError::StreamCut)
+                    }
+                    None => return acc.finish(),
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ health
+
+/// Time allowed for the health check's model listing.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The models the server offers.
+pub async fn list_models(
+    client: &reqwest::Client,
+    settings: &ProviderSettings,
+) -> Result<Vec<String>, ProviderError> {
+    let base = settings.resolved_base_url();
+    let (url, key) = match settings.kind {
+        ProviderKind::Ollama => (format!("{base}/api/tags"), "models"),
+        ProviderKind::Openai | ProviderKind::Anthropic => (format!("{base}/v1/models"), "data"),
+    };
+    let mut req = client.get(&url).timeout(HEALTH_TIMEOUT);
+    if let Some(k) = settings.resolved_api_key() {
+        req = match settings.kind {
+            ProviderKind::Anthropic => req
+                .header("x-api-key", k)
+                .header("anthropic-version", "2023-06-01"),
+            _ => req.bearer_auth(k),
+        };
+    }
+    let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
+    let status = resp.status().as_u16();
+    if status == 401 || status == 403 {
+        return Err(ProviderError::Auth {
+            kind: kind_name(settings.kind).to_string(),
+            status,
+            detail: "the model list was refused".into(),
+            hint: match settings.kind {
+                ProviderKind::Anthropic => "ANTHROPIC_API_KEY or provider.api_key".into(),
+                _ => "OPENAI_API_KEY or provider.api_key".into(),
+            },
+        });
+    }
+    if !resp.status().is_success() {
+        return Err(ProviderError::Http {
+            status,
+            detail: format!("listing models at {url} failed"),
+        });
+    }
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| ProviderError::Decode(e.to_string()))?;
+    Ok(v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            m.get("name")
+                .or_else(|| m.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect())
+}
+
+/// The offered model `wanted` names: itself, or with Ollama's implicit
+/// `:latest` tag (`llama3.2` matches `llama3.2:latest`).
+pub fn resolve_model(wanted: &str, offered: &[String]) -> Option<String> {
+    if let Some(m) = offered.iter().find(|m| *m == wanted) {
+        return Some(m.clone());
+    }
+    if !wanted.contains(':') {
+        let latest = format!("{wanted}:latest");
+        if let Some(m) = offered.iter().find(|m| **m == latest) {
+            return Some(m.clone());
+        }
+    }
+    None
+}
+
+/// Reachability and model availability, for `/api/health`, the page's
+/// status line and `ironclaw check`.
+pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> ProviderHealth {
+    let mut h = ProviderHealth {
+        kind: settings.kind.as_str().to_string(),
+        url: settings.resolved_base_url(),
+        reachable: false,
+        model: settings.model.clone(),
+        model_available: false,
+        hint: None,
+    };
+    match list_models(client, settings).await {
+        Ok(models) => {
+            h.reachable = true;
+            match resolve_model(&settings.model, &models) {
+                Some(m) => {
+                    h.model = m;
+                    h.model_available = true;
+                }
+                None => {
+                    h.hint = Some(
+                        ProviderError::ModelNotFound {
+                            kind: settings.kind.as_str().to_string(),
+                            model: settings.model.clone(),
+                            hint: model_hint(settings, &settings.model),
+                        }
+                        .to_string(),
+                    )
+                }
+            }
+        }
+        Err(e) => h.hint = Some(e.to_string()),
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_resolution_matches_implicit_latest() {
+        let offered = vec!["llama3.2:latest".to_string(), "qwen2.5:7b".to_string()];
+        assert_eq!(
+            resolve_model("llama3.2", &offered).as_deref(),
+            Some("llama3.2:latest")
+        );
+        assert_eq!(
+            resolve_model("qwen2.5:7b", &offered).as_deref(),
+            Some("qwen2.5:7b")
+        );
+        assert_eq!(resolve_model("qwen2.5", &offered), None);
+        assert_eq!(resolve_model("mistral", &offered), None);
+    }
+
+    async fn sse_payloads(chunks: Vec<Vec<u8>>) -> Vec<(String, String)> {
+        use eventsource_stream::Eventsource;
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+        );
+        stream
+            .eventsource()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.event, e.data)
+            })
+            .collect()
+            .await
+    }
+
+    #[actix_rt::test]
+    async fn sse_decoding_survives_splits_crlf_comments_and_utf8() {
+        let recorded = "data: {\"choices\":[{\"delta\":{\"content\":\"Grüße 🌍\"}}]}\r\n\r\n: keep-alive comment\n\nevent: ping\ndata: {}\n\ndata: [DONE]\n\n";
+        let whole = sse_payloads(vec![recorded.as_bytes().to_vec()]).await;
+        assert_eq!(whole.len(), 3);
+        assert_eq!(
+            whole[0].1,
+            "{\"choices\":[{\"delta\":{\"content\":\"Grüße 🌍\"}}]}"
+        );
+        assert_eq!(whole[1].0, "ping");
+        assert_eq!(whole[2].1, "[DONE]");
+        for piece in [1, 2, 3, 5, 7] {
+            let chunks = recorded
+                .as_bytes()
+                .chunks(piece)
+                .map(<[u8]>::to_vec)
+                .collect();
+            assert_eq!(
+                sse_payloads(chunks).await,
+                whole,
+                "split every {piece} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn requests_carry_tools_and_the_conversation_in_each_format() {
+        let settings = crate::config::Settings::load(None).unwrap().provider;
+        let msgs = vec![
+            ChatMessage::System("s".into()),
+            ChatMessage::User("u".into()),
+            ChatMessage::Assistant {
+                text: String::new(),
+                tool_calls: vec![ToolCallRequest {
+                    id: "c1".into(),
+                    name: "shell".into(),
+                    arguments: json!({"command":"ls"}),
+                }],
+            },
+            ChatMessage::ToolResult {
+                call_id: "c1".into(),
+                name: "shell".into(),
+                content: "out".into(),
+            },
+        ];
+        let o: Vec<Value> = msgs.iter().map(openai_message).collect();
+        assert_eq!(
+            o[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"command\":\"ls\"}"
+        );
+        assert_eq!(o[3]["tool_call_id"], "c1");
+        let l: Vec<Value> = msgs.iter().map(ollama_message).collect();
+        assert_eq!(
+            l[2]["tool_calls"][0]["function"]["arguments"]["command"],
+            "ls"
+        );
+        assert_eq!(l[3]["role"], "tool");
+        assert_eq!(settings.kind, ProviderKind::Ollama);
+    }
+}

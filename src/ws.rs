@@ -1,0 +1,262 @@
+//! The WsSession actor: one per browser WebSocket. It parses frames into
+//! `ClientMessage`s for the session's AgentActor and writes the agent's
+//! events out. The only module that touches actix-web-actors, so it can be
+//! swapped for actix-ws later.
+//!
+//! Registration follows actix's chat example: the socket joins its session
+//! in `started()`, leaves in `stopping()`, and keeps a heartbeat from the
+//! named constants below.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use crate::agent::{AgentActor, Attach, Detach, Disconnect, Inbound, Outbound};
+use crate::protocol::{ClientMessage, ServerEvent};
+use crate::supervisor::{Join, Leave, SessionSupervisor};
+
+/// How often the server pings an idle socket.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// A socket silent (no pong, no frame) this long is considered gone.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
+/// Frames the codec accepts before our own size check; larger than
+/// `server.max_frame_bytes` so an oversized message gets a polite `error`
+/// instead of a dropped connection.
+pub const CODEC_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+pub struct WsSession {
+    /// Unique per socket, for the agent's fan-out list.
+    socket_id: u64,
+    session_id: String,
+    username: String,
+    supervisor: Addr<SessionSupervisor>,
+    /// Set once the supervisor has answered `Join`.
+    agent: Option<Addr<AgentActor>>,
+    /// Frames that arrived before `agent` was known.
+    early: Vec<ClientMessage>,
+    last_seen: Instant,
+    max_frame_bytes: usize,
+    outbound_queue: usize,
+    /// A fragmented message being reassembled.
+    continuation: Option<Vec<u8>>,
+    /// The continuation is over the limit; drop fragments until its end.
+    skipping: bool,
+}
+
+impl WsSession {
+    pub fn new(
+        session_id: String,
+        username: String,
+        supervisor: Addr<SessionSupervisor>,
+        max_frame_bytes: usize,
+        outbound_queue: usize,
+    ) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        WsSession {
+            socket_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            session_id,
+            username,
+            supervisor,
+            agent: None,
+            early: Vec::new(),
+            last_seen: Instant::now(),
+            max_frame_bytes,
+            outbound_queue,
+            continuation: None,
+            skipping: false,
+        }
+    }
+
+    fn send_event(ctx: &mut ws::WebsocketContext<Self>, event: &ServerEvent) {
+        if let Ok(text) = serde_json::to_string(event) {
+            ctx.text(text);
+        }
+    }
+
+    fn too_large(&self, ctx: &mut ws::WebsocketContext<Self>, size: usize) {
+        Self::send_event(
+            ctx,
+            &ServerEvent::error(
+                "message_too_large",
+                format!(
+                    "That message is {size} bytes; the limit is {} bytes. Shorten it, or upload it as a file.",
+                    self.max_frame_bytes
+                ),
+            ),
+        );
+    }
+
+    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, bytes: &[u8]) {
+        if bytes.len() > self.max_frame_bytes {
+            self.too_large(ctx, bytes.len());
+            return;
+        }
+        let message = match serde_json::from_slice::<ClientMessage>(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, message) = match serde_json::from_slice::<serde_json::Value>(bytes) {
+                    Err(_) => ("malformed_json", format!("That frame is not valid JSON: {e}.")),
+                    Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
+                        Some(t) if !matches!(t, "user_message" | "approval_decision" | "cancel") => (
+                            "unknown_type",
+                            format!("Unknown message type `{t}`; expected user_message, approval_decision or cancel."),
+                        ),
+                        None => ("malformed_message", "Every frame needs a string `type` field.".to_string()),
+                        Some(_) => ("malformed_message", format!("That message is missing a field or has a wrong one: {e}.")),
+                    },
+                };
+                Self::send_event(ctx, &ServerEvent::error(code, message));
+                return;
+            }
+        };
+        match &self.agent {
+            Some(agent) => agent.do_send(Inbound {
+                socket_id: self.socket_id,
+                message,
+            }),
+            None => self.early.push(message),
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The bounded outbound queue: the agent `try_send`s into this
+        // mailbox and drops the socket when it is full.
+        ctx.set_mailbox_capacity(self.outbound_queue);
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if Instant::now().duration_since(act.last_seen) > CLIENT_TIMEOUT {
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+        let join = Join {
+            session_id: self.session_id.clone(),
+        };
+        self.supervisor
+            .send(join)
+            .into_actor(self)
+            .then(|res, act, ctx| {
+                match res {
+                    Ok(agent) => {
+                        agent.do_send(Attach {
+                            socket_id: act.socket_id,
+                            username: act.username.clone(),
+                            outbound: ctx.address().recipient(),
+                            control: ctx.address().recipient(),
+                        });
+                        for message in act.early.drain(..) {
+                            agent.do_send(Inbound {
+                                socket_id: act.socket_id,
+                                message,
+                            });
+                        }
+                        act.agent = Some(agent);
+                    }
+                    Err(_) => {
+                        Self::send_event(
+                            ctx,
+                            &ServerEvent::error(
+                                "server_stopping",
+                                "The server is shutting down; reconnect in a moment.",
+                            ),
+                        );
+                        ctx.stop();
+                    }
+                }
+                fut::ready(())
+            })
+            .wait(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Some(agent) = &self.agent {
+            agent.do_send(Detach {
+                socket_id: self.socket_id,
+            });
+            self.supervisor.do_send(Leave {
+                session_id: self.session_id.clone(),
+            });
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Outbound> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        ctx.text(msg.0.to_string());
+    }
+}
+
+impl Handler<Disconnect> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        Self::send_event(ctx, &ServerEvent::error(msg.code, msg.message));
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Away,
+            description: Some(msg.code.to_string()),
+        }));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                log::info!("websocket protocol error: {e}");
+                ctx.stop();
+                return;
+            }
+        };
+        match msg {
+            ws::Message::Text(text) => self.on_text(ctx, text.as_bytes()),
+            ws::Message::Binary(bin) => self.on_text(ctx, &bin),
+            ws::Message::Continuation(item) => {
+                let (first, data, last) = match item {
+                    actix_http::ws::Item::FirstText(d) | actix_http::ws::Item::FirstBinary(d) => {
+                        (true, d, false)
+                    }
+                    actix_http::ws::Item::Continue(d) => (false, d, false),
+                    actix_http::ws::Item::Last(d) => (false, d, true),
+                };
+                if first {
+                    self.continuation = Some(Vec::new());
+                    self.skipping = false;
+                }
+                if !self.skipping {
+                    let buf = self.continuation.get_or_insert_with(Vec::new);
+                    buf.extend_from_slice(&data);
+                    if buf.len() > self.max_frame_bytes {
+                        let size = buf.len();
+                        self.continuation = None;
+                        self.skipping = true;
+                        self.too_large(ctx, size);
+                    }
+                }
+                if last {
+                    self.skipping = false;
+                    if let Some(buf) = self.continuation.take() {
+                        self.on_text(ctx, &buf);
+                    }
+                }
+            }
+            ws::Message::Ping(p) => ctx.pong(&p),
+            ws::Message::Pong(_) => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            ws::Message::Nop => {}
+        }
+    }
+}
