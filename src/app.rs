@@ -31,6 +31,10 @@ pub struct Running {
 /// Bytes of a JSON request body; bodies are small commands, never files.
 const JSON_BODY_LIMIT: usize = 1024 * 1024;
 
+/// How many more failed logins one client address may make than one
+/// username: an office behind one address is several people.
+const IP_FAILURE_FACTOR: u32 = 4;
+
 /// Start everything. Must run inside an actix system.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
@@ -48,8 +52,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings: settings.clone(),
         db: db.clone(),
         supervisor: supervisor.clone(),
-        limiter: LoginLimiter::new(
+        user_limiter: LoginLimiter::new(
             settings.server.login_max_failures,
+            Duration::from_secs(settings.server.login_window_secs),
+        ),
+        ip_limiter: LoginLimiter::new(
+            settings.server.login_max_failures * IP_FAILURE_FACTOR,
             Duration::from_secs(settings.server.login_window_secs),
         ),
         http: http_client,

@@ -29,7 +29,11 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub supervisor: Addr<SessionSupervisor>,
-    pub limiter: LoginLimiter,
+    /// Failed logins per username.
+    pub user_limiter: LoginLimiter,
+    /// Failed logins per client address, looser: one address may serve
+    /// several people.
+    pub ip_limiter: LoginLimiter,
     pub http: reqwest::Client,
 }
 
@@ -170,10 +174,12 @@ async fn login(
     let LoginRequest { username, password } = body.into_inner();
     let user_key = format!("user:{username}");
     let ip_key = client_key(&req);
-    for key in [&user_key, &ip_key] {
-        if let Some(wait) = state.limiter.blocked_for(key) {
-            return Err(ApiError::TooManyAttempts(wait));
-        }
+    if let Some(wait) = state
+        .user_limiter
+        .blocked_for(&user_key)
+        .or_else(|| state.ip_limiter.blocked_for(&ip_key))
+    {
+        return Err(ApiError::TooManyAttempts(wait));
     }
     let name = username.clone();
     let user = state.db.run(move |c| queries::find_user(c, &name)).await?;
@@ -187,11 +193,11 @@ async fn login(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| ok) else {
         log::info!("failed login for {username:?}");
-        state.limiter.record_failure(&user_key);
-        state.limiter.record_failure(&ip_key);
+        state.user_limiter.record_failure(&user_key);
+        state.ip_limiter.record_failure(&ip_key);
         return Err(ApiError::BadCredentials);
     };
-    state.limiter.clear(&user_key);
+    state.user_limiter.clear(&user_key);
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
     let ttl = chrono::Duration::hours(state.settings.server.login_ttl_hours as i64);

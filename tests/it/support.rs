@@ -1,0 +1,410 @@
+//! The test harness: `TestApp` starts the real IronClaw server on
+//! 127.0.0.1:0 with a temp data dir (in its own thread and actix system),
+//! `Client` is a logged-in REST client, `Socket` a WebSocket client that
+//! reads whole events.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+
+use ironclaw::config::{ProviderKind, Settings};
+use ironclaw::db::{self, queries};
+use ironclaw::protocol::ApprovalMode;
+
+/// How long a test waits for one expected event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub ws_base: String,
+    pub data_dir: PathBuf,
+    /// Kept alive for the test; `None` when the caller owns the directory.
+    _temp: Option<tempfile::TempDir>,
+    pub supervisor: actix::Addr<ironclaw::supervisor::SessionSupervisor>,
+    server: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub struct TestAppBuilder {
+    settings: Settings,
+    temp: Option<tempfile::TempDir>,
+    users: Vec<String>,
+}
+
+impl TestApp {
+    /// A server using the fake LLM at `llm_url` in the given wire format.
+    pub fn builder(kind: ProviderKind, llm_url: &str) -> TestAppBuilder {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut settings =
+            Settings::load(Some(&write_empty_config(temp.path()))).expect("settings");
+        settings.server.port = 0;
+        settings.server.workers = 2;
+        settings.server.session_grace_secs = 2;
+        settings.data.dir = temp.path().join("data");
+        settings.provider.kind = kind;
+        settings.provider.base_url = llm_url.to_string();
+        settings.provider.api_key = String::new();
+        settings.provider.retry_base_ms = 20;
+        settings.provider.stream_idle_secs = 20;
+        TestAppBuilder {
+            settings,
+            temp: Some(temp),
+            users: vec!["alice".into(), "bob".into()],
+        }
+    }
+}
+
+fn write_empty_config(dir: &Path) -> PathBuf {
+    let p = dir.join("ironclaw.toml");
+    std::fs::write(&p, "# test\n").expect("config");
+    p
+}
+
+impl TestAppBuilder {
+    pub fn settings(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
+        self
+    }
+
+    /// Use an existing data directory (to restart on the same data).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.settings.data.dir = dir.to_path_buf();
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let settings = self.settings;
+        seed_users(&settings, &self.users);
+        let data_dir = settings.data.dir.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let sys = actix_rt::System::new();
+            sys.block_on(async move {
+                match ironclaw::app::start(settings).await {
+                    Ok(running) => {
+                        let _ = tx.send(Ok((
+                            running.addr,
+                            running.server.clone(),
+                            running.supervisor.clone(),
+                        )));
+                        let _ = running.done.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+        let (addr, server, supervisor) = tokio::task::spawn_blocking(move || rx.recv())
+            .await
+            .expect("join")
+            .expect("server thread")
+            .expect("server start");
+        TestApp {
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            data_dir,
+            _temp: self.temp,
+            supervisor,
+            server,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Create users with known passwords directly in the database, before the
+/// server starts (so the first-start admin is not created).
+fn seed_users(settings: &Settings, users: &[String]) {
+    let mut conn = db::connect(&settings.database_path()).expect("db");
+    db::migrate(&mut conn).expect("migrate");
+    for u in users {
+        if queries::find_user(&mut conn, u).expect("find").is_none() {
+            let hash = ironclaw::auth::hash_password(PASSWORD).expect("hash");
+            queries::create_user(&mut conn, u, &hash, ApprovalMode::Risky).expect("user");
+        }
+    }
+}
+
+impl TestApp {
+    /// Stop the server and wait for its thread; the data dir stays.
+    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.server.stop(true).await;
+        if let Some(t) = self.thread.take() {
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .expect("join")
+                .expect("server thread panicked");
+        }
+        (self.data_dir.clone(), self._temp.take())
+    }
+
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Log in as `user`; panics on failure.
+    pub async fn login(&self, user: &str) -> Client {
+        let resp = self
+            .http()
+            .post(format!("{}/api/login", self.base))
+            .json(&json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), 200, "login as {user}");
+        let cookie = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("ironclaw_login="))
+            .expect("login cookie")
+            .to_string();
+        let pair = cookie.split(';').next().expect("cookie pair").to_string();
+        Client {
+            base: self.base.clone(),
+            ws_base: self.ws_base.clone(),
+            cookie: pair,
+            raw_set_cookie: cookie,
+            http: self.http(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // A test that panicked before `stop`: don't leave the server thread
+        // serving into the next test.
+        let server = self.server.clone();
+        std::mem::drop(server.stop(false));
+    }
+}
+
+/// A logged-in user.
+pub struct Client {
+    pub base: String,
+    pub ws_base: String,
+    /// `ironclaw_login=<token>`.
+    pub cookie: String,
+    /// The whole Set-Cookie header, to check its attributes.
+    pub raw_set_cookie: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .put(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+    }
+
+    pub fn patch(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .patch(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+    }
+
+    /// Create a session; returns its id.
+    pub async fn new_session(&self) -> String {
+        let resp = self
+            .post("/api/sessions")
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201);
+        let v: Value = resp.json().await.expect("json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// Open a socket on `session` (or the default session) and read the
+    /// `session` and `history` frames.
+    pub async fn connect(&self, session: Option<&str>) -> Socket {
+        let url = match session {
+            Some(id) => format!("{}/ws?session={id}", self.ws_base),
+            None => format!("{}/ws", self.ws_base),
+        };
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut()
+            .insert("cookie", self.cookie.parse().expect("cookie header"));
+        let (stream, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket connect");
+        let mut socket = Socket {
+            stream,
+            seen: Vec::new(),
+            session: Value::Null,
+            history: Value::Null,
+        };
+        let session = socket.next().await;
+        assert_eq!(session["type"], "session", "first frame: {session}");
+        let history = socket.next().await;
+        assert_eq!(history["type"], "history", "second frame: {history}");
+        socket.session = session;
+        socket.history = history;
+        socket
+    }
+}
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Socket {
+    pub stream: WsStream,
+    /// Every event read so far, in order.
+    pub seen: Vec<Value>,
+    pub session: Value,
+    pub history: Value,
+}
+
+impl Socket {
+    pub fn session_id(&self) -> String {
+        self.session["session_id"]
+            .as_str()
+            .expect("session id")
+            .to_string()
+    }
+
+    pub fn history_events(&self) -> Vec<Value> {
+        self.history["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::Text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.stream.send(Message::Text(text)).await.expect("send");
+    }
+
+    pub async fn say(&mut self, text: &str) {
+        self.send(json!({"type": "user_message", "text": text}))
+            .await;
+    }
+
+    /// The next event; panics after `EVENT_TIMEOUT` or if the socket closes.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no event within {EVENT_TIMEOUT:?}; seen: {:#?}", self.seen)
+                })
+                .unwrap_or_else(|| panic!("socket closed; seen: {:#?}", self.seen))
+                .expect("websocket error");
+            match msg {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("event is JSON");
+                    self.seen.push(v.clone());
+                    return v;
+                }
+                Message::Close(c) => panic!("socket closed: {c:?}; seen: {:#?}", self.seen),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Read until an event of `kind` arrives; returns it.
+    pub async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Read until `turn_done`; returns every event of the turn, in order.
+    pub async fn turn(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let v = self.next().await;
+            let done = v["type"] == "turn_done";
+            out.push(v);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Whether the server closes the socket within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Ok(v) = serde_json::from_str(&t) {
+                        self.seen.push(v);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// Events of `kind` among `events`.
+pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+/// The concatenated `assistant_delta` text of `events`.
+pub fn delta_text(events: &[Value]) -> String {
+    of_type(events, "assistant_delta")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect()
+}
+
+/// Whether an upgrade to `/ws` without credentials is refused; returns the
+/// HTTP status of the refusal.
+pub async fn ws_refused_status(ws_base: &str, cookie: Option<&str>) -> u16 {
+    let mut req = format!("{ws_base}/ws")
+        .into_client_request()
+        .expect("request");
+    if let Some(c) = cookie {
+        req.headers_mut()
+            .insert("cookie", c.parse().expect("cookie"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected websocket error: {e}"),
+        Ok(_) => 101,
+    }
+}
