@@ -17,15 +17,23 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use diesel::sqlite::SqliteConnection;
+
+use crate::approval::{ApprovalActor, Decide, Review, ReviewCall, Verdict, Withdraw};
 use crate::config::Settings;
-use crate::db::queries::{self, ChatSession};
-use crate::db::Db;
+use crate::db::queries::{self, ChatSession, ToolCallRow};
+use crate::db::{Db, DbError};
 use crate::protocol::{
-    ApprovalMode, ClientMessage, LogLevel, LogSource, ServerEvent, TurnEndReason,
+    ApprovalMode, ClientMessage, DecidedBy, LogLevel, LogSource, OutputStream, Resolution,
+    ServerEvent, Tool, TurnEndReason,
 };
 use crate::provider::{
     CancelCompletion, ChatMessage, Complete, ProviderActor, ProviderError, ProviderEvent,
     ToolCallRequest,
+};
+use crate::sandbox::{
+    CancelExec, Exec, ExecChunk, ExecOutcome, RemoveContainer, SandboxActor, SandboxError,
+    SandboxNotice,
 };
 
 /// A serialised event for one socket. Serialised once, shared by all tabs.
@@ -103,13 +111,99 @@ struct Turn {
     request: u64,
     /// Reply text of the current step received so far.
     partial: String,
+    /// Tool calls of the current step still to run, in order.
+    calls: VecDeque<ToolCallRequest>,
+    /// What the turn is waiting for.
+    stage: Stage,
+    /// `cancel` arrived while a command was running: end the turn once
+    /// the sandbox reports it stopped.
+    cancelled: bool,
+    /// Output of the running command, coalesced for storage.
+    output: OutputLog,
 }
+
+/// The tool call being handled.
+#[derive(Debug, Clone)]
+struct CallInFlight {
+    id: String,
+    tool: Tool,
+    code: String,
+}
+
+enum Stage {
+    /// Waiting for the model.
+    Model,
+    /// Waiting for the ApprovalActor's policy answer.
+    Reviewing(CallInFlight),
+    /// Waiting for the person.
+    Awaiting(CallInFlight, String),
+    /// The command is running.
+    Executing(CallInFlight),
+}
+
+/// A command's output kept for `history`: consecutive chunks of the same
+/// stream merged, capped at `agent.stored_output_bytes` with a note.
+#[derive(Default)]
+struct OutputLog {
+    segments: Vec<(OutputStream, String)>,
+    kept: usize,
+    dropped: usize,
+}
+
+impl OutputLog {
+    fn push(&mut self, stream: OutputStream, data: &str, cap: usize) {
+        if self.kept >= cap {
+            self.dropped += data.len();
+            return;
+        }
+        let room = cap - self.kept;
+        let mut take = data.len().min(room);
+        while !data.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.dropped += data.len() - take;
+        self.kept += take;
+        match self.segments.last_mut() {
+            Some((s, text)) if *s == stream => text.push_str(&data[..take]),
+            _ => self.segments.push((stream, data[..take].to_string())),
+        }
+    }
+
+    fn into_events(self, call_id: &str) -> Vec<ServerEvent> {
+        let mut events: Vec<ServerEvent> = self
+            .segments
+            .into_iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(stream, data)| ServerEvent::ExecOutput {
+                call_id: call_id.to_string(),
+                stream,
+                data,
+            })
+            .collect();
+        if self.dropped > 0 {
+            events.push(ServerEvent::ExecOutput {
+                call_id: call_id.to_string(),
+                stream: OutputStream::Stderr,
+                data: format!(
+                    "\n[IronClaw: {} more bytes of output were shown live but not kept in the history]\n",
+                    self.dropped
+                ),
+            });
+        }
+        events
+    }
+}
+
+/// Extra database work done in the same transaction as an event append.
+type DbWork = Box<dyn FnOnce(&mut SqliteConnection) -> Result<(), DbError> + Send>;
 
 pub struct AgentActor {
     session_id: String,
     db: Db,
     settings: Arc<Settings>,
     provider: Addr<ProviderActor>,
+    approval: Addr<ApprovalActor>,
+    sandbox: Addr<SandboxActor>,
     /// Loaded from the database in `started`.
     session: Option<ChatSession>,
     /// What the model sees, rebuilt from the event log on (re)start.
@@ -131,6 +225,8 @@ impl AgentActor {
         db: Db,
         settings: Arc<Settings>,
         provider: Addr<ProviderActor>,
+        approval: Addr<ApprovalActor>,
+        sandbox: Addr<SandboxActor>,
     ) -> Self {
         let tools = settings.provider.tools;
         AgentActor {
@@ -138,6 +234,8 @@ impl AgentActor {
             db,
             settings,
             provider,
+            approval,
+            sandbox,
             session: None,
             conversation: Vec::new(),
             sockets: Vec::new(),
@@ -192,16 +290,21 @@ impl AgentActor {
         });
     }
 
-    /// Store the events that belong in history, then send all of them, in
-    /// order; then run `then`. The actor handles nothing else meanwhile, so
-    /// events never overtake each other and nothing is sent before it is
-    /// stored.
-    fn emit_then<F>(&mut self, ctx: &mut Context<Self>, events: Vec<ServerEvent>, then: F)
-    where
+    /// Store the events that belong in history (and `work`, in the same
+    /// transaction), then send all of them, in order; then run `then`. The
+    /// actor handles nothing else meanwhile, so events never overtake each
+    /// other and nothing is sent before it is stored.
+    fn persist_then<F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        events: Vec<ServerEvent>,
+        work: Option<DbWork>,
+        then: F,
+    ) where
         F: FnOnce(&mut Self, &mut Context<Self>) + 'static,
     {
         let stored: Vec<ServerEvent> = events.iter().filter(|e| e.is_stored()).cloned().collect();
-        if stored.is_empty() {
+        if stored.is_empty() && work.is_none() {
             ctx.wait(fut::ready(()).map(move |_, act: &mut Self, ctx| {
                 for e in &events {
                     act.broadcast(e);
@@ -214,8 +317,16 @@ impl AgentActor {
         let session_id = self.session_id.clone();
         ctx.wait(
             async move {
-                db.run(move |c| queries::append_events(c, &session_id, &stored))
-                    .await
+                db.run(move |c| {
+                    use diesel::Connection;
+                    c.transaction(|c| {
+                        if let Some(work) = work {
+                            work(c)?;
+                        }
+                        queries::append_events(c, &session_id, &stored)
+                    })
+                })
+                .await
             }
             .into_actor(self)
             .map(move |res, act, ctx| match res {
@@ -237,6 +348,19 @@ impl AgentActor {
                 }
             }),
         );
+    }
+
+    fn emit_then<F>(&mut self, ctx: &mut Context<Self>, events: Vec<ServerEvent>, then: F)
+    where
+        F: FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    {
+        self.persist_then(ctx, events, None, then);
+    }
+
+    /// Send an event to the sockets in order with the stored ones, without
+    /// storing it (live command output, kept coalesced at the end).
+    fn send_live(&mut self, ctx: &mut Context<Self>, event: ServerEvent) {
+        ctx.wait(fut::ready(()).map(move |_, act: &mut Self, _| act.broadcast(&event)));
     }
 
     fn emit(&mut self, ctx: &mut Context<Self>, events: Vec<ServerEvent>) {
@@ -265,6 +389,10 @@ impl AgentActor {
             steps: 0,
             request: 0,
             partial: String::new(),
+            calls: VecDeque::new(),
+            stage: Stage::Model,
+            cancelled: false,
+            output: OutputLog::default(),
         });
         self.name_session_after(&text);
         let event = ServerEvent::UserMessage {
@@ -332,6 +460,7 @@ impl AgentActor {
         self.next_request += 1;
         turn.request = self.next_request;
         turn.partial.clear();
+        turn.stage = Stage::Model;
         let messages = context_window(
             &self.settings.agent.system_prompt,
             &self.conversation,
@@ -383,21 +512,99 @@ impl AgentActor {
     }
 
     fn cancel(&mut self, ctx: &mut Context<Self>) {
-        let Some(turn) = self.turn.as_ref() else {
+        let Some(turn) = self.turn.as_mut() else {
             return;
         };
-        self.provider.do_send(CancelCompletion {
-            request: turn.request,
-        });
-        let events = self.keep_partial().into_iter().collect();
-        self.end_turn(ctx, TurnEndReason::Cancelled, events);
+        let stage = std::mem::replace(&mut turn.stage, Stage::Model);
+        match stage {
+            Stage::Model => {
+                self.provider.do_send(CancelCompletion {
+                    request: turn.request,
+                });
+                let events = self.keep_partial().into_iter().collect();
+                self.end_turn(ctx, TurnEndReason::Cancelled, events);
+            }
+            Stage::Reviewing(call) => {
+                // The review answer is ignored once the stage has moved on.
+                self.skip_remaining(
+                    call,
+                    "The person cancelled the turn; the command was not run.",
+                );
+                self.end_turn(ctx, TurnEndReason::Cancelled, Vec::new());
+            }
+            Stage::Awaiting(call, approval_id) => {
+                self.approval.do_send(Withdraw {
+                    approval_id: approval_id.clone(),
+                });
+                let resolved = ServerEvent::ApprovalResolved {
+                    approval_id,
+                    call_id: call.id.clone(),
+                    decision: Resolution::Denied,
+                    by: DecidedBy::User,
+                };
+                let id = call.id.clone();
+                let work: DbWork = Box::new(move |c| {
+                    queries::record_decision(c, &id, Resolution::Denied, DecidedBy::User)
+                });
+                self.skip_remaining(
+                    call,
+                    "The person cancelled the turn; the command was not run.",
+                );
+                let Some(turn) = self.turn.take() else {
+                    return;
+                };
+                let done = ServerEvent::TurnDone {
+                    turn_id: turn.id,
+                    reason: TurnEndReason::Cancelled,
+                };
+                self.persist_then(ctx, vec![resolved, done], Some(work), |act, ctx| {
+                    act.start_next_turn(ctx)
+                });
+            }
+            Stage::Executing(call) => {
+                // The sandbox kills the process group; the turn ends when it
+                // reports the command finished.
+                self.sandbox.do_send(CancelExec {
+                    call_id: call.id.clone(),
+                });
+                turn.stage = Stage::Executing(call);
+                turn.cancelled = true;
+            }
+        }
     }
 
-    fn on_finished(&mut self, ctx: &mut Context<Self>, tool_calls: Vec<ToolCallRequest>) {
+    /// Give `call` and every call still queued in this step a result, so
+    /// the model sees each of its calls answered.
+    fn skip_remaining(&mut self, call: CallInFlight, why: &str) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let mut results = vec![ChatMessage::ToolResult {
+            call_id: call.id,
+            name: call.tool.as_str().to_string(),
+            content: why.to_string(),
+        }];
+        for c in turn.calls.drain(..) {
+            results.push(ChatMessage::ToolResult {
+                call_id: c.id,
+                name: c.name,
+                content: why.to_string(),
+            });
+        }
+        self.conversation.extend(results);
+    }
+
+    fn on_finished(&mut self, ctx: &mut Context<Self>, mut tool_calls: Vec<ToolCallRequest>) {
+        let tools = self.tools;
         let Some(turn) = self.turn.as_mut() else {
             return;
         };
         let text = std::mem::take(&mut turn.partial);
+        if tool_calls.is_empty() && !tools {
+            // A model without native tools asks for commands in fenced code
+            // blocks; they take the same approval and execution path.
+            tool_calls = fenced_calls(&text);
+        }
         let mut events = Vec::new();
         if !text.is_empty() {
             events.push(ServerEvent::AssistantMessage {
@@ -411,18 +618,334 @@ impl AgentActor {
         });
         if tool_calls.is_empty() {
             self.end_turn(ctx, TurnEndReason::Completed, events);
-        } else {
-            // Tool execution arrives with the sandbox; until a tool can run,
-            // the model is told so and the turn ends cleanly.
-            for call in &tool_calls {
-                self.conversation.push(ChatMessage::ToolResult {
+            return;
+        }
+        turn.calls = tool_calls.into();
+        self.emit_then(ctx, events, |act, ctx| act.run_next_call(ctx));
+    }
+
+    /// Handle the next tool call of the step, or ask the model for the next
+    /// step when all have run.
+    fn run_next_call(&mut self, ctx: &mut Context<Self>) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let Some(call) = turn.calls.pop_front() else {
+            self.request_completion(ctx);
+            return;
+        };
+        let turn_id = turn.id.clone();
+        let parsed = match call.name.as_str() {
+            "shell" => call
+                .arguments
+                .get("command")
+                .and_then(|v| v.as_str())
+                .map(|c| (Tool::Shell, c.to_string())),
+            "python" => call
+                .arguments
+                .get("code")
+                .and_then(|v| v.as_str())
+                .map(|c| (Tool::Python, c.to_string())),
+            _ => None,
+        };
+        let Some((tool, code)) = parsed else {
+            let message = format!(
+                "The model called `{}` with arguments {}; only `shell {{command}}` and `python {{code}}` exist.",
+                call.name, call.arguments
+            );
+            self.conversation.push(ChatMessage::ToolResult {
+                call_id: call.id,
+                name: call.name,
+                content: format!("Error: {message}"),
+            });
+            let log = ServerEvent::log(LogLevel::Warn, LogSource::Agent, message);
+            self.emit_then(ctx, vec![log], |act, ctx| act.run_next_call(ctx));
+            return;
+        };
+        let risk = crate::risk::classify(tool, &code);
+        let mode = self
+            .session
+            .as_ref()
+            .map(|s| s.mode())
+            .unwrap_or(ApprovalMode::Risky);
+        let row = ToolCallRow::new(
+            &self.session_id,
+            &turn_id,
+            &call.id,
+            tool,
+            &code,
+            &risk,
+            mode,
+        );
+        let event = ServerEvent::ToolCall {
+            turn_id,
+            call_id: call.id.clone(),
+            tool,
+            code: code.clone(),
+            risk: risk.clone(),
+        };
+        let flight = CallInFlight {
+            id: call.id.clone(),
+            tool,
+            code: code.clone(),
+        };
+        turn.stage = Stage::Reviewing(flight.clone());
+        let work: DbWork = Box::new(move |c| queries::insert_tool_call(c, &row));
+        let review = ReviewCall {
+            call_id: call.id,
+            tool,
+            code,
+            risk,
+            mode,
+        };
+        self.persist_then(ctx, vec![event], Some(work), move |act, ctx| {
+            let approval = act.approval.clone();
+            ctx.wait(
+                async move { approval.send(review).await }
+                    .into_actor(act)
+                    .map(move |res, act, ctx| match res {
+                        Ok(review) => act.on_review(ctx, flight, review),
+                        // The approval actor is gone: nothing runs unapproved.
+                        Err(_) => act.on_verdict(
+                            ctx,
+                            flight,
+                            None,
+                            Verdict {
+                                resolution: Resolution::Denied,
+                                by: DecidedBy::Policy,
+                            },
+                        ),
+                    }),
+            );
+        });
+    }
+
+    fn stage_is(&self, call_id: &str) -> bool {
+        match self.turn.as_ref().map(|t| &t.stage) {
+            Some(Stage::Reviewing(c)) | Some(Stage::Awaiting(c, _)) | Some(Stage::Executing(c)) => {
+                c.id == call_id
+            }
+            Some(Stage::Model) | None => false,
+        }
+    }
+
+    fn on_review(&mut self, ctx: &mut Context<Self>, call: CallInFlight, review: Review) {
+        if !self.stage_is(&call.id) {
+            return;
+        }
+        match review {
+            Review::Decided(verdict) => self.on_verdict(ctx, call, None, verdict),
+            Review::Ask {
+                approval_id,
+                expires_at,
+                verdict,
+            } => {
+                let Some(turn) = self.turn.as_mut() else {
+                    return;
+                };
+                turn.stage = Stage::Awaiting(call.clone(), approval_id.clone());
+                let risk = crate::risk::classify(call.tool, &call.code);
+                let event = ServerEvent::ApprovalRequest {
+                    approval_id: approval_id.clone(),
                     call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: "Tool calls are not available on this server.".into(),
+                    tool: call.tool,
+                    code: call.code.clone(),
+                    risk,
+                    expires_at,
+                };
+                self.emit_then(ctx, vec![event], move |act, ctx| {
+                    ctx.spawn(async move { verdict.await }.into_actor(act).map(
+                        move |res, act, ctx| {
+                            // A dropped sender (approval actor restarted) denies.
+                            let verdict = res.unwrap_or(Verdict {
+                                resolution: Resolution::Denied,
+                                by: DecidedBy::Policy,
+                            });
+                            act.on_verdict(ctx, call, Some(approval_id), verdict);
+                        },
+                    ));
                 });
             }
-            self.end_turn(ctx, TurnEndReason::Completed, events);
         }
+    }
+
+    fn on_verdict(
+        &mut self,
+        ctx: &mut Context<Self>,
+        call: CallInFlight,
+        approval_id: Option<String>,
+        verdict: Verdict,
+    ) {
+        if !self.stage_is(&call.id) {
+            return;
+        }
+        let id = call.id.clone();
+        let work: DbWork =
+            Box::new(move |c| queries::record_decision(c, &id, verdict.resolution, verdict.by));
+        let events: Vec<ServerEvent> = approval_id
+            .map(|approval_id| ServerEvent::ApprovalResolved {
+                approval_id,
+                call_id: call.id.clone(),
+                decision: verdict.resolution,
+                by: verdict.by,
+            })
+            .into_iter()
+            .collect();
+        self.persist_then(ctx, events, Some(work), move |act, ctx| match verdict.resolution {
+            Resolution::Approved => act.start_exec(ctx, call),
+            Resolution::Denied | Resolution::TimedOut => {
+                let why = if verdict.resolution == Resolution::TimedOut {
+                    "The person did not answer the approval request in time, so the command was not run."
+                } else {
+                    "The person denied this command, so it was not run. Do not retry it; ask them or choose another way."
+                };
+                act.conversation.push(ChatMessage::ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.tool.as_str().to_string(),
+                    content: why.to_string(),
+                });
+                let work: DbWork = {
+                    let id = call.id.clone();
+                    Box::new(move |c| queries::record_result(c, &id, None, why))
+                };
+                act.persist_then(ctx, Vec::new(), Some(work), |act, ctx| act.run_next_call(ctx));
+            }
+        });
+    }
+
+    fn start_exec(&mut self, ctx: &mut Context<Self>, call: CallInFlight) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        turn.stage = Stage::Executing(call.clone());
+        turn.output = OutputLog::default();
+        let exec = Exec {
+            call_id: call.id.clone(),
+            tool: call.tool,
+            code: call.code.clone(),
+            timeout: std::time::Duration::from_secs(self.settings.sandbox.exec_timeout_secs),
+            output: ctx.address().recipient(),
+            model_output_cap: self.settings.agent.tool_output_for_model_bytes,
+        };
+        let sandbox = self.sandbox.clone();
+        ctx.spawn(
+            async move { sandbox.send(exec).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let res = res.unwrap_or_else(|_| {
+                        Err(SandboxError::ExecFailed {
+                            detail: "the sandbox actor stopped".into(),
+                        })
+                    });
+                    act.on_exec_done(ctx, call, res);
+                }),
+        );
+    }
+
+    fn on_exec_done(
+        &mut self,
+        ctx: &mut Context<Self>,
+        call: CallInFlight,
+        res: Result<ExecOutcome, SandboxError>,
+    ) {
+        if !self.stage_is(&call.id) {
+            return;
+        }
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let cancelled = turn.cancelled;
+        let output = std::mem::take(&mut turn.output);
+        turn.stage = Stage::Model;
+        // The output went out live; it is stored coalesced, not sent again.
+        let segments = output.into_events(&call.id);
+        let mut events = Vec::new();
+        let (exit_code, for_model, fatal) = match res {
+            Ok(outcome) => {
+                events.push(ServerEvent::ExecDone {
+                    call_id: call.id.clone(),
+                    exit_code: outcome.exit_code,
+                    timed_out: outcome.timed_out,
+                    duration_ms: outcome.duration_ms,
+                });
+                (
+                    outcome.exit_code,
+                    model_result(&outcome, self.settings.sandbox.exec_timeout_secs),
+                    None,
+                )
+            }
+            Err(e) => {
+                let message = e.to_string();
+                events.push(ServerEvent::ExecDone {
+                    call_id: call.id.clone(),
+                    exit_code: None,
+                    timed_out: false,
+                    duration_ms: 0,
+                });
+                events.push(ServerEvent::log(
+                    LogLevel::Error,
+                    LogSource::Sandbox,
+                    message.clone(),
+                ));
+                let fatal = match e {
+                    SandboxError::CodeTooLarge { .. } => None,
+                    _ => Some(ServerEvent::error(e.code(), message.clone())),
+                };
+                (
+                    None,
+                    format!("The command could not be run: {message}"),
+                    fatal,
+                )
+            }
+        };
+        let id = call.id.clone();
+        let result_text = for_model.clone();
+        let session_id = self.session_id.clone();
+        let work: DbWork = Box::new(move |c| {
+            queries::append_events(c, &session_id, &segments)?;
+            queries::record_result(c, &id, exit_code, &result_text)
+        });
+        self.conversation.push(ChatMessage::ToolResult {
+            call_id: call.id.clone(),
+            name: call.tool.as_str().to_string(),
+            content: for_model,
+        });
+        if cancelled || fatal.is_some() {
+            let reason = if cancelled {
+                TurnEndReason::Cancelled
+            } else {
+                TurnEndReason::Error
+            };
+            let why = if cancelled {
+                "The person cancelled the turn; the command was not run."
+            } else {
+                "An earlier command failed; this one was not run."
+            };
+            self.skip_queued(why);
+            events.extend(fatal);
+            self.persist_then(ctx, Vec::new(), Some(work), move |act, ctx| {
+                act.end_turn(ctx, reason, events)
+            });
+            return;
+        }
+        self.persist_then(ctx, events, Some(work), |act, ctx| act.run_next_call(ctx));
+    }
+
+    /// Answer the calls still queued in this step without running them.
+    fn skip_queued(&mut self, why: &str) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let skipped: Vec<ChatMessage> = turn
+            .calls
+            .drain(..)
+            .map(|c| ChatMessage::ToolResult {
+                call_id: c.id,
+                name: c.name,
+                content: why.to_string(),
+            })
+            .collect();
+        self.conversation.extend(skipped);
     }
 
     fn on_failed(&mut self, ctx: &mut Context<Self>, error: ProviderError, output_started: bool) {
@@ -459,6 +982,67 @@ impl AgentActor {
         events.push(ServerEvent::error(error.code(), message));
         self.end_turn(ctx, TurnEndReason::Error, events);
     }
+}
+
+/// What the model is told about a finished command.
+fn model_result(outcome: &ExecOutcome, timeout_secs: u64) -> String {
+    let status = if outcome.cancelled {
+        "[the person cancelled the command]".to_string()
+    } else if outcome.timed_out {
+        format!("[the command timed out after {timeout_secs} s and was killed]")
+    } else {
+        match outcome.exit_code {
+            Some(code) => format!("[exit code {code}]"),
+            None => "[the command was killed]".to_string(),
+        }
+    };
+    if outcome.output_for_model.is_empty() {
+        format!("{status}\n(no output)")
+    } else {
+        format!("{status}\n{}", outcome.output_for_model)
+    }
+}
+
+/// Commands in fenced ```bash / ```sh / ```python blocks of a reply, for
+/// models that cannot call tools natively.
+pub fn fenced_calls(text: &str) -> Vec<ToolCallRequest> {
+    let mut calls = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        let Some(lang) = trimmed.strip_prefix("```") else {
+            continue;
+        };
+        let tool = match lang.trim().to_ascii_lowercase().as_str() {
+            "bash" | "sh" | "shell" | "console" => Some(Tool::Shell),
+            "python" | "python3" | "py" => Some(Tool::Python),
+            _ => None,
+        };
+        let mut body = Vec::new();
+        for l in lines.by_ref() {
+            if l.trim_start().starts_with("```") {
+                break;
+            }
+            body.push(l);
+        }
+        let Some(tool) = tool else {
+            continue;
+        };
+        let code = body.join("\n");
+        if code.trim().is_empty() {
+            continue;
+        }
+        let arguments = match tool {
+            Tool::Shell => serde_json::json!({ "command": code }),
+            Tool::Python => serde_json::json!({ "code": code }),
+        };
+        calls.push(ToolCallRequest {
+            id: format!("call_{}", uuid::Uuid::new_v4().simple()),
+            name: tool.as_str().to_string(),
+            arguments,
+        });
+    }
+    calls
 }
 
 /// Characters of the first message used as a session's title.
@@ -658,6 +1242,9 @@ impl Supervised for AgentActor {
             self.provider.do_send(CancelCompletion {
                 request: turn.request,
             });
+            if let Stage::Executing(call) = turn.stage {
+                self.sandbox.do_send(CancelExec { call_id: call.id });
+            }
         }
         self.session = None;
         self.conversation.clear();
@@ -735,16 +1322,30 @@ impl Handler<Inbound> for AgentActor {
         match msg.message {
             ClientMessage::UserMessage { text } => self.on_user_message(ctx, text),
             ClientMessage::Cancel => self.cancel(ctx),
-            ClientMessage::ApprovalDecision { .. } => {
-                let err = ServerEvent::error(
-                    "unknown_approval",
-                    "There is no pending approval with that id; it may have been answered in another tab or expired.",
-                );
-                if let Some(s) = self.sockets.iter().find(|s| s.id == msg.socket_id) {
-                    if let Ok(text) = serde_json::to_string(&err) {
-                        let _ = s.outbound.try_send(Outbound(text.into()));
+            ClientMessage::ApprovalDecision {
+                approval_id,
+                decision,
+                remember,
+            } => {
+                let socket_id = msg.socket_id;
+                let decide = self.approval.send(Decide {
+                    approval_id,
+                    decision,
+                    remember,
+                });
+                ctx.spawn(decide.into_actor(self).map(move |res, act, _| {
+                    let message = match res {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "The approval could not be recorded; try again.".to_string(),
+                    };
+                    let err = ServerEvent::error("unknown_approval", message);
+                    if let Some(s) = act.sockets.iter().find(|s| s.id == socket_id) {
+                        if let Ok(text) = serde_json::to_string(&err) {
+                            let _ = s.outbound.try_send(Outbound(text.into()));
+                        }
                     }
-                }
+                }));
             }
         }
     }
@@ -784,6 +1385,41 @@ impl Handler<ProviderEvent> for AgentActor {
     }
 }
 
+impl Handler<ExecChunk> for AgentActor {
+    type Result = ();
+
+    /// Live command output: out to the sockets at once, kept coalesced for
+    /// the history.
+    fn handle(&mut self, msg: ExecChunk, ctx: &mut Context<Self>) {
+        if !self.stage_is(&msg.call_id) {
+            return;
+        }
+        let cap = self.settings.agent.stored_output_bytes;
+        if let Some(turn) = self.turn.as_mut() {
+            turn.output.push(msg.stream, &msg.data, cap);
+        }
+        self.send_live(
+            ctx,
+            ServerEvent::ExecOutput {
+                call_id: msg.call_id,
+                stream: msg.stream,
+                data: msg.data,
+            },
+        );
+    }
+}
+
+impl Handler<SandboxNotice> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SandboxNotice, ctx: &mut Context<Self>) {
+        self.emit(
+            ctx,
+            vec![ServerEvent::log(msg.level, LogSource::Sandbox, msg.message)],
+        );
+    }
+}
+
 impl Handler<SessionChanged> for AgentActor {
     type Result = ();
 
@@ -803,6 +1439,9 @@ impl Handler<Shutdown> for AgentActor {
             self.provider.do_send(CancelCompletion {
                 request: turn.request,
             });
+            if let Stage::Executing(call) = turn.stage {
+                self.sandbox.do_send(CancelExec { call_id: call.id });
+            }
         }
         for s in self.sockets.drain(..) {
             s.control.do_send(Disconnect {
@@ -810,6 +1449,9 @@ impl Handler<Shutdown> for AgentActor {
                 message: msg.reason.clone(),
             });
         }
+        // The workspace stays on the host; the container is made again on
+        // the next command.
+        self.sandbox.do_send(RemoveContainer);
         ctx.stop();
     }
 }

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::db::{queries, Db};
 use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
+use crate::sandbox;
 use crate::supervisor::SessionSupervisor;
 
 /// A running server.
@@ -43,11 +44,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let db = Db::start(&settings.database_path())?;
     ensure_admin(&db).await?;
 
+    let instance_id = db.run(queries::instance_id).await?;
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;
+    let docker = connect_docker(&settings, &instance_id).await?;
 
-    let supervisor =
-        SessionSupervisor::new(db.clone(), settings.clone(), http_client.clone()).start();
+    let supervisor = SessionSupervisor::new(
+        db.clone(),
+        settings.clone(),
+        http_client.clone(),
+        docker.clone(),
+        instance_id.clone(),
+    )
+    .start();
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         db: db.clone(),
@@ -61,6 +70,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             Duration::from_secs(settings.server.login_window_secs),
         ),
         http: http_client,
+        docker,
+        instance_id,
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -130,19 +141,61 @@ async fn report_provider(client: &reqwest::Client, settings: &Settings) {
     }
 }
 
-/// `ok`, or what is wrong with Docker, for the health route.
-pub async fn docker_summary(_settings: &Settings) -> String {
-    match bollard::Docker::connect_with_local_defaults() {
-        Ok(d) => match d.ping().await {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("Docker is not reachable: {e}. Start the Docker engine."),
-        },
-        Err(e) => format!("Docker is not reachable: {e}. Start the Docker engine."),
+/// Connect to Docker, check the sandbox image and remove this
+/// installation's leftover containers. A missing engine or image is logged
+/// with what to do, not fatal: chat works, commands report the problem.
+async fn connect_docker(settings: &Settings, instance_id: &str) -> anyhow::Result<bollard::Docker> {
+    let docker = match sandbox::connect_docker().await {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("{e}");
+            bollard::Docker::connect_with_local_defaults()?
+        }
+    };
+    let (engine, image, detail) = sandbox::docker_status(&docker, &settings.sandbox.image).await;
+    if engine && image {
+        match sandbox::reap_orphans(&docker, instance_id).await {
+            Ok(n) if n > 0 => log::info!("removed {n} leftover sandbox container(s)"),
+            Ok(_) => {}
+            Err(e) => log::warn!("could not remove leftover containers: {e}"),
+        }
+    } else {
+        log::warn!("sandbox not ready: {detail}");
     }
+    Ok(docker)
 }
 
-/// Remove what a deleted session had outside the database.
-pub async fn remove_session_resources(settings: &Settings, session_id: &str) {
+/// `ok`, or what is wrong with Docker or the sandbox image.
+pub async fn docker_summary(docker: &bollard::Docker, settings: &Settings) -> String {
+    sandbox::docker_status(docker, &settings.sandbox.image)
+        .await
+        .2
+}
+
+/// Remove what a deleted session had outside the database: its container
+/// (whether or not its actors are live) and its workspace.
+pub async fn remove_session_resources(
+    docker: &bollard::Docker,
+    instance_id: &str,
+    settings: &Settings,
+    session_id: &str,
+) {
+    let name = sandbox::container_name(instance_id, session_id);
+    let options = bollard::query_parameters::RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    if let Err(e) = docker.remove_container(&name, Some(options)).await {
+        if !matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        ) {
+            log::warn!("could not remove container {name}: {e}");
+        }
+    }
     let dir = settings.workspaces_dir().join(session_id);
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         if e.kind() != std::io::ErrorKind::NotFound {

@@ -35,6 +35,9 @@ pub struct AppState {
     /// several people.
     pub ip_limiter: LoginLimiter,
     pub http: reqwest::Client,
+    pub docker: bollard::Docker,
+    /// Labels this installation's containers.
+    pub instance_id: String,
 }
 
 // ------------------------------------------------------------------ errors
@@ -249,7 +252,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => format!("error: {e}"),
     };
     let provider = crate::provider::health(&state.http, &state.settings.provider).await;
-    let docker = crate::app::docker_summary(&state.settings).await;
+    let docker = crate::app::docker_summary(&state.docker, &state.settings).await;
     let status =
         if database == "ok" && provider.reachable && provider.model_available && docker == "ok" {
             "ok"
@@ -394,7 +397,13 @@ async fn delete_session(
         .db
         .run(move |c| queries::delete_session(c, &id))
         .await?;
-    crate::app::remove_session_resources(&state.settings, &session.id).await;
+    crate::app::remove_session_resources(
+        &state.docker,
+        &state.instance_id,
+        &state.settings,
+        &session.id,
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 

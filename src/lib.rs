@@ -17,11 +17,14 @@
 
 pub mod agent;
 pub mod app;
+pub mod approval;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod protocol;
 pub mod provider;
+pub mod risk;
+pub mod sandbox;
 pub mod supervisor;
 pub mod ws;

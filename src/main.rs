@@ -186,8 +186,31 @@ fn check(settings: Settings) -> anyhow::Result<()> {
             ),
             Err(e) => line(false, "database", e.to_string()),
         }
-        let docker = ironclaw::app::docker_summary(&settings).await;
-        line(docker == "ok", "docker", docker);
+        match ironclaw::sandbox::connect_docker().await {
+            Ok(docker) => {
+                let (engine, image, detail) =
+                    ironclaw::sandbox::docker_status(&docker, &settings.sandbox.image).await;
+                line(
+                    engine,
+                    "docker",
+                    if engine {
+                        "engine reachable".into()
+                    } else {
+                        detail.clone()
+                    },
+                );
+                line(
+                    image,
+                    "sandbox image",
+                    if image {
+                        settings.sandbox.image.clone()
+                    } else {
+                        detail
+                    },
+                );
+            }
+            Err(e) => line(false, "docker", e.to_string()),
+        }
         let client = ironclaw::provider::http_client(&settings.provider);
         let h = ironclaw::provider::health(&client, &settings.provider).await;
         line(

@@ -14,9 +14,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::agent::{AgentActor, Shutdown};
+use crate::approval::ApprovalActor;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::provider::ProviderActor;
+use crate::sandbox::SandboxActor;
 
 /// The actors serving one live session.
 struct SessionSet {
@@ -31,15 +33,26 @@ pub struct SessionSupervisor {
     db: Db,
     settings: Arc<Settings>,
     http: reqwest::Client,
+    docker: bollard::Docker,
+    /// Labels this installation's containers.
+    instance_id: String,
     sessions: HashMap<String, SessionSet>,
 }
 
 impl SessionSupervisor {
-    pub fn new(db: Db, settings: Arc<Settings>, http: reqwest::Client) -> Self {
+    pub fn new(
+        db: Db,
+        settings: Arc<Settings>,
+        http: reqwest::Client,
+        docker: bollard::Docker,
+        instance_id: String,
+    ) -> Self {
         SessionSupervisor {
             db,
             settings,
             http,
+            docker,
+            instance_id,
             sessions: HashMap::new(),
         }
     }
@@ -58,8 +71,32 @@ impl SessionSupervisor {
                 self.db.clone(),
                 self.settings.clone(),
             );
-            let agent = actix::Supervisor::start(move |_| {
-                AgentActor::new(id.clone(), db.clone(), settings.clone(), provider.clone())
+            let timeout = Duration::from_secs(self.settings.approval.timeout_secs);
+            let approval = actix::Supervisor::start(move |_| ApprovalActor::new(timeout));
+            let workspace = self.settings.workspaces_dir().join(session_id);
+            let (docker, sandbox_settings, instance) = (
+                self.docker.clone(),
+                self.settings.sandbox.clone(),
+                self.instance_id.clone(),
+            );
+            let agent = actix::Supervisor::start(move |ctx: &mut Context<AgentActor>| {
+                let sandbox = SandboxActor::new(
+                    docker.clone(),
+                    sandbox_settings.clone(),
+                    id.clone(),
+                    instance.clone(),
+                    workspace.clone(),
+                    ctx.address().recipient(),
+                )
+                .start();
+                AgentActor::new(
+                    id.clone(),
+                    db.clone(),
+                    settings.clone(),
+                    provider.clone(),
+                    approval.clone(),
+                    sandbox,
+                )
             });
             log::info!("session {session_id}: actors started");
             self.sessions.insert(

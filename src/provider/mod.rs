@@ -273,12 +273,59 @@ fn unreachable(settings: &ProviderSettings, err: &reqwest::Error) -> ProviderErr
     }
 }
 
+/// The conversation for a model without native tools: tool calls become
+/// the fenced blocks they came from (or are rendered as such) and results
+/// become user messages.
+fn without_tools(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    messages
+        .iter()
+        .map(|m| match m {
+            ChatMessage::Assistant { text, tool_calls }
+                if text.is_empty() && !tool_calls.is_empty() =>
+            {
+                let blocks: Vec<String> = tool_calls
+                    .iter()
+                    .map(|c| {
+                        let (lang, code) = match c.name.as_str() {
+                            "python" => ("python", c.arguments.get("code")),
+                            _ => ("bash", c.arguments.get("command")),
+                        };
+                        format!(
+                            "```{lang}\n{}\n```",
+                            code.and_then(Value::as_str).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                ChatMessage::Assistant {
+                    text: blocks.join("\n"),
+                    tool_calls: Vec::new(),
+                }
+            }
+            ChatMessage::Assistant { text, .. } => ChatMessage::Assistant {
+                text: text.clone(),
+                tool_calls: Vec::new(),
+            },
+            ChatMessage::ToolResult { name, content, .. } => {
+                ChatMessage::User(format!("Output of the {name} block you wrote:\n{content}"))
+            }
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// The request body and URL for one completion.
 fn build_request(settings: &ProviderSettings, msg: &Complete) -> (String, Value) {
     let base = settings.resolved_base_url();
+    let plain;
+    let conversation = if msg.tools {
+        &msg.messages
+    } else {
+        plain = without_tools(&msg.messages);
+        &plain
+    };
     match settings.kind {
         ProviderKind::Ollama => {
-            let messages: Vec<Value> = msg.messages.iter().map(ollama_message).collect();
+            let messages: Vec<Value> = conversation.iter().map(ollama_message).collect();
             let mut body = json!({"model": msg.model, "messages": messages, "stream": true});
             if msg.tools {
                 body["tools"] = tool_schemas();
@@ -286,7 +333,7 @@ fn build_request(settings: &ProviderSettings, msg: &Complete) -> (String, Value)
             (format!("{base}/api/chat"), body)
         }
         ProviderKind::Openai | ProviderKind::Anthropic => {
-            let messages: Vec<Value> = msg.messages.iter().map(openai_message).collect();
+            let messages: Vec<Value> = conversation.iter().map(openai_message).collect();
             let mut body = json!({
                 "model": msg.model,
                 "messages": messages,

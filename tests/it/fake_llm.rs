@@ -10,11 +10,18 @@
 //!
 //! # Endpoints
 //!
-//! | wire      | chat                        | other                                                   |
-//! |-----------|-----------------------------|---------------------------------------------------------|
-//! | Ollama    | `POST /api/chat` (NDJSON)   | `GET /api/tags`, `GET /api/version`, `POST /api/show`, `GET /` |
-//! | OpenAI    | `POST /v1/chat/completions` (SSE) | `GET /v1/models`, `GET /v1/models/{id}`           |
-//! | Anthropic | `POST /v1/messages` (SSE)   | the same `/v1/models`, answered in Anthropic's shape when the request carries `anthropic-version` or `x-api-key` |
+//! - Ollama: `POST /api/chat` (NDJSON stream, or one object with
+//!   `"stream": false`), `GET /api/tags`, `GET /api/version`,
+//!   `POST /api/show`, `GET /`.
+//! - OpenAI-compatible: `POST /v1/chat/completions` (SSE with
+//!   `"stream": true`, else one object), `GET /v1/models`,
+//!   `GET /v1/models/{id}`.
+//! - Anthropic: `POST /v1/messages` (SSE with `"stream": true`, else one
+//!   object); `/v1/models` answers in Anthropic's shape when the request
+//!   carries `anthropic-version` or `x-api-key`.
+//!
+//! Every response carries `Connection: close`; streams are
+//! `Transfer-Encoding: chunked` unless [`Quirks::close_delimited`].
 //!
 //! # Usage
 //!
@@ -52,8 +59,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// Pause before each write of a body after the first: with Nagle off and
 /// this gap the client's socket sees every write as its own read, which is
-/// what [`Split`] is for.
-const WRITE_GAP: Duration = Duration::from_millis(1);
+/// what [`Split`] is for. It is a blocking sleep on the server's own thread
+/// (after a yield, so other connections still take turns): Tokio's timer
+/// rounds up to whole milliseconds, which made a 1-byte split of an ordinary
+/// stream take seconds.
+const WRITE_GAP: Duration = Duration::from_micros(200);
 /// Largest request head accepted; real clients send a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest request body accepted; long conversations stay far below it.
@@ -130,9 +140,10 @@ impl Recorded {
 /// One piece of a scripted answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
-    /// Assistant text, streamed as several small deltas (a few characters
-    /// each, cut inside words and multi-byte characters are kept whole).
-    /// Consecutive `Text` parts continue the same text (one Anthropic block).
+    /// Assistant text, streamed as deltas of 1 to 5 characters that cut
+    /// through words (never through a character: byte-level cuts are
+    /// [`Split`]'s job). Consecutive `Text` parts continue the same text
+    /// (one Anthropic block), so a fault can fall in the middle of it.
     Text(String),
     /// A native tool call. Its arguments are streamed as JSON-text fragments
     /// on OpenAI and Anthropic and arrive whole on Ollama.
@@ -527,10 +538,7 @@ fn bind_again(addr: SocketAddr) -> std::net::TcpListener {
     loop {
         match std::net::TcpListener::bind(addr) {
             Ok(listener) => return listener,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("fake LLM: cannot bind {addr} again: {e}"),
         }
     }
@@ -887,7 +895,8 @@ impl<'a> BodyWriter<'a> {
             return Ok(());
         }
         if self.writes > 0 {
-            tokio::time::sleep(WRITE_GAP).await;
+            tokio::task::yield_now().await;
+            std::thread::sleep(WRITE_GAP);
         }
         let mut out = Vec::with_capacity(bytes.len() + 12);
         if self.chunked {
@@ -1507,7 +1516,7 @@ fn status_error(wire: Wire, code: u16) -> ApiError {
             429 => ApiError::new(
                 code,
                 "requests",
-                "Rate limit reached for requests. Please try again in 1s.",
+                "Rate limit reached for requests. Please try again later.",
             )
             .code("rate_limit_exceeded"),
             502..=504 => ApiError::new(

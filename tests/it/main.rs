@@ -3,4 +3,6 @@
 
 mod chat;
 mod fake_llm;
+mod sandbox;
 mod support;
+mod tools;

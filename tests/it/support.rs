@@ -133,9 +133,11 @@ fn seed_users(settings: &Settings, users: &[String]) {
 }
 
 impl TestApp {
-    /// Stop the server and wait for its thread; the data dir stays.
+    /// Stop the server and wait for its thread; the data dir stays, the
+    /// sandbox containers go.
     pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
         self.server.stop(true).await;
+        remove_containers(&self.data_dir);
         if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join())
                 .await
@@ -181,8 +183,42 @@ impl TestApp {
     }
 }
 
+/// Remove the containers of the installation whose data is in `data_dir`.
+fn remove_containers(data_dir: &Path) {
+    let Ok(mut conn) = db::connect(&data_dir.join("ironclaw.db")) else {
+        return;
+    };
+    let Ok(instance) = queries::instance_id(&mut conn) else {
+        return;
+    };
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=ironclaw.instance={instance}"),
+        ])
+        .output();
+    if let Ok(out) = out {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if self.thread.is_some() {
+            remove_containers(&self.data_dir);
+        }
         // A test that panicked before `stop`: don't leave the server thread
         // serving into the next test.
         let server = self.server.clone();

@@ -1,0 +1,298 @@
+//! The ApprovalActor: one per live session. It decides whether a tool call
+//! may run by policy (the session's approval mode, the call's risk, and
+//! commands the person chose to remember), or opens a pending approval and
+//! waits for the person, denying it when it expires.
+//!
+//! Pending approvals are `approval id -> oneshot::Sender<Verdict>`: the
+//! AgentActor holds the receiving end and carries on when it resolves.
+//!
+//! Messages: [`Review`], [`Decide`], [`Withdraw`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{SecondsFormat, Utc};
+use tokio::sync::oneshot;
+
+use crate::protocol::{ApprovalMode, DecidedBy, Decision, Resolution, Risk, RiskLevel, Tool};
+
+/// How a review ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub resolution: Resolution,
+    pub by: DecidedBy,
+}
+
+/// What the agent gets back from a review.
+#[derive(Debug)]
+pub enum Review {
+    /// Decided by policy at once.
+    Decided(Verdict),
+    /// The person must decide. Announce the request, then wait on `verdict`.
+    Ask {
+        approval_id: String,
+        /// RFC 3339.
+        expires_at: String,
+        verdict: oneshot::Receiver<Verdict>,
+    },
+}
+
+/// Whether `mode` needs the person for a call of `level`.
+pub fn needs_person(mode: ApprovalMode, level: RiskLevel) -> bool {
+    match mode {
+        ApprovalMode::Always => true,
+        ApprovalMode::Risky => level >= RiskLevel::High,
+        ApprovalMode::Never => false,
+    }
+}
+
+/// Review a tool call before it runs.
+#[derive(Message)]
+#[rtype(result = "Review")]
+pub struct ReviewCall {
+    pub call_id: String,
+    pub tool: Tool,
+    pub code: String,
+    pub risk: Risk,
+    pub mode: ApprovalMode,
+}
+
+/// The person's answer to a pending approval.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApprovalError>")]
+pub struct Decide {
+    pub approval_id: String,
+    pub decision: Decision,
+    /// Approve the same command without asking for the rest of the session.
+    pub remember: bool,
+}
+
+/// The turn was cancelled: drop a pending approval without a verdict.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    pub approval_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApprovalError {
+    #[error("There is no pending approval with that id; it may have been answered in another tab or expired.")]
+    Unknown,
+}
+
+struct Pending {
+    tool: Tool,
+    code: String,
+    reply: oneshot::Sender<Verdict>,
+    expiry: SpawnHandle,
+}
+
+pub struct ApprovalActor {
+    /// A pending approval is denied after this long.
+    timeout: Duration,
+    pending: HashMap<String, Pending>,
+    /// Commands approved with `remember`, by tool and exact text.
+    remembered: HashSet<(Tool, String)>,
+}
+
+impl ApprovalActor {
+    pub fn new(timeout: Duration) -> Self {
+        ApprovalActor {
+            timeout,
+            pending: HashMap::new(),
+            remembered: HashSet::new(),
+        }
+    }
+}
+
+impl Actor for ApprovalActor {
+    type Context = Context<Self>;
+}
+
+/// Pending approvals are lost with the actor; the agent treats a dropped
+/// verdict as denied, so nothing runs unapproved.
+impl Supervised for ApprovalActor {}
+
+impl Handler<ReviewCall> for ApprovalActor {
+    type Result = MessageResult<ReviewCall>;
+
+    fn handle(&mut self, msg: ReviewCall, ctx: &mut Context<Self>) -> Self::Result {
+        let policy = |resolution| {
+            MessageResult(Review::Decided(Verdict {
+                resolution,
+                by: DecidedBy::Policy,
+            }))
+        };
+        if !needs_person(msg.mode, msg.risk.level) {
+            return policy(Resolution::Approved);
+        }
+        if self.remembered.contains(&(msg.tool, msg.code.clone())) {
+            return policy(Resolution::Approved);
+        }
+        let approval_id = uuid::Uuid::new_v4().to_string();
+        let expires_at = (Utc::now()
+            + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)))
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+        let (tx, rx) = oneshot::channel();
+        let id = approval_id.clone();
+        let expiry = ctx.run_later(self.timeout, move |act, _| {
+            if let Some(p) = act.pending.remove(&id) {
+                let _ = p.reply.send(Verdict {
+                    resolution: Resolution::TimedOut,
+                    by: DecidedBy::Policy,
+                });
+            }
+        });
+        self.pending.insert(
+            approval_id.clone(),
+            Pending {
+                tool: msg.tool,
+                code: msg.code,
+                reply: tx,
+                expiry,
+            },
+        );
+        MessageResult(Review::Ask {
+            approval_id,
+            expires_at,
+            verdict: rx,
+        })
+    }
+}
+
+impl Handler<Decide> for ApprovalActor {
+    type Result = Result<(), ApprovalError>;
+
+    fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
+        let p = self
+            .pending
+            .remove(&msg.approval_id)
+            .ok_or(ApprovalError::Unknown)?;
+        ctx.cancel_future(p.expiry);
+        let resolution = match msg.decision {
+            Decision::Approve => {
+                if msg.remember {
+                    self.remembered.insert((p.tool, p.code));
+                }
+                Resolution::Approved
+            }
+            Decision::Deny => Resolution::Denied,
+        };
+        let _ = p.reply.send(Verdict {
+            resolution,
+            by: DecidedBy::User,
+        });
+        Ok(())
+    }
+}
+
+impl Handler<Withdraw> for ApprovalActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Withdraw, ctx: &mut Context<Self>) {
+        if let Some(p) = self.pending.remove(&msg.approval_id) {
+            ctx.cancel_future(p.expiry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_ask_for_what_they_promise() {
+        use ApprovalMode::*;
+        use RiskLevel::*;
+        for (mode, level, ask) in [
+            (Always, Low, true),
+            (Always, High, true),
+            (Risky, Low, false),
+            (Risky, Medium, false),
+            (Risky, High, true),
+            (Never, High, false),
+            (Never, Low, false),
+        ] {
+            assert_eq!(needs_person(mode, level), ask, "{mode:?} {level:?}");
+        }
+    }
+
+    fn review(code: &str, level: RiskLevel, mode: ApprovalMode) -> ReviewCall {
+        ReviewCall {
+            call_id: "c".into(),
+            tool: Tool::Shell,
+            code: code.into(),
+            risk: Risk {
+                level,
+                reasons: vec!["r".into()],
+            },
+            mode,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn decide_remember_and_expiry() {
+        let addr = ApprovalActor::new(Duration::from_millis(200)).start();
+        // Low risk in risky mode: policy.
+        match addr
+            .send(review("ls", RiskLevel::Low, ApprovalMode::Risky))
+            .await
+            .unwrap()
+        {
+            Review::Decided(v) => assert_eq!(v.by, DecidedBy::Policy),
+            Review::Ask { .. } => panic!("asked for ls"),
+        }
+        // High risk: ask; approve with remember; the same command then passes.
+        let Review::Ask {
+            approval_id,
+            verdict,
+            ..
+        } = addr
+            .send(review("rm x", RiskLevel::High, ApprovalMode::Risky))
+            .await
+            .unwrap()
+        else {
+            panic!("did not ask for rm")
+        };
+        addr.send(Decide {
+            approval_id: approval_id.clone(),
+            decision: Decision::Approve,
+            remember: true,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(verdict.await.unwrap().resolution, Resolution::Approved);
+        assert_eq!(
+            addr.send(Decide {
+                approval_id,
+                decision: Decision::Deny,
+                remember: false
+            })
+            .await
+            .unwrap(),
+            Err(ApprovalError::Unknown),
+            "answered once only"
+        );
+        assert!(matches!(
+            addr.send(review("rm x", RiskLevel::High, ApprovalMode::Risky))
+                .await
+                .unwrap(),
+            Review::Decided(Verdict {
+                resolution: Resolution::Approved,
+                by: DecidedBy::Policy
+            })
+        ));
+        // Another command still asks, and expires as timed out.
+        let Review::Ask { verdict, .. } = addr
+            .send(review("rm y", RiskLevel::High, ApprovalMode::Risky))
+            .await
+            .unwrap()
+        else {
+            panic!("did not ask for rm y")
+        };
+        let v = verdict.await.unwrap();
+        assert_eq!(v.resolution, Resolution::TimedOut);
+    }
+}
