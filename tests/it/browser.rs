@@ -1,0 +1,274 @@
+//! The page in a real headless Chromium, driven over WebDriver
+//! (chromium-driver from Debian, installed by `make test-deps`): log in,
+//! chat, see the streamed reply rendered; upload a file and see it listed.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::fake_llm::{FakeLlm, Reply};
+use crate::support::*;
+use ironclaw::config::ProviderKind;
+
+/// WebDriver's key for element references.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long to wait for something to appear in the page.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A chromedriver process and one browser session on it.
+struct Browser {
+    driver: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed: run `make test-deps` (Debian packages chromium and chromium-driver)");
+        let http = reqwest::Client::new();
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{root}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900"]
+            }
+        }}});
+        let resp: Value = http
+            .post(format!("{root}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session json");
+        let id = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromium did not start: {resp}"))
+            .to_string();
+        Browser {
+            driver,
+            base: format!("{root}/session/{id}"),
+            http,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("webdriver json");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT].as_str().map(str::to_string)
+    }
+
+    async fn wait_for(&self, css: &str) -> String {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        loop {
+            if let Some(e) = self.find(css).await {
+                return e;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("timeout").await;
+                panic!(
+                    "`{css}` did not appear; page text: {}",
+                    self.script("return document.body.innerText").await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.wait_for(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.wait_for(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+    }
+
+    /// Wait until `js` (an expression) is truthy; returns its value.
+    async fn wait_until(&self, js: &str) -> Value {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        loop {
+            let v = self.script(&format!("return ({js});")).await;
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("timeout").await;
+                panic!(
+                    "`{js}` never held; page text: {}",
+                    self.script("return document.body.innerText").await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Save a screenshot under target/ for a person to look at.
+    async fn screenshot(&self, name: &str) {
+        use base64_decode as b64;
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        if let Some(data) = v.as_str() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(format!("{name}.png")), b64(data));
+        }
+    }
+
+    async fn login(&self, base: &str, user: &str) {
+        self.goto(&format!("{base}/")).await;
+        self.type_into("#login-username", user).await;
+        self.type_into("#login-password", PASSWORD).await;
+        self.click("#login-submit").await;
+        self.wait_for("#composer").await;
+    }
+}
+
+/// Minimal standard base64 decoder for screenshots (no extra crate).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter_map(val) {
+        acc = (acc << 6) | c;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[actix_rt::test]
+async fn a_person_logs_in_chats_and_sees_the_streamed_reply_rendered_safely() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Ollama, &llm.base_url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+
+    // A wrong password shows an error and stays on the login page.
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.type_into("#login-username", "alice").await;
+    browser.type_into("#login-password", "nope").await;
+    browser.click("#login-submit").await;
+    browser.wait_until("document.querySelector('#login-error') && document.querySelector('#login-error').innerText.length > 0").await;
+
+    browser.login(&app.base, "alice").await;
+    llm.push(
+        Reply::text("Here is **bold** text and `code`.\n\n```python\nprint('hi')\n```\n\n<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>")
+            .event_delay_ms(5),
+    );
+    browser
+        .type_into("#composer", "Hello from the browser")
+        .await;
+    browser.click("#send").await;
+    browser.wait_until("document.querySelector('.msg-user') && document.querySelector('.msg-user').innerText.includes('Hello from the browser')").await;
+    browser
+        .wait_until("document.querySelector('.msg-assistant[data-done=\"true\"]')")
+        .await;
+    let rendered = browser
+        .script("const m = document.querySelector('.msg-assistant[data-done=\"true\"]'); return {strong: m.querySelectorAll('strong').length, pre: m.querySelectorAll('pre').length, img: m.querySelectorAll('img[src=x], [onerror]').length, script: m.querySelectorAll('script').length, text: m.innerText, title: document.title};")
+        .await;
+    assert_eq!(rendered["strong"], 1, "{rendered}");
+    assert!(rendered["pre"].as_u64().unwrap() >= 1, "{rendered}");
+    assert_eq!(
+        rendered["img"], 0,
+        "model output must not create elements: {rendered}"
+    );
+    assert_eq!(rendered["script"], 0, "{rendered}");
+    assert!(
+        rendered["text"].as_str().unwrap().contains("<img src=x"),
+        "shown as text: {rendered}"
+    );
+    assert_ne!(rendered["title"], "pwned");
+    browser.screenshot("chat").await;
+
+    // The conversation is still there after a reload.
+    browser.script("location.reload(); return 1;").await;
+    browser.wait_until("document.querySelector('.msg-assistant[data-done=\"true\"]') && document.querySelector('.msg-assistant strong')").await;
+    app.stop().await;
+}
