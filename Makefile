@@ -54,7 +54,7 @@ run: sandbox-image ## Start the server (cargo run --release -- serve)
 	$(CARGO) run --release -- serve $(RUN_ARGS)
 
 bench: sandbox-image ## Run the benchmark test (tests/bench.rs), single-threaded
-	$(CARGO) test --release --test bench -- --nocapture --test-threads=1
+	$(CARGO) test --release --test bench -- --ignored --nocapture --test-threads=1
 
 lint: ## rustfmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check && $(CARGO) clippy --all-targets -- -D warnings

@@ -82,6 +82,14 @@ pub struct SessionChanged {
     pub session: ChatSession,
 }
 
+/// The person uploaded files into the workspace.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FilesUploaded {
+    /// Workspace-relative.
+    pub paths: Vec<String>,
+}
+
 /// Stop for good: cancel the running turn, close the sockets.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -120,6 +128,8 @@ struct Turn {
     cancelled: bool,
     /// Output of the running command, coalesced for storage.
     output: OutputLog,
+    /// The person has been told this turn's context was trimmed.
+    context_noted: bool,
 }
 
 /// The tool call being handled.
@@ -217,6 +227,10 @@ pub struct AgentActor {
     tools: bool,
     /// Set by `Shutdown` so the supervisor does not restart the actor.
     shutting_down: bool,
+    /// Uploads the model has not been told about yet.
+    upload_notes: Vec<String>,
+    /// The owner's name, for `session` frames (from the first socket).
+    username: String,
 }
 
 impl AgentActor {
@@ -244,6 +258,8 @@ impl AgentActor {
             next_request: 0,
             tools,
             shutting_down: false,
+            upload_notes: Vec::new(),
+            username: String::new(),
         }
     }
 
@@ -393,14 +409,17 @@ impl AgentActor {
             stage: Stage::Model,
             cancelled: false,
             output: OutputLog::default(),
+            context_noted: false,
         });
         self.name_session_after(&text);
         let event = ServerEvent::UserMessage {
             turn_id,
             text: text.clone(),
         };
+        let notes = std::mem::take(&mut self.upload_notes);
         self.emit_then(ctx, vec![event], move |act, ctx| {
-            act.conversation.push(ChatMessage::User(text));
+            act.conversation
+                .push(ChatMessage::User(with_notes(&notes, text)));
             act.request_completion(ctx);
         });
     }
@@ -461,11 +480,24 @@ impl AgentActor {
         turn.request = self.next_request;
         turn.partial.clear();
         turn.stage = Stage::Model;
-        let messages = context_window(
+        let window = context_window(
             &self.settings.agent.system_prompt,
             &self.conversation,
             self.settings.provider.context_tokens * BYTES_PER_TOKEN,
         );
+        let messages = window.messages;
+        if (window.trimmed_outputs > 0 || window.dropped_messages > 0) && !turn.context_noted {
+            turn.context_noted = true;
+            let note = format!(
+                "The conversation is longer than the model's context (provider.context_tokens = {}): {} old command output(s) were shortened and {} old message(s) left out of what the model sees. Everything is still in the history.",
+                self.settings.provider.context_tokens, window.trimmed_outputs, window.dropped_messages
+            );
+            ctx.notify(DeferredEvent(ServerEvent::log(
+                LogLevel::Info,
+                LogSource::Agent,
+                note,
+            )));
+        }
         self.provider.do_send(Complete {
             request: self.next_request,
             model: self.model(),
@@ -828,17 +860,23 @@ impl AgentActor {
             model_output_cap: self.settings.agent.tool_output_for_model_bytes,
         };
         let sandbox = self.sandbox.clone();
+        let root = self.settings.workspaces_dir().join(&self.session_id);
         ctx.spawn(
-            async move { sandbox.send(exec).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let res = res.unwrap_or_else(|_| {
-                        Err(SandboxError::ExecFailed {
-                            detail: "the sandbox actor stopped".into(),
-                        })
-                    });
-                    act.on_exec_done(ctx, call, res);
-                }),
+            async move {
+                let before = snapshot(root.clone()).await;
+                let res = sandbox.send(exec).await.unwrap_or_else(|_| {
+                    Err(SandboxError::ExecFailed {
+                        detail: "the sandbox actor stopped".into(),
+                    })
+                });
+                let changed = match (before, snapshot(root).await) {
+                    (Some(a), Some(b)) => crate::workspace::changed_paths(&a, &b),
+                    _ => Vec::new(),
+                };
+                (res, changed)
+            }
+            .into_actor(self)
+            .map(move |(res, changed), act, ctx| act.on_exec_done(ctx, call, res, changed)),
         );
     }
 
@@ -847,6 +885,7 @@ impl AgentActor {
         ctx: &mut Context<Self>,
         call: CallInFlight,
         res: Result<ExecOutcome, SandboxError>,
+        changed: Vec<String>,
     ) {
         if !self.stage_is(&call.id) {
             return;
@@ -898,6 +937,12 @@ impl AgentActor {
                 )
             }
         };
+        if !changed.is_empty() {
+            events.push(ServerEvent::FilesChanged {
+                paths: changed,
+                uploaded: false,
+            });
+        }
         let id = call.id.clone();
         let result_text = for_model.clone();
         let session_id = self.session_id.clone();
@@ -984,6 +1029,35 @@ impl AgentActor {
     }
 }
 
+/// The workspace's state, to tell what a command changed. `None` when it
+/// cannot be read (then no change is announced).
+async fn snapshot(root: std::path::PathBuf) -> Option<crate::workspace::Snapshot> {
+    tokio::task::spawn_blocking(move || {
+        crate::workspace::Workspace::open(root)
+            .and_then(|ws| ws.snapshot())
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// What the model is told, ahead of the person's next message, about files
+/// they uploaded.
+fn upload_note(paths: &[String]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| format!("/workspace/{p}")).collect();
+    format!("[The person uploaded: {}]", list.join(", "))
+}
+
+/// A user message with pending upload notes in front of it.
+fn with_notes(notes: &[String], text: String) -> String {
+    if notes.is_empty() {
+        text
+    } else {
+        format!("{}\n\n{text}", notes.join("\n"))
+    }
+}
+
 /// What the model is told about a finished command.
 fn model_result(outcome: &ExecOutcome, timeout_secs: u64) -> String {
     let status = if outcome.cancelled {
@@ -1052,57 +1126,74 @@ const TITLE_CHARS: usize = 60;
 /// trimming early.
 const BYTES_PER_TOKEN: usize = 4;
 
+/// What is sent to the model, and how much had to go to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextWindow {
+    pub messages: Vec<ChatMessage>,
+    /// Old tool outputs replaced by a short note.
+    pub trimmed_outputs: usize,
+    /// Old messages left out entirely.
+    pub dropped_messages: usize,
+}
+
 /// The messages to send: the system prompt, then as much of the
 /// conversation as fits in `budget` bytes. The oldest tool outputs are cut
-/// first; then the oldest messages are dropped. The latest message is always
-/// kept.
-pub fn context_window(
-    system: &str,
-    conversation: &[ChatMessage],
-    budget: usize,
-) -> Vec<ChatMessage> {
+/// first; then the oldest exchanges are dropped. The latest message is
+/// always kept.
+pub fn context_window(system: &str, conversation: &[ChatMessage], budget: usize) -> ContextWindow {
     const TRIMMED: &str = "[output trimmed to fit the context window]";
     let mut msgs: Vec<ChatMessage> = conversation.to_vec();
-    let total = |m: &[ChatMessage]| m.iter().map(ChatMessage::weight).sum::<usize>() + system.len();
+    let mut total = msgs.iter().map(ChatMessage::weight).sum::<usize>() + system.len();
+    let mut trimmed_outputs = 0;
     let mut i = 0;
-    while total(&msgs) > budget && i + 1 < msgs.len() {
+    while total > budget && i + 1 < msgs.len() {
         if let ChatMessage::ToolResult { content, .. } = &mut msgs[i] {
             if content.len() > TRIMMED.len() {
+                total -= content.len() - TRIMMED.len();
                 *content = TRIMMED.to_string();
+                trimmed_outputs += 1;
             }
         }
         i += 1;
     }
     // Drop whole leading exchanges, never splitting a tool call from its
     // result: cut at the next user message.
-    while total(&msgs) > budget {
+    let mut dropped_messages = 0;
+    while total > budget {
         let next_user = msgs
             .iter()
             .enumerate()
             .skip(1)
             .find(|(_, m)| matches!(m, ChatMessage::User(_)))
             .map(|(i, _)| i);
-        match next_user {
-            Some(i) if i < msgs.len() => {
-                msgs.drain(..i);
-            }
-            _ => break,
-        }
+        let Some(cut) = next_user else {
+            break;
+        };
+        total -= msgs[..cut].iter().map(ChatMessage::weight).sum::<usize>();
+        dropped_messages += cut;
+        msgs.drain(..cut);
     }
-    let mut out = Vec::with_capacity(msgs.len() + 1);
-    out.push(ChatMessage::System(system.to_string()));
-    out.extend(msgs);
-    out
+    let mut messages = Vec::with_capacity(msgs.len() + 1);
+    messages.push(ChatMessage::System(system.to_string()));
+    messages.extend(msgs);
+    ContextWindow {
+        messages,
+        trimmed_outputs,
+        dropped_messages,
+    }
 }
 
 /// Rebuild what the model sees from the stored events and the stored tool
 /// results.
+/// Returns the conversation and the upload notes not yet followed by a
+/// message.
 pub fn conversation_from_events(
     events: &[ServerEvent],
     results: &std::collections::HashMap<String, String>,
-) -> Vec<ChatMessage> {
+) -> (Vec<ChatMessage>, Vec<String>) {
     let mut out: Vec<ChatMessage> = Vec::new();
     let mut pending: Vec<(String, String)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let flush = |out: &mut Vec<ChatMessage>, pending: &mut Vec<(String, String)>| {
         for (call_id, name) in pending.drain(..) {
             let content = results
@@ -1120,8 +1211,13 @@ pub fn conversation_from_events(
         match event {
             ServerEvent::UserMessage { text, .. } => {
                 flush(&mut out, &mut pending);
-                out.push(ChatMessage::User(text.clone()));
+                out.push(ChatMessage::User(with_notes(&notes, text.clone())));
+                notes.clear();
             }
+            ServerEvent::FilesChanged {
+                paths,
+                uploaded: true,
+            } => notes.push(upload_note(paths)),
             ServerEvent::AssistantMessage { text, .. } => {
                 flush(&mut out, &mut pending);
                 out.push(ChatMessage::Assistant {
@@ -1167,6 +1263,59 @@ pub fn conversation_from_events(
         }
     }
     flush(&mut out, &mut pending);
+    (out, notes)
+}
+
+/// Events that close what a previous run of the server left open: a turn
+/// without `turn_done` and an approval without `approval_resolved` (the
+/// process that was waiting for them is gone).
+pub fn close_interrupted(events: &[ServerEvent]) -> Vec<ServerEvent> {
+    let mut open_turn: Option<String> = None;
+    let mut open_approvals: Vec<(String, String)> = Vec::new();
+    for event in events {
+        match event {
+            ServerEvent::UserMessage { turn_id, .. } => open_turn = Some(turn_id.clone()),
+            ServerEvent::TurnDone { .. } => open_turn = None,
+            ServerEvent::ApprovalRequest {
+                approval_id,
+                call_id,
+                ..
+            } => open_approvals.push((approval_id.clone(), call_id.clone())),
+            ServerEvent::ApprovalResolved { approval_id, .. } => {
+                open_approvals.retain(|(a, _)| a != approval_id)
+            }
+            ServerEvent::Session { .. }
+            | ServerEvent::History { .. }
+            | ServerEvent::AssistantDelta { .. }
+            | ServerEvent::AssistantMessage { .. }
+            | ServerEvent::ToolCall { .. }
+            | ServerEvent::ExecOutput { .. }
+            | ServerEvent::ExecDone { .. }
+            | ServerEvent::FilesChanged { .. }
+            | ServerEvent::Log { .. }
+            | ServerEvent::Error { .. } => {}
+        }
+    }
+    let mut out: Vec<ServerEvent> = open_approvals
+        .into_iter()
+        .map(|(approval_id, call_id)| ServerEvent::ApprovalResolved {
+            approval_id,
+            call_id,
+            decision: Resolution::Denied,
+            by: DecidedBy::Policy,
+        })
+        .collect();
+    if let Some(turn_id) = open_turn {
+        out.push(ServerEvent::log(
+            LogLevel::Warn,
+            LogSource::System,
+            "This turn was interrupted (the server stopped or the session restarted). Send a message to go on.",
+        ));
+        out.push(ServerEvent::TurnDone {
+            turn_id,
+            reason: TurnEndReason::Error,
+        });
+    }
     out
 }
 
@@ -1194,8 +1343,17 @@ impl Actor for AgentActor {
             .into_actor(self)
             .map(|res, act, ctx| match res {
                 Ok((Some(session), events, results)) => {
-                    act.conversation = conversation_from_events(&events, &results);
+                    let closing = close_interrupted(&events);
+                    let (conversation, notes) = conversation_from_events(
+                        &events.iter().chain(closing.iter()).cloned().collect::<Vec<_>>(),
+                        &results,
+                    );
+                    act.conversation = conversation;
+                    act.upload_notes = notes;
                     act.session = Some(session);
+                    if !closing.is_empty() {
+                        act.emit(ctx, closing);
+                    }
                     // Sockets that stayed attached across a restart get a
                     // fresh picture.
                     let history = ServerEvent::History {
@@ -1203,7 +1361,7 @@ impl Actor for AgentActor {
                         events,
                     };
                     if !act.sockets.is_empty() {
-                        let frame = act.session_frame("");
+                        let frame = act.session_frame(&act.username.clone());
                         act.broadcast(&frame);
                         act.broadcast(&history);
                     }
@@ -1275,6 +1433,7 @@ impl Handler<Attach> for AgentActor {
                             return;
                         }
                     };
+                    act.username = msg.username.clone();
                     let mut frames = vec![
                         act.session_frame(&msg.username),
                         ServerEvent::History {
@@ -1409,6 +1568,21 @@ impl Handler<ExecChunk> for AgentActor {
     }
 }
 
+impl Handler<FilesUploaded> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FilesUploaded, ctx: &mut Context<Self>) {
+        self.upload_notes.push(upload_note(&msg.paths));
+        self.emit(
+            ctx,
+            vec![ServerEvent::FilesChanged {
+                paths: msg.paths,
+                uploaded: true,
+            }],
+        );
+    }
+}
+
 impl Handler<SandboxNotice> for AgentActor {
     type Result = ();
 
@@ -1420,12 +1594,25 @@ impl Handler<SandboxNotice> for AgentActor {
     }
 }
 
+/// An event to store and send from a place that cannot wait for it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DeferredEvent(ServerEvent);
+
+impl Handler<DeferredEvent> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeferredEvent, ctx: &mut Context<Self>) {
+        self.emit(ctx, vec![msg.0]);
+    }
+}
+
 impl Handler<SessionChanged> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: SessionChanged, _: &mut Context<Self>) {
         self.session = Some(msg.session);
-        let frame = self.session_frame("");
+        let frame = self.session_frame(&self.username.clone());
         self.broadcast(&frame);
     }
 }
@@ -1516,7 +1703,7 @@ mod tests {
             },
         ];
         let results = HashMap::from([("c1".to_string(), "a.txt".to_string())]);
-        let conv = conversation_from_events(&events, &results);
+        let (conv, _) = conversation_from_events(&events, &results);
         assert_eq!(conv.len(), 5);
         assert!(
             matches!(&conv[1], ChatMessage::Assistant { text, tool_calls } if text == "Looking" && tool_calls.len() == 2)
@@ -1548,7 +1735,9 @@ mod tests {
             });
         }
         let budget = 5_000;
-        let out = context_window("sys", &conv, budget);
+        let window = context_window("sys", &conv, budget);
+        assert!(window.trimmed_outputs > 0 && window.dropped_messages > 0);
+        let out = window.messages;
         assert!(matches!(&out[0], ChatMessage::System(s) if s == "sys"));
         assert!(out.iter().map(ChatMessage::weight).sum::<usize>() <= budget);
         assert_eq!(out.last(), conv.last(), "the latest message is kept whole");
@@ -1557,6 +1746,7 @@ mod tests {
             "cut at an exchange boundary"
         );
         let small = context_window("sys", &conv[..3], 1_000_000);
-        assert_eq!(small.len(), 4);
+        assert_eq!(small.messages.len(), 4);
+        assert_eq!((small.trimmed_outputs, small.dropped_messages), (0, 0));
     }
 }

@@ -27,4 +27,5 @@ pub mod provider;
 pub mod risk;
 pub mod sandbox;
 pub mod supervisor;
+pub mod workspace;
 pub mod ws;

@@ -156,8 +156,9 @@ pub enum TurnEndReason {
     Error,
 }
 
-/// A frame to the browser. Every variant but `session`, `history`,
-/// `assistant_delta` and `error` is also stored in the session's event log.
+/// A frame to the browser. Every variant but `session`, `history` and
+/// `assistant_delta` is also stored in the session's event log when the
+/// session sends it (a socket's own `error` answers to bad frames are not).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
@@ -223,6 +224,10 @@ pub enum ServerEvent {
     },
     FilesChanged {
         paths: Vec<String>,
+        /// The person uploaded these (rather than a command changing them);
+        /// the model is told about them with the next message.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        uploaded: bool,
     },
     Log {
         level: LogLevel,

@@ -4,6 +4,7 @@
 mod browser;
 mod chat;
 mod fake_llm;
+mod files;
 mod sandbox;
 mod support;
 mod tools;

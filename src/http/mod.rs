@@ -1,6 +1,9 @@
 //! The HTTP surface: REST routes (DESIGN.md §3), the WebSocket upgrade, the
 //! static page, the login cookie and the one error type every route answers
-//! with (`{"error": {"code", "message"}}`).
+//! with (`{"error": {"code", "message"}}`). The workspace file routes and
+//! the audit trail are in [`files`].
+
+pub mod files;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +60,12 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("Internal error; the server log has details.")]
     Internal(String),
@@ -71,6 +80,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -95,6 +107,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -271,10 +286,9 @@ async fn models(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespo
     let models = crate::provider::list_models(&state.http, &state.settings.provider)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(ModelList {
-        models,
-        current: state.settings.provider.model.clone(),
-    }))
+    let wanted = &state.settings.provider.model;
+    let current = crate::provider::resolve_model(wanted, &models).unwrap_or_else(|| wanted.clone());
+    Ok(HttpResponse::Ok().json(ModelList { models, current }))
 }
 
 // ---------------------------------------------------------------- sessions
@@ -483,8 +497,14 @@ async fn index(req: HttpRequest) -> HttpResponse {
     }
 }
 
-async fn login_page() -> HttpResponse {
-    page("login.html")
+/// The login page; someone already logged in goes straight to the app.
+async fn login_page(req: HttpRequest) -> HttpResponse {
+    match AuthUser::extract(&req).await {
+        Ok(_) => HttpResponse::Found()
+            .insert_header((header::LOCATION, "/"))
+            .finish(),
+        Err(_) => page("login.html"),
+    }
 }
 
 async fn api_not_found() -> Result<HttpResponse, ApiError> {
@@ -494,7 +514,7 @@ async fn api_not_found() -> Result<HttpResponse, ApiError> {
 /// Register every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api")
+        files::routes(web::scope("/api"))
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
             .route("/me", web::get().to(me))

@@ -1,0 +1,331 @@
+//! The workspace file routes (DESIGN.md §3): list, download, raw and
+//! multipart upload, delete; and the audit trail. Paths are confined by
+//! `crate::workspace`; an upload is announced to the session's agent.
+
+use actix_multipart::Multipart;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::{owned_session, ApiError, AppState, AuthUser};
+use crate::agent::FilesUploaded;
+use crate::db::queries;
+use crate::protocol::{AuditEntry, FileEntry};
+use crate::supervisor::Lookup;
+use crate::workspace::{FileError, RelPath, UploadLimits, Workspace};
+
+const MIB: u64 = 1024 * 1024;
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        let message = e.to_string();
+        match e.status() {
+            400 => ApiError::BadRequest(message),
+            404 => ApiError::NotFound(message),
+            409 => ApiError::Conflict(message),
+            413 => ApiError::TooLarge(message),
+            507 => ApiError::QuotaExceeded(message),
+            403 => ApiError::Forbidden(message),
+            _ => ApiError::Internal(message),
+        }
+    }
+}
+
+/// The session's workspace, if `user` owns the session.
+async fn workspace(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+) -> Result<(String, Workspace), ApiError> {
+    let session = owned_session(state, &user.0, id).await?;
+    let root = state.settings.workspaces_dir().join(&session.id);
+    let ws = web::block(move || Workspace::open(root))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((session.id, ws))
+}
+
+fn limits(state: &AppState) -> UploadLimits {
+    UploadLimits {
+        max_bytes: state.settings.files.max_upload_mb * MIB,
+        quota_bytes: Some(state.settings.files.quota_mb * MIB),
+    }
+}
+
+/// Refuse a body whose declared length is over the limit before reading it.
+fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(FileError::TooLarge { limit: max }.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Tell the live session (starting it if needed) that files arrived.
+async fn announce(state: &AppState, session_id: &str, paths: Vec<String>) {
+    if paths.is_empty() {
+        return;
+    }
+    if let Ok(agent) = state
+        .supervisor
+        .send(Lookup {
+            session_id: session_id.to_string(),
+        })
+        .await
+    {
+        agent.do_send(FilesUploaded { paths });
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    path: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, ws) = workspace(&state, &user, &id).await?;
+    let dir = Workspace::clean_path(query.path.as_deref().unwrap_or(""))?;
+    let entries: Vec<FileEntry> = web::block(move || ws.list(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+/// The `{path}` of a file route, fully decoded. actix's router decodes
+/// everything but `%2F`, `%25` and `%2B`, so a client could otherwise hide a
+/// `/` (and with it `..` segments) from the checks; those are decoded here,
+/// before confinement.
+fn file_path(req: &HttpRequest) -> Result<RelPath, ApiError> {
+    let raw = req.match_info().get("path").unwrap_or_default();
+    let decoded = percent_decode(raw)
+        .ok_or_else(|| ApiError::BadRequest("The file path is not valid UTF-8.".into()))?;
+    Ok(Workspace::clean_path(&decoded)?)
+}
+
+/// Decode `%XX` escapes; `None` if the result is not UTF-8. A `%` not
+/// followed by two hex digits stays as it is.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn download(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    let (_, ws) = workspace(&state, &user, &id).await?;
+    let path = file_path(&req)?;
+    let file = ws.open_read(&path).await?;
+    let disposition = ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::FilenameExt(header::ExtendedValue {
+            charset: header::Charset::Ext("UTF-8".into()),
+            language_tag: None,
+            value: file.file_name.clone().into_bytes(),
+        })],
+    };
+    // Read exactly the length seen at open, even if the agent grows the
+    // file meanwhile.
+    use tokio::io::AsyncReadExt;
+    let body = tokio_util::io::ReaderStream::new(file.file.take(file.len));
+    Ok(HttpResponse::Ok()
+        .content_type(file.content_type)
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .no_chunking(file.len)
+        .streaming(body))
+}
+
+async fn put(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    let (session_id, ws) = workspace(&state, &user, &id).await?;
+    let path = file_path(&req)?;
+    if path.is_root() {
+        return Err(ApiError::BadRequest(
+            "Give the file a name: PUT /api/sessions/{id}/files/<path>.".into(),
+        ));
+    }
+    let limits = limits(&state);
+    check_declared_length(&req, limits.max_bytes)?;
+    let size = ws.write_stream(&path, body, limits).await?;
+    let entry = uploaded_entry(&ws, &path).await?;
+    log::info!("session {session_id}: uploaded {path} ({size} bytes)");
+    announce(&state, &session_id, vec![path.as_str().to_string()]).await;
+    Ok(HttpResponse::Created().json(entry))
+}
+
+/// The listing entry of a file just written.
+async fn uploaded_entry(ws: &Workspace, path: &RelPath) -> Result<FileEntry, ApiError> {
+    let ws = ws.clone();
+    let path = path.clone();
+    web::block(move || -> Result<Option<FileEntry>, FileError> {
+        let parent = match path.as_str().rsplit_once('/') {
+            Some((dir, _)) => Workspace::clean_path(dir)?,
+            None => RelPath::root(),
+        };
+        Ok(ws
+            .list(&parent)?
+            .into_iter()
+            .find(|e| e.path == path.as_str()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??
+    .ok_or_else(|| ApiError::Internal("an uploaded file vanished".into()))
+}
+
+async fn multipart(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    mut form: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let (session_id, ws) = workspace(&state, &user, &id).await?;
+    let limits = limits(&state);
+    let mut dir = RelPath::root();
+    let mut uploaded: Vec<FileEntry> = Vec::new();
+    while let Some(field) = form.next().await {
+        let field = field.map_err(|e| {
+            ApiError::BadRequest(format!("The upload form could not be read: {e}."))
+        })?;
+        match field.name() {
+            Some("dir") => {
+                let bytes = field
+                    .map_ok(|b| b.to_vec())
+                    .try_concat()
+                    .await
+                    .map_err(|e| {
+                        ApiError::BadRequest(format!("The `dir` field could not be read: {e}."))
+                    })?;
+                if bytes.len() > crate::workspace::MAX_PATH_BYTES {
+                    return Err(ApiError::BadRequest("The `dir` field is too long.".into()));
+                }
+                dir = Workspace::clean_path(&String::from_utf8_lossy(&bytes))?;
+            }
+            Some("file") => {
+                let name = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename().map(str::to_string))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("Each `file` field needs a filename.".into())
+                    })?;
+                let path = dir.join(&Workspace::clean_path(&name)?)?;
+                if path.is_root() {
+                    return Err(ApiError::BadRequest("A file needs a name.".into()));
+                }
+                ws.write_stream(&path, field, limits.clone()).await?;
+                uploaded.push(uploaded_entry(&ws, &path).await?);
+            }
+            // Unknown fields are drained and ignored.
+            _ => {
+                let mut field = field;
+                while let Some(chunk) = field.next().await {
+                    chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("The upload form could not be read: {e}."))
+                    })?;
+                }
+            }
+        }
+    }
+    if uploaded.is_empty() {
+        return Err(ApiError::BadRequest("The form has no `file` field.".into()));
+    }
+    log::info!("session {session_id}: uploaded {} file(s)", uploaded.len());
+    announce(
+        &state,
+        &session_id,
+        uploaded.iter().map(|e| e.path.clone()).collect(),
+    )
+    .await;
+    Ok(HttpResponse::Created().json(uploaded))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    let (_, ws) = workspace(&state, &user, &id).await?;
+    let path = file_path(&req)?;
+    web::block(move || ws.delete(&path))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn audit(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session = owned_session(&state, &user.0, &id).await?;
+    let rows = state
+        .db
+        .run(move |c| queries::list_tool_calls(c, &session.id))
+        .await?;
+    let entries: Vec<AuditEntry> = rows.iter().map(|r| r.audit()).collect();
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding_finishes_what_the_router_left() {
+        for (raw, want) in [
+            ("a%2Fb", Some("a/b")),
+            ("..%2f..%2fetc", Some("../../etc")),
+            ("100%25", Some("100%")),
+            ("a%2Bb", Some("a+b")),
+            ("50%", Some("50%")),
+            ("%zz", Some("%zz")),
+            ("%C3%A9t%C3%A9", Some("été")),
+            ("%ff", None),
+        ] {
+            assert_eq!(percent_decode(raw).as_deref(), want, "{raw}");
+        }
+    }
+}
+
+/// Register the routes under `/api` (called from the API scope).
+pub fn routes(scope: actix_web::Scope) -> actix_web::Scope {
+    scope
+        .route("/sessions/{id}/files", web::get().to(list))
+        .route("/sessions/{id}/files", web::post().to(multipart))
+        .route("/sessions/{id}/files/{path:.*}", web::get().to(download))
+        .route("/sessions/{id}/files/{path:.*}", web::put().to(put))
+        .route("/sessions/{id}/files/{path:.*}", web::delete().to(delete))
+        .route("/sessions/{id}/audit", web::get().to(audit))
+}
