@@ -36,7 +36,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
-    /// Check Docker, the sandbox image, the database, the provider and the model.
+    /// Check Docker, the sandbox image, the database, the provider, the model
+    /// and whether it calls tools.
     Check,
 }
 
@@ -236,6 +237,10 @@ fn check(settings: Settings) -> anyhow::Result<()> {
                 h.hint.clone().unwrap_or_else(|| "unavailable".into())
             },
         );
+        // Informational: a model without tools still works through fenced
+        // code blocks, so no answer here fails the check.
+        let tools = ironclaw::provider::tool_support(&client, &settings.provider, &h.model).await;
+        line(true, "tools", tools.to_string());
         if ok {
             Ok(())
         } else {

@@ -151,6 +151,9 @@ pub struct OpenAiStream {
     calls: Vec<PartialCall>,
     /// index -> position in `calls` of the call currently using it.
     by_index: BTreeMap<u64, usize>,
+    /// A choice ended with `finish_reason: "length"`: broken arguments are
+    /// then the reply limit's fault, which the person can fix.
+    truncated: bool,
     done: bool,
 }
 
@@ -174,6 +177,9 @@ impl OpenAiStream {
         let mut out = Vec::new();
         let choices = chunk.get("choices").and_then(Value::as_array);
         for choice in choices.into_iter().flatten() {
+            if choice.get("finish_reason").and_then(Value::as_str) == Some("length") {
+                self.truncated = true;
+            }
             let Some(delta) = choice.get("delta").or_else(|| choice.get("message")) else {
                 continue;
             };
@@ -235,9 +241,15 @@ impl OpenAiStream {
         if !self.done {
             return Err(ProviderError::StreamCut);
         }
+        let truncated = self.truncated;
         self.calls
             .into_iter()
             .map(|c| {
+                let arguments = match parse_arguments(&c.arguments) {
+                    Ok(v) => v,
+                    Err(_) if truncated => return Err(ProviderError::Truncated),
+                    Err(e) => return Err(e),
+                };
                 Ok(ToolCallRequest {
                     id: if c.id.is_empty() {
                         format!("call_{}", uuid::Uuid::new_v4().simple())
@@ -245,10 +257,211 @@ impl OpenAiStream {
                         c.id
                     },
                     name: c.name,
-                    arguments: parse_arguments(&c.arguments)?,
+                    arguments,
                 })
             })
             .collect()
+    }
+}
+
+// ------------------------------------------------------------------ Anthropic
+
+/// One content block of an Anthropic message while it streams.
+#[derive(Debug)]
+enum AnthropicBlock {
+    /// Text: its deltas go out as they come.
+    Text,
+    /// A tool call. Its input is built from the `partial_json` fragments
+    /// only; the `input` of `content_block_start` (always `{}` from
+    /// Anthropic) is used only when no fragment arrives at all.
+    ToolUse {
+        id: String,
+        name: String,
+        partial_json: String,
+        start_input: Value,
+    },
+    /// Blocks IronClaw does not show or act on (`thinking`,
+    /// `redacted_thinking`, server tools); their deltas are dropped.
+    Other,
+}
+
+/// Accumulates an Anthropic Messages stream (`message_start`,
+/// `content_block_start|delta|stop`, `ping`, `message_delta`,
+/// `message_stop`, `error`). Text deltas stream out; tool inputs are parsed
+/// once the stream is done, when `stop_reason` can say why one is broken.
+#[derive(Debug, Default)]
+pub struct AnthropicStream {
+    /// Blocks by their `index`, so tool calls come out in the model's order.
+    blocks: BTreeMap<u64, AnthropicBlock>,
+    /// The block most recently started, for deltas that carry no `index`.
+    last_index: Option<u64>,
+    /// From `message_delta`: `end_turn`, `tool_use`, `max_tokens`, ...
+    stop_reason: Option<String>,
+    /// `message_stop` arrived: the only proof the reply is complete.
+    done: bool,
+}
+
+/// The Anthropic error type that means "try again shortly".
+const ANTHROPIC_OVERLOADED: &str = "overloaded_error";
+
+impl AnthropicStream {
+    /// Feed one SSE event: its `event:` name and its `data:` payload. The
+    /// payload's own `type` wins over the name; the name is the fallback
+    /// for servers that send bare `data: {}` pings.
+    pub fn on_event(&mut self, event: &str, data: &str) -> Result<Vec<StreamItem>, ProviderError> {
+        let data = data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let payload: Value = serde_json::from_str(data).map_err(|e| {
+            ProviderError::Decode(format!("an event is not JSON ({e}): {data:.200}"))
+        })?;
+        let kind = payload
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or(event)
+            .to_string();
+        let mut out = Vec::new();
+        match kind.as_str() {
+            "content_block_start" => {
+                let index = self.index_of(&payload, true);
+                let block = payload.get("content_block").unwrap_or(&Value::Null);
+                let started = match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        if let Some(text) = block.get("text").and_then(Value::as_str) {
+                            if !text.is_empty() {
+                                out.push(StreamItem::Text(text.to_string()));
+                            }
+                        }
+                        AnthropicBlock::Text
+                    }
+                    Some("tool_use") => AnthropicBlock::ToolUse {
+                        id: block
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::new_v4().simple())),
+                        name: block
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        partial_json: String::new(),
+                        start_input: block.get("input").cloned().unwrap_or(Value::Null),
+                    },
+                    _ => AnthropicBlock::Other,
+                };
+                self.blocks.insert(index, started);
+                self.last_index = Some(index);
+            }
+            "content_block_delta" => {
+                let index = self.index_of(&payload, false);
+                let delta = payload.get("delta").unwrap_or(&Value::Null);
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                        let shown =
+                            matches!(self.blocks.get(&index), Some(AnthropicBlock::Text) | None);
+                        if shown && !text.is_empty() {
+                            out.push(StreamItem::Text(text.to_string()));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let fragment = delta
+                            .get("partial_json")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        match self.blocks.get_mut(&index) {
+                            Some(AnthropicBlock::ToolUse { partial_json, .. }) => {
+                                partial_json.push_str(fragment);
+                            }
+                            Some(AnthropicBlock::Other) => {}
+                            Some(AnthropicBlock::Text) | None => {
+                                return Err(ProviderError::Decode(format!(
+                                    "tool input arrived for content block {index}, which is not a tool call"
+                                )))
+                            }
+                        }
+                    }
+                    // thinking_delta, signature_delta, citations_delta and
+                    // whatever comes next: nothing to show or run.
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = payload
+                    .pointer("/delta/stop_reason")
+                    .and_then(Value::as_str)
+                {
+                    self.stop_reason = Some(reason.to_string());
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let err = payload.get("error").unwrap_or(&payload);
+                let message = error_text(err);
+                return Err(
+                    if err.get("type").and_then(Value::as_str) == Some(ANTHROPIC_OVERLOADED) {
+                        ProviderError::Overloaded(message)
+                    } else {
+                        ProviderError::Remote(message)
+                    },
+                );
+            }
+            // message_start, content_block_stop, ping, and event types added
+            // later: Anthropic asks clients to ignore what they don't know.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// The block an event is about: its `index`, else (for a start) the
+    /// next free one or (for a delta) the one most recently started.
+    fn index_of(&self, payload: &Value, starting: bool) -> u64 {
+        if let Some(i) = payload.get("index").and_then(Value::as_u64) {
+            return i;
+        }
+        if starting {
+            self.blocks.keys().next_back().map_or(0, |i| i + 1)
+        } else {
+            self.last_index.unwrap_or(0)
+        }
+    }
+
+    /// The tool calls, once the stream has ended; an error if it ended
+    /// without `message_stop`.
+    pub fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
+        if !self.done {
+            return Err(ProviderError::StreamCut);
+        }
+        let truncated = self.stop_reason.as_deref() == Some("max_tokens");
+        let mut calls = Vec::new();
+        for block in self.blocks.into_values() {
+            let AnthropicBlock::ToolUse {
+                id,
+                name,
+                partial_json,
+                start_input,
+            } = block
+            else {
+                continue;
+            };
+            let arguments = if partial_json.trim().is_empty() && start_input.is_object() {
+                start_input
+            } else {
+                match parse_arguments(&partial_json) {
+                    Ok(v) => v,
+                    Err(_) if truncated => return Err(ProviderError::Truncated),
+                    Err(e) => return Err(e),
+                }
+            };
+            calls.push(ToolCallRequest {
+                id,
+                name,
+                arguments,
+            });
+        }
+        Ok(calls)
     }
 }
 
@@ -441,5 +654,357 @@ mod tests {
             .on_data(r#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#)
             .unwrap_err();
         assert!(e.to_string().contains("upstream overloaded"));
+    }
+
+    // ---------------------------------------------------------- Anthropic
+
+    /// A tool-using reply as Anthropic streams it (shape from the API
+    /// reference), with non-ASCII text and input to split inside.
+    const ANTHROPIC_RECORDED: &str = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-sonnet-4-5","stop_sequence":null,"usage":{"input_tokens":472,"output_tokens":2},"content":[],"stop_reason":null}}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        "\n\n",
+        "event: ping\n",
+        r#"data: {"type": "ping"}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay, let me look"}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" — Grüße 🌍"}}"#,
+        "\n\n",
+        "event: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":0}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"shell","input":{}}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"command\": \"ec"}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ho hé 🌍\"}"}}"#,
+        "\n\n",
+        "event: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":1}"#,
+        "\n\n",
+        "event: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}"#,
+        "\n\n",
+        "event: message_stop\n",
+        r#"data: {"type":"message_stop"}"#,
+        "\n\n",
+    );
+
+    type Decoded = (String, Result<Vec<ToolCallRequest>, ProviderError>);
+
+    /// Runs byte chunks through the real SSE parser and the accumulator,
+    /// as the provider does. An error from an event ends the stream.
+    async fn anthropic_sse(chunks: Vec<Vec<u8>>) -> Decoded {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+        let mut events = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+        )
+        .eventsource();
+        let mut acc = AnthropicStream::default();
+        let mut text = String::new();
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            match acc.on_event(&event.event, &event.data) {
+                Ok(items) => {
+                    for StreamItem::Text(t) in items {
+                        text.push_str(&t);
+                    }
+                }
+                Err(e) => return (text, Err(e)),
+            }
+        }
+        (text, acc.finish())
+    }
+
+    fn anthropic(events: &[(&str, Value)]) -> Decoded {
+        let mut acc = AnthropicStream::default();
+        let mut text = String::new();
+        for (name, data) in events {
+            match acc.on_event(name, &data.to_string()) {
+                Ok(items) => {
+                    for StreamItem::Text(t) in items {
+                        text.push_str(&t);
+                    }
+                }
+                Err(e) => return (text, Err(e)),
+            }
+        }
+        (text, acc.finish())
+    }
+
+    fn tool_start(index: u64, id: &str, input: Value) -> (&'static str, Value) {
+        (
+            "content_block_start",
+            json!({"type":"content_block_start","index":index,
+                   "content_block":{"type":"tool_use","id":id,"name":"shell","input":input}}),
+        )
+    }
+
+    fn input_delta(index: u64, partial: &str) -> (&'static str, Value) {
+        (
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":index,
+                   "delta":{"type":"input_json_delta","partial_json":partial}}),
+        )
+    }
+
+    fn text_start(index: u64) -> (&'static str, Value) {
+        (
+            "content_block_start",
+            json!({"type":"content_block_start","index":index,"content_block":{"type":"text","text":""}}),
+        )
+    }
+
+    fn text_delta(index: u64, text: &str) -> (&'static str, Value) {
+        (
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":text}}),
+        )
+    }
+
+    fn stop(index: u64) -> (&'static str, Value) {
+        (
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":index}),
+        )
+    }
+
+    fn message_end(reason: &str) -> [(&'static str, Value); 2] {
+        [
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":reason,"stop_sequence":null},"usage":{"output_tokens":5}}),
+            ),
+            ("message_stop", json!({"type":"message_stop"})),
+        ]
+    }
+
+    fn check_recorded((text, calls): &Decoded, how: &str) {
+        assert_eq!(text, "Okay, let me look — Grüße 🌍", "{how}");
+        let calls = calls.as_ref().unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(calls.len(), 1, "{how}");
+        assert_eq!(calls[0].id, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "{how}");
+        assert_eq!(calls[0].name, "shell", "{how}");
+        assert_eq!(
+            calls[0].arguments,
+            json!({"command": "echo hé 🌍"}),
+            "{how}"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn anthropic_recorded_stream_survives_a_split_at_every_byte_offset() {
+        for (label, recorded) in [
+            ("LF", ANTHROPIC_RECORDED.to_string()),
+            ("CRLF", ANTHROPIC_RECORDED.replace('\n', "\r\n")),
+        ] {
+            let bytes = recorded.as_bytes();
+            check_recorded(&anthropic_sse(vec![bytes.to_vec()]).await, label);
+            for at in 1..bytes.len() {
+                let chunks = vec![bytes[..at].to_vec(), bytes[at..].to_vec()];
+                check_recorded(
+                    &anthropic_sse(chunks).await,
+                    &format!("{label} split at {at}"),
+                );
+            }
+            for piece in 1..=7 {
+                let chunks = bytes.chunks(piece).map(<[u8]>::to_vec).collect();
+                check_recorded(
+                    &anthropic_sse(chunks).await,
+                    &format!("{label} in {piece}-byte pieces"),
+                );
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn anthropic_comments_pings_and_data_without_a_space_are_harmless() {
+        let noisy = ANTHROPIC_RECORDED.replace("data: ", "data:").replace(
+            "event: content_block_stop\n",
+            ": keep-alive\n\nevent: ping\ndata: {}\n\nevent: content_block_stop\n",
+        );
+        check_recorded(&anthropic_sse(vec![noisy.into_bytes()]).await, "noisy");
+    }
+
+    #[actix_rt::test]
+    async fn anthropic_stream_without_message_stop_is_cut_at_every_event_boundary() {
+        let frames: Vec<&str> = ANTHROPIC_RECORDED.split_inclusive("\n\n").collect();
+        for end in 0..frames.len() {
+            let (_, calls) = anthropic_sse(vec![frames[..end].concat().into_bytes()]).await;
+            assert!(
+                matches!(calls, Err(ProviderError::StreamCut)),
+                "ended after {end} events: {calls:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_mid_stream_errors_say_overloaded_or_what_failed() {
+        let error = |kind: &str, message: &str| {
+            (
+                "error",
+                json!({"type":"error","error":{"type":kind,"message":message}}),
+            )
+        };
+        let (text, got) = anthropic(&[
+            text_start(0),
+            text_delta(0, "Half"),
+            error("overloaded_error", "Overloaded"),
+        ]);
+        assert_eq!(text, "Half");
+        let e = got.unwrap_err();
+        assert!(matches!(e, ProviderError::Overloaded(_)), "{e:?}");
+        assert_eq!(e.code(), "provider_busy");
+        assert!(e.to_string().contains("Overloaded"));
+
+        let (_, got) = anthropic(&[error("api_error", "Internal server error")]);
+        let e = got.unwrap_err();
+        assert_eq!(e.code(), "provider_error");
+        assert!(e.to_string().contains("Internal server error"));
+    }
+
+    #[test]
+    fn anthropic_input_comes_from_partial_json_only() {
+        let mut events = vec![
+            tool_start(0, "toolu_a", json!({"command": "not this"})),
+            input_delta(0, "{\"command\":"),
+            input_delta(0, " \"ls\"}"),
+            stop(0),
+            // No fragments at all: the (empty) start input stands.
+            tool_start(1, "toolu_b", json!({})),
+            stop(1),
+        ];
+        events.extend(message_end("tool_use"));
+        let (text, calls) = anthropic(&events);
+        assert_eq!(text, "");
+        let calls = calls.unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].arguments, json!({"command": "ls"}));
+        assert_eq!(calls[1].id, "toolu_b");
+        assert_eq!(calls[1].arguments, json!({}));
+    }
+
+    #[test]
+    fn anthropic_tool_calls_come_out_in_block_order_whatever_the_interleaving() {
+        let mut events = vec![
+            tool_start(2, "toolu_late", json!({})),
+            tool_start(1, "toolu_early", json!({})),
+            input_delta(2, "{\"command\":\"pwd\"}"),
+            input_delta(1, "{\"command\":\"ls\"}"),
+            stop(1),
+            stop(2),
+        ];
+        events.extend(message_end("tool_use"));
+        let calls = anthropic(&events).1.unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["toolu_early", "toolu_late"]);
+    }
+
+    #[test]
+    fn anthropic_broken_input_is_an_error_and_says_max_tokens_when_that_is_why() {
+        let broken = [
+            tool_start(0, "toolu_a", json!({})),
+            input_delta(0, "{\"command\": \"ech"),
+            stop(0),
+        ];
+        let mut events = broken.to_vec();
+        events.extend(message_end("tool_use"));
+        let e = anthropic(&events).1.unwrap_err();
+        assert_eq!(e.code(), "provider_bad_response", "{e}");
+
+        let mut events = broken.to_vec();
+        events.extend(message_end("max_tokens"));
+        let e = anthropic(&events).1.unwrap_err();
+        assert_eq!(e.code(), "provider_max_tokens");
+        assert!(e.to_string().contains("provider.max_tokens"));
+    }
+
+    #[test]
+    fn anthropic_thinking_is_hidden_and_start_text_unknown_events_and_bare_pings_are_handled() {
+        let mut events = vec![
+            ("ping", json!({})),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"secret"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}),
+            ),
+            stop(0),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":"Hi"}}),
+            ),
+            text_delta(1, " there"),
+            ("some_future_event", json!({"type":"some_future_event"})),
+            stop(1),
+        ];
+        events.extend(message_end("end_turn"));
+        let (text, calls) = anthropic(&events);
+        assert_eq!(text, "Hi there");
+        assert!(calls.unwrap().is_empty());
+    }
+
+    #[test]
+    fn anthropic_garbage_is_a_decode_error() {
+        let mut acc = AnthropicStream::default();
+        let e = acc
+            .on_event("content_block_delta", "{not json")
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_bad_response");
+        let e = anthropic(&[text_start(0), input_delta(0, "{}")])
+            .1
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_bad_response");
+        // An empty payload (a keep-alive) is nothing.
+        assert!(acc.on_event("ping", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn openai_broken_arguments_after_length_say_max_tokens() {
+        let (_, calls) = openai(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"shell","arguments":"{\"comm"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+            "[DONE]",
+        ]);
+        assert_eq!(calls.unwrap_err().code(), "provider_max_tokens");
+    }
+
+    #[test]
+    fn openai_without_index_or_finish_reason_still_separates_calls() {
+        let (_, calls) = openai(&[
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"a","type":"function","function":{"name":"shell","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"command\":\"ls\"}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"b","type":"function","function":{"name":"shell","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"command\":"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"\"pwd\"}"}}]},"finish_reason":""}]}"#,
+            "[DONE]",
+        ]);
+        let calls = calls.unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].id, "a");
+        assert_eq!(calls[0].arguments, json!({"command": "ls"}));
+        assert_eq!(calls[1].id, "b");
+        assert_eq!(calls[1].arguments, json!({"command": "pwd"}));
     }
 }

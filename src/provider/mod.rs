@@ -1,14 +1,21 @@
 //! The ProviderActor: one per live session, it streams a completion from the
-//! configured LLM server (Ollama's native `/api/chat` as NDJSON, or any
-//! OpenAI-compatible `/v1/chat/completions` as SSE) and sends the reply back
-//! to the AgentActor as typed `ProviderEvent`s. Also the start-up health
-//! check and model resolution.
+//! configured LLM server (Ollama's native `/api/chat` as NDJSON, any
+//! OpenAI-compatible `/v1/chat/completions` as SSE, or Anthropic's
+//! `/v1/messages` as SSE) and sends the reply back to the AgentActor as
+//! typed `ProviderEvent`s. Also the start-up health check, model listing
+//! and resolution, and the tool-support probe of `ironclaw check`.
 //!
 //! Messages: [`Complete`] starts a stream, [`CancelCompletion`] drops it at
 //! once (closing the HTTP connection). Events go out through a bounded
 //! mailbox (`Recipient::send`), so a slow consumer slows the stream instead
 //! of growing memory.
+//!
+//! Transient failures (429, 5xx, Anthropic's 529 and mid-stream
+//! `overloaded_error`) are retried with backoff, honouring `retry-after`,
+//! but only before any reply text has been delivered: after that a retry
+//! would repeat what the person already saw.
 
+pub mod anthropic;
 pub mod decode;
 
 use std::time::Duration;
@@ -19,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ProviderKind, ProviderSettings};
 use crate::protocol::ProviderHealth;
-use decode::{NdjsonDecoder, OllamaStream, OpenAiStream, StreamItem};
+use decode::{AnthropicStream, NdjsonDecoder, OllamaStream, OpenAiStream, StreamItem};
 
 /// A tool call the model asked for, with its arguments parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,12 +92,22 @@ pub enum ProviderError {
         detail: String,
         hint: String,
     },
-    #[error("The model server is busy (HTTP {status}) and did not recover after {attempts} attempts: {detail}. Try again in a moment.")]
+    #[error("The model server is busy (HTTP {status}) and did not recover after {attempts} attempt(s): {detail}. Try again in a moment.")]
     Busy {
         status: u16,
         attempts: u32,
         detail: String,
     },
+    #[error("The model server is rate-limiting IronClaw (HTTP {status}) and asks to wait {seconds} s: {detail}. Try again then, or check the plan and limits of the API key.")]
+    RetryLater {
+        status: u16,
+        seconds: u64,
+        detail: String,
+    },
+    #[error("The model server is overloaded and stopped the reply: {0}. Try again in a moment.")]
+    Overloaded(String),
+    #[error("The model reached its reply length limit in the middle of a tool call, so the call could not be read. Raise provider.max_tokens, or ask for a smaller step.")]
+    Truncated,
     #[error("The model server answered HTTP {status}: {detail}")]
     Http { status: u16, detail: String },
     #[error("The model does not support tool calling.")]
@@ -112,7 +129,10 @@ impl ProviderError {
             ProviderError::Unreachable { .. } => "provider_unreachable",
             ProviderError::ModelNotFound { .. } => "model_not_found",
             ProviderError::Auth { .. } => "provider_auth",
-            ProviderError::Busy { .. } => "provider_busy",
+            ProviderError::Busy { .. }
+            | ProviderError::RetryLater { .. }
+            | ProviderError::Overloaded(_) => "provider_busy",
+            ProviderError::Truncated => "provider_max_tokens",
             ProviderError::Http { .. } => "provider_http",
             ProviderError::ToolsUnsupported => "tools_unsupported",
             ProviderError::StreamCut => "provider_stream_cut",
@@ -257,6 +277,22 @@ fn model_hint(settings: &ProviderSettings, model: &str) -> String {
     }
 }
 
+/// Where the API key comes from, for the message of a refused key.
+fn key_hint(settings: &ProviderSettings) -> String {
+    let source = match settings.kind {
+        ProviderKind::Anthropic => "the ANTHROPIC_API_KEY environment variable or provider.api_key",
+        ProviderKind::Openai => "the OPENAI_API_KEY environment variable or provider.api_key",
+        ProviderKind::Ollama => {
+            "provider.api_key (Ollama itself needs no key; a proxy in front of it may)"
+        }
+    };
+    if settings.resolved_api_key().is_some() {
+        source.to_string()
+    } else {
+        format!("{source}: no key is set")
+    }
+}
+
 fn unreachable(settings: &ProviderSettings, err: &reqwest::Error) -> ProviderError {
     let detail = if err.is_timeout() {
         "timed out".to_string()
@@ -270,6 +306,24 @@ fn unreachable(settings: &ProviderSettings, err: &reqwest::Error) -> ProviderErr
         url: settings.resolved_base_url(),
         detail,
         hint: unreachable_hint(settings),
+    }
+}
+
+/// The key and version headers the kind's API wants.
+fn authorize(req: reqwest::RequestBuilder, settings: &ProviderSettings) -> reqwest::RequestBuilder {
+    let key = settings.resolved_api_key();
+    match settings.kind {
+        ProviderKind::Anthropic => {
+            let req = req.header("anthropic-version", anthropic::API_VERSION);
+            match key {
+                Some(k) => req.header("x-api-key", k),
+                None => req,
+            }
+        }
+        ProviderKind::Ollama | ProviderKind::Openai => match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        },
     }
 }
 
@@ -314,54 +368,106 @@ fn without_tools(messages: &[ChatMessage]) -> Vec<ChatMessage> {
 }
 
 /// The request body and URL for one completion.
-fn build_request(settings: &ProviderSettings, msg: &Complete) -> (String, Value) {
+fn build_request(
+    settings: &ProviderSettings,
+    model: &str,
+    messages: &[ChatMessage],
+    tools: bool,
+) -> (String, Value) {
     let base = settings.resolved_base_url();
     let plain;
-    let conversation = if msg.tools {
-        &msg.messages
+    let conversation = if tools {
+        messages
     } else {
-        plain = without_tools(&msg.messages);
+        plain = without_tools(messages);
         &plain
     };
     match settings.kind {
         ProviderKind::Ollama => {
             let messages: Vec<Value> = conversation.iter().map(ollama_message).collect();
-            let mut body = json!({"model": msg.model, "messages": messages, "stream": true});
-            if msg.tools {
+            let mut body = json!({"model": model, "messages": messages, "stream": true});
+            if tools {
                 body["tools"] = tool_schemas();
             }
             (format!("{base}/api/chat"), body)
         }
-        ProviderKind::Openai | ProviderKind::Anthropic => {
+        ProviderKind::Openai => {
             let messages: Vec<Value> = conversation.iter().map(openai_message).collect();
             let mut body = json!({
-                "model": msg.model,
+                "model": model,
                 "messages": messages,
                 "stream": true,
                 "stream_options": {"include_usage": true},
             });
-            if msg.tools {
+            if tools {
                 body["tools"] = tool_schemas();
             }
             (format!("{base}/v1/chat/completions"), body)
         }
+        ProviderKind::Anthropic => (
+            format!("{base}/v1/messages"),
+            anthropic::request_body(model, settings.max_tokens, conversation, tools),
+        ),
+    }
+}
+
+/// One of the two tools, described once for every wire format.
+pub(crate) struct ToolSpec {
+    name: &'static str,
+    description: &'static str,
+    /// The one string argument: `command` or `code`.
+    argument: &'static str,
+    argument_description: &'static str,
+}
+
+/// The tools offered to a model that calls tools natively.
+pub(crate) const TOOLS: [ToolSpec; 2] = [
+    ToolSpec {
+        name: "shell",
+        description: "Run a bash command in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
+        argument: "command",
+        argument_description: "The bash command to run.",
+    },
+    ToolSpec {
+        name: "python",
+        description: "Run a Python 3 program in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
+        argument: "code",
+        argument_description: "The whole Python program.",
+    },
+];
+
+impl ToolSpec {
+    /// The JSON Schema of the arguments.
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {self.argument: {"type": "string", "description": self.argument_description}},
+            "required": [self.argument],
+        })
+    }
+
+    /// OpenAI's (and Ollama's) `{type: function, function: {...}}`.
+    fn function(&self) -> Value {
+        json!({"type": "function", "function": {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters(),
+        }})
+    }
+
+    /// Anthropic's `{name, description, input_schema}`.
+    pub(crate) fn anthropic(&self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.parameters(),
+        })
     }
 }
 
 /// The two tools, in the OpenAI/Ollama function schema.
 fn tool_schemas() -> Value {
-    json!([
-        {"type": "function", "function": {
-            "name": "shell",
-            "description": "Run a bash command in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
-            "parameters": {"type": "object", "properties": {"command": {"type": "string", "description": "The bash command to run."}}, "required": ["command"]}
-        }},
-        {"type": "function", "function": {
-            "name": "python",
-            "description": "Run a Python 3 program in the sandbox. The working directory is /workspace. Returns stdout, stderr and the exit code.",
-            "parameters": {"type": "object", "properties": {"code": {"type": "string", "description": "The whole Python program."}}, "required": ["code"]}
-        }}
-    ])
+    TOOLS.iter().map(ToolSpec::function).collect()
 }
 
 fn ollama_message(m: &ChatMessage) -> Value {
@@ -416,72 +522,119 @@ fn retry_after(resp: &reqwest::Response) -> Option<u64> {
 }
 
 /// Longest wait honoured from a `retry-after` header; a server asking for
-/// more is treated as failed rather than leaving the person waiting.
+/// more is treated as failed (saying when to try again) rather than
+/// leaving the person looking at a silent page.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Largest doubling of the backoff, so a large `max_retries` cannot make
+/// one wait absurd (500 ms << 6 = 32 s).
+const MAX_BACKOFF_DOUBLINGS: u32 = 6;
+
+/// What the server says when the model cannot take the `tools` field:
+/// Ollama (`does not support tools`), vLLM started without
+/// `--enable-auto-tool-choice`, llama.cpp's server without `--jinja`.
+const TOOLS_REFUSED: [&str; 4] = [
+    "does not support tools",
+    "enable-auto-tool-choice",
+    "tool choice requires",
+    "tools param requires",
+];
+
+/// The attempts of one completion, shared by the HTTP-status retries and
+/// the mid-stream `overloaded` retries so together they stay within
+/// `provider.max_retries`.
+struct Retries {
+    /// Attempts made so far (the first one included).
+    made: u32,
+    max_retries: u32,
+    base_ms: u64,
+}
+
+impl Retries {
+    fn new(settings: &ProviderSettings) -> Self {
+        Retries {
+            made: 1,
+            max_retries: settings.max_retries,
+            base_ms: settings.retry_base_ms,
+        }
+    }
+
+    /// The wait before one more attempt: what the server asked for, else
+    /// exponential backoff. `None` when the retries are used up.
+    fn next_wait(&mut self, asked: Option<u64>) -> Option<Duration> {
+        if self.made > self.max_retries {
+            return None;
+        }
+        let backoff = Duration::from_millis(
+            self.base_ms
+                .saturating_mul(1 << (self.made - 1).min(MAX_BACKOFF_DOUBLINGS)),
+        );
+        self.made += 1;
+        Some(asked.map(Duration::from_secs).unwrap_or(backoff))
+    }
+}
+
 /// Send the request, retrying transient failures (429, 5xx, 529) with
-/// backoff before any output has been received.
+/// backoff; nothing has reached the person yet, so a retry is invisible.
 async fn open_stream(
     client: &reqwest::Client,
     settings: &ProviderSettings,
     url: &str,
     body: &Value,
     model: &str,
+    retries: &mut Retries,
 ) -> Result<reqwest::Response, ProviderError> {
-    let mut attempt: u32 = 0;
     loop {
-        attempt += 1;
-        let mut req = client.post(url).json(body);
-        if let Some(key) = settings.resolved_api_key() {
-            req = req.bearer_auth(key);
-        }
+        let req = authorize(client.post(url).json(body), settings);
         let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
-        let wait_hint = retry_after(&resp);
+        let asked = retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
         let detail = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v.get("error").map(decode::error_text))
             .unwrap_or_else(|| text.chars().take(300).collect());
         let code = status.as_u16();
-        let transient = code == 429 || code == 529 || status.is_server_error();
-        if transient && attempt <= settings.max_retries {
-            let backoff = Duration::from_millis(
-                settings
-                    .retry_base_ms
-                    .saturating_mul(1 << (attempt - 1).min(10)),
-            );
-            let wait = wait_hint
-                .map(Duration::from_secs)
-                .unwrap_or(backoff)
-                .min(MAX_RETRY_AFTER);
-            log::warn!("provider answered HTTP {code}; retrying in {wait:?} (attempt {attempt})");
-            tokio::time::sleep(wait).await;
-            continue;
-        }
         let lower = detail.to_lowercase();
+        if body.get("tools").is_some() && TOOLS_REFUSED.iter().any(|t| lower.contains(t)) {
+            return Err(ProviderError::ToolsUnsupported);
+        }
+        let transient = code == 429 || code == 529 || status.is_server_error();
+        if transient {
+            if let Some(seconds) = asked.filter(|s| Duration::from_secs(*s) > MAX_RETRY_AFTER) {
+                return Err(ProviderError::RetryLater {
+                    status: code,
+                    seconds,
+                    detail,
+                });
+            }
+            let attempt = retries.made;
+            if let Some(wait) = retries.next_wait(asked) {
+                log::warn!(
+                    "provider answered HTTP {code}; retrying in {wait:?} (attempt {attempt})"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        }
         return Err(match code {
             401 | 403 => ProviderError::Auth {
                 kind: kind_name(settings.kind).to_string(),
                 status: code,
                 detail,
-                hint: match settings.kind {
-                    ProviderKind::Anthropic => "ANTHROPIC_API_KEY or provider.api_key".into(),
-                    _ => "OPENAI_API_KEY or provider.api_key".into(),
-                },
+                hint: key_hint(settings),
             },
             404 if lower.contains("model") => ProviderError::ModelNotFound {
                 kind: settings.kind.as_str().to_string(),
                 model: model.to_string(),
                 hint: model_hint(settings, model),
             },
-            400 if lower.contains("does not support tools") => ProviderError::ToolsUnsupported,
             _ if transient => ProviderError::Busy {
                 status: code,
-                attempts: attempt,
+                attempts: retries.made,
                 detail,
             },
             _ => ProviderError::Http {
@@ -497,7 +650,24 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
     let request = msg.request;
     let reply_to = msg.reply_to.clone();
     let mut started = false;
-    let result = run_stream(&client, &settings, &msg, &mut started).await;
+    let mut retries = Retries::new(&settings);
+    let result = loop {
+        match run_stream(&client, &settings, &msg, &mut started, &mut retries).await {
+            // Overloaded before any text: the person has seen nothing, so
+            // this is as transient as a 529.
+            Err(ProviderError::Overloaded(detail)) if !started => {
+                let attempt = retries.made;
+                match retries.next_wait(None) {
+                    Some(wait) => {
+                        log::warn!("provider overloaded mid-stream ({detail}); retrying in {wait:?} (attempt {attempt})");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => break Err(ProviderError::Overloaded(detail)),
+                }
+            }
+            other => break other,
+        }
+    };
     let event = match result {
         Ok(tool_calls) => ProviderEvent::Finished {
             request,
@@ -512,14 +682,50 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
     let _ = reply_to.send(event).await;
 }
 
+/// The SSE accumulator of the configured wire format.
+enum SseStream {
+    OpenAi(OpenAiStream),
+    Anthropic(AnthropicStream),
+}
+
+impl SseStream {
+    fn on_event(
+        &mut self,
+        event: &eventsource_stream::Event,
+    ) -> Result<Vec<StreamItem>, ProviderError> {
+        match self {
+            SseStream::OpenAi(acc) => {
+                // Not OpenAI's own, but some gateways (OpenRouter, LiteLLM)
+                // send failures as a named `error` event.
+                if event.event == "error" {
+                    let message = serde_json::from_str::<Value>(&event.data)
+                        .map(|v| decode::error_text(v.get("error").unwrap_or(&v)))
+                        .unwrap_or_else(|_| event.data.clone());
+                    return Err(ProviderError::Remote(message));
+                }
+                acc.on_data(&event.data)
+            }
+            SseStream::Anthropic(acc) => acc.on_event(&event.event, &event.data),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
+        match self {
+            SseStream::OpenAi(acc) => acc.finish(),
+            SseStream::Anthropic(acc) => acc.finish(),
+        }
+    }
+}
+
 async fn run_stream(
     client: &reqwest::Client,
     settings: &ProviderSettings,
     msg: &Complete,
     started: &mut bool,
+    retries: &mut Retries,
 ) -> Result<Vec<ToolCallRequest>, ProviderError> {
-    let (url, body) = build_request(settings, msg);
-    let resp = open_stream(client, settings, &url, &body, &msg.model).await?;
+    let (url, body) = build_request(settings, &msg.model, &msg.messages, msg.tools);
+    let resp = open_stream(client, settings, &url, &body, &msg.model, retries).await?;
     let idle = Duration::from_secs(settings.stream_idle_secs);
     let deliver = |text: String| {
         let reply_to = msg.reply_to.clone();
@@ -531,7 +737,7 @@ async fn run_stream(
                 .is_ok()
         }
     };
-    match settings.kind {
+    let mut sse = match settings.kind {
         ProviderKind::Ollama => {
             let mut bytes = resp.bytes_stream();
             let mut decoder = NdjsonDecoder::default();
@@ -566,38 +772,34 @@ async fn run_stream(
                 }
             }
         }
-        ProviderKind::Openai | ProviderKind::Anthropic => {
-            use eventsource_stream::Eventsource;
-            let mut events = resp.bytes_stream().eventsource();
-            let mut acc = OpenAiStream::default();
-            loop {
-                let next = tokio::time::timeout(idle, events.next())
-                    .await
-                    .map_err(|_| ProviderError::Stalled(idle.as_secs()))?;
-                match next {
-                    Some(Ok(event)) => {
-                        if event.event == "error" {
-                            return Err(ProviderError::Remote(event.data));
-                        }
-                        for StreamItem::Text(t) in acc.on_data(&event.data)? {
-                            *started = true;
-                            if !deliver(t).await {
-                                return Ok(Vec::new());
-                            }
-                        }
+        ProviderKind::Openai => SseStream::OpenAi(OpenAiStream::default()),
+        ProviderKind::Anthropic => SseStream::Anthropic(AnthropicStream::default()),
+    };
+    use eventsource_stream::Eventsource;
+    let mut events = resp.bytes_stream().eventsource();
+    loop {
+        let next = tokio::time::timeout(idle, events.next())
+            .await
+            .map_err(|_| ProviderError::Stalled(idle.as_secs()))?;
+        match next {
+            Some(Ok(event)) => {
+                for StreamItem::Text(t) in sse.on_event(&event)? {
+                    *started = true;
+                    if !deliver(t).await {
+                        return Ok(Vec::new());
                     }
-                    Some(Err(eventsource_stream::EventStreamError::Utf8(e))) => {
-                        return Err(ProviderError::Decode(e.to_string()))
-                    }
-                    Some(Err(eventsource_stream::EventStreamError::Parser(e))) => {
-                        return Err(ProviderError::Decode(e.to_string()))
-                    }
-                    Some(Err(eventsource_stream::EventStreamError::Transport(_))) => {
-                        return Err(ProviderError::StreamCut)
-                    }
-                    None => return acc.finish(),
                 }
             }
+            Some(Err(eventsource_stream::EventStreamError::Utf8(e))) => {
+                return Err(ProviderError::Decode(e.to_string()))
+            }
+            Some(Err(eventsource_stream::EventStreamError::Parser(e))) => {
+                return Err(ProviderError::Decode(e.to_string()))
+            }
+            Some(Err(eventsource_stream::EventStreamError::Transport(_))) => {
+                return Err(ProviderError::StreamCut)
+            }
+            None => return sse.finish(),
         }
     }
 }
@@ -607,6 +809,10 @@ async fn run_stream(
 /// Time allowed for the health check's model listing.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Models asked for per page of Anthropic's paginated `/v1/models` (its
+/// maximum), so one request sees them all.
+const ANTHROPIC_MODELS_PAGE: u32 = 1000;
+
 /// The models the server offers.
 pub async fn list_models(
     client: &reqwest::Client,
@@ -615,17 +821,13 @@ pub async fn list_models(
     let base = settings.resolved_base_url();
     let (url, key) = match settings.kind {
         ProviderKind::Ollama => (format!("{base}/api/tags"), "models"),
-        ProviderKind::Openai | ProviderKind::Anthropic => (format!("{base}/v1/models"), "data"),
+        ProviderKind::Openai => (format!("{base}/v1/models"), "data"),
+        ProviderKind::Anthropic => (
+            format!("{base}/v1/models?limit={ANTHROPIC_MODELS_PAGE}"),
+            "data",
+        ),
     };
-    let mut req = client.get(&url).timeout(HEALTH_TIMEOUT);
-    if let Some(k) = settings.resolved_api_key() {
-        req = match settings.kind {
-            ProviderKind::Anthropic => req
-                .header("x-api-key", k)
-                .header("anthropic-version", "2023-06-01"),
-            _ => req.bearer_auth(k),
-        };
-    }
+    let req = authorize(client.get(&url).timeout(HEALTH_TIMEOUT), settings);
     let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
     let status = resp.status().as_u16();
     if status == 401 || status == 403 {
@@ -633,10 +835,7 @@ pub async fn list_models(
             kind: kind_name(settings.kind).to_string(),
             status,
             detail: "the model list was refused".into(),
-            hint: match settings.kind {
-                ProviderKind::Anthropic => "ANTHROPIC_API_KEY or provider.api_key".into(),
-                _ => "OPENAI_API_KEY or provider.api_key".into(),
-            },
+            hint: key_hint(settings),
         });
     }
     if !resp.status().is_success() {
@@ -677,6 +876,19 @@ pub fn resolve_model(wanted: &str, offered: &[String]) -> Option<String> {
     None
 }
 
+/// Whether Anthropic knows `model` by a name its list leaves out: aliases
+/// such as `claude-sonnet-4-0` work for messages but the list shows only
+/// dated ids, and `GET /v1/models/{id}` resolves both.
+async fn anthropic_knows(
+    client: &reqwest::Client,
+    settings: &ProviderSettings,
+    model: &str,
+) -> bool {
+    let url = format!("{}/v1/models/{model}", settings.resolved_base_url());
+    let req = authorize(client.get(&url).timeout(HEALTH_TIMEOUT), settings);
+    matches!(req.send().await, Ok(resp) if resp.status().is_success())
+}
+
 /// Reachability and model availability, for `/api/health`, the page's
 /// status line and `ironclaw check`.
 pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> ProviderHealth {
@@ -691,7 +903,16 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
     match list_models(client, settings).await {
         Ok(models) => {
             h.reachable = true;
-            match resolve_model(&settings.model, &models) {
+            let found = match resolve_model(&settings.model, &models) {
+                Some(m) => Some(m),
+                None if settings.kind == ProviderKind::Anthropic
+                    && anthropic_knows(client, settings, &settings.model).await =>
+                {
+                    Some(settings.model.clone())
+                }
+                None => None,
+            };
+            match found {
                 Some(m) => {
                     h.model = m;
                     h.model_available = true;
@@ -711,6 +932,80 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
         Err(e) => h.hint = Some(e.to_string()),
     }
     h
+}
+
+/// Whether the model can call tools natively, as `ironclaw check` reports
+/// it. Whatever it says, a model that refuses tools at chat time falls back
+/// to fenced code blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolSupport {
+    /// The server lists `tools` among the model's capabilities.
+    Native,
+    /// The server says the model cannot call tools.
+    Unsupported,
+    /// `provider.tools = false`.
+    Disabled,
+    /// The API has no way to ask (OpenAI-compatible servers, Anthropic).
+    Assumed,
+    /// The server could not say; why.
+    Unknown(String),
+}
+
+impl std::fmt::Display for ToolSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolSupport::Native => write!(f, "native tool calls (the server lists `tools` for the model)"),
+            ToolSupport::Unsupported => write!(f, "not supported by the model: IronClaw asks for fenced ```bash / ```python blocks instead (set provider.tools = false to skip the first try)"),
+            ToolSupport::Disabled => write!(f, "off (provider.tools = false): fenced ```bash / ```python blocks"),
+            ToolSupport::Assumed => write!(f, "assumed (this API cannot report it); a model that refuses tools falls back to fenced code blocks"),
+            ToolSupport::Unknown(why) => write!(f, "unknown ({why}); IronClaw tries native tool calls and falls back to fenced code blocks"),
+        }
+    }
+}
+
+/// Ask the server whether `model` calls tools: Ollama's `POST /api/show`
+/// lists `capabilities` (0.6 and later); other APIs cannot say.
+pub async fn tool_support(
+    client: &reqwest::Client,
+    settings: &ProviderSettings,
+    model: &str,
+) -> ToolSupport {
+    if !settings.tools {
+        return ToolSupport::Disabled;
+    }
+    match settings.kind {
+        ProviderKind::Openai | ProviderKind::Anthropic => ToolSupport::Assumed,
+        ProviderKind::Ollama => {
+            let url = format!("{}/api/show", settings.resolved_base_url());
+            let req = client
+                .post(&url)
+                .timeout(HEALTH_TIMEOUT)
+                .json(&json!({ "model": model }));
+            let resp = match authorize(req, settings).send().await {
+                Ok(resp) => resp,
+                Err(e) => return ToolSupport::Unknown(unreachable(settings, &e).to_string()),
+            };
+            let status = resp.status().as_u16();
+            if status == 404 {
+                return ToolSupport::Unknown(format!("the model `{model}` is not on the server"));
+            }
+            if !resp.status().is_success() {
+                return ToolSupport::Unknown(format!("{url} answered HTTP {status}"));
+            }
+            let Ok(info) = resp.json::<Value>().await else {
+                return ToolSupport::Unknown(format!("{url} did not answer JSON"));
+            };
+            match info.get("capabilities").and_then(Value::as_array) {
+                Some(caps) if caps.iter().any(|c| c.as_str() == Some("tools")) => {
+                    ToolSupport::Native
+                }
+                Some(_) => ToolSupport::Unsupported,
+                None => ToolSupport::Unknown(
+                    "this Ollama does not report capabilities; 0.6 or later does".into(),
+                ),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -807,5 +1102,74 @@ mod tests {
         );
         assert_eq!(l[3]["role"], "tool");
         assert_eq!(settings.kind, ProviderKind::Ollama);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_honour_the_server_and_run_out() {
+        let mut settings = crate::config::Settings::load(None).unwrap().provider;
+        settings.max_retries = 3;
+        settings.retry_base_ms = 100;
+        let mut r = Retries::new(&settings);
+        assert_eq!(r.next_wait(None), Some(Duration::from_millis(100)));
+        assert_eq!(r.next_wait(Some(2)), Some(Duration::from_secs(2)));
+        assert_eq!(r.next_wait(None), Some(Duration::from_millis(400)));
+        assert_eq!(r.next_wait(None), None);
+        assert_eq!(r.made, 4, "four attempts in all");
+    }
+
+    #[test]
+    fn each_kind_sends_its_own_key_header() {
+        let mut settings = crate::config::Settings::load(None).unwrap().provider;
+        settings.api_key = "k-123".into();
+        let client = reqwest::Client::new();
+        let headers = |settings: &ProviderSettings| {
+            authorize(client.get("http://127.0.0.1:1/"), settings)
+                .build()
+                .unwrap()
+                .headers()
+                .clone()
+        };
+        settings.kind = ProviderKind::Anthropic;
+        let h = headers(&settings);
+        assert_eq!(h["x-api-key"], "k-123");
+        assert_eq!(h["anthropic-version"], anthropic::API_VERSION);
+        assert!(h.get("authorization").is_none());
+        settings.kind = ProviderKind::Openai;
+        let h = headers(&settings);
+        assert_eq!(h["authorization"], "Bearer k-123");
+        assert!(h.get("x-api-key").is_none());
+        // Anthropic wants its version header even before a key is set.
+        settings.kind = ProviderKind::Anthropic;
+        settings.api_key.clear();
+        if settings.resolved_api_key().is_none() {
+            assert_eq!(
+                headers(&settings)["anthropic-version"],
+                anthropic::API_VERSION
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_requests_go_to_messages_with_max_tokens_and_no_openai_fields() {
+        let mut settings = crate::config::Settings::load(None).unwrap().provider;
+        settings.kind = ProviderKind::Anthropic;
+        settings.base_url = "http://h/".into();
+        settings.max_tokens = 777;
+        let msgs = vec![
+            ChatMessage::System("s".into()),
+            ChatMessage::User("u".into()),
+        ];
+        let (url, body) = build_request(&settings, "claude-x", &msgs, true);
+        assert_eq!(url, "http://h/v1/messages");
+        assert_eq!(body["max_tokens"], 777);
+        assert_eq!(body["system"], "s");
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert!(body.get("stream_options").is_none());
+        assert_eq!(body["tools"][0]["input_schema"]["type"], "object");
+        settings.kind = ProviderKind::Openai;
+        let (url, body) = build_request(&settings, "gpt", &msgs, false);
+        assert_eq!(url, "http://h/v1/chat/completions");
+        assert!(body.get("tools").is_none());
+        assert_eq!(body["messages"][0]["role"], "system");
     }
 }

@@ -272,3 +272,61 @@ async fn a_person_logs_in_chats_and_sees_the_streamed_reply_rendered_safely() {
     browser.wait_until("document.querySelector('.msg-assistant[data-done=\"true\"]') && document.querySelector('.msg-assistant strong')").await;
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_person_uploads_a_file_and_approves_a_risky_command_in_the_page() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+
+    // Upload through the page's file input; the file panel lists it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report data.csv");
+    std::fs::write(&file, "a,b\n1,2\n").unwrap();
+    let input = browser.wait_for("#file-input").await;
+    browser
+        .cmd(
+            reqwest::Method::POST,
+            &format!("/element/{input}/value"),
+            Some(json!({"text": file.display().to_string()})),
+        )
+        .await;
+    browser
+        .wait_until("document.querySelector('.file-row[data-path=\"report data.csv\"]')")
+        .await;
+
+    // A risky command waits for approval; the card shows the reasons.
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "rm -f 'report data.csv'"}),
+    ));
+    llm.push(Reply::text("Removed it."));
+    browser.type_into("#composer", "remove the report").await;
+    browser.click("#send").await;
+    browser.wait_for("[data-action=\"approve\"]").await;
+    let card = browser
+        .script("return [...document.querySelectorAll('.tool-card, .approval')].map(e => e.innerText).join(' | ');")
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(card.contains("rm -f") && card.contains("Approve"), "{card}");
+    browser.screenshot("approval").await;
+    browser.click("[data-action=\"approve\"]").await;
+    browser
+        .wait_until("document.querySelector('.approval.resolved[data-decision=\"approved\"]')")
+        .await;
+    browser
+        .wait_until(
+            "document.querySelector('.tool-card[data-done=\"true\"][data-exit-code=\"0\"]')",
+        )
+        .await;
+    // files_changed refreshes the panel: the file is gone.
+    browser
+        .wait_until("!document.querySelector('.file-row[data-path=\"report data.csv\"]')")
+        .await;
+    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed it.'))").await;
+    browser.screenshot("after-approval").await;
+    app.stop().await;
+}

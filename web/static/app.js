@@ -546,6 +546,10 @@
     var list = (S.models && S.models.models) || [];
     sel.replaceChildren();
     list.forEach(function (m) { sel.appendChild(h('option', { value: m, text: m })); });
+    // Ollama names `llama3.2` and `llama3.2:latest` the same model.
+    if (current && current.indexOf(':') < 0 && list.indexOf(current) < 0 && list.indexOf(current + ':latest') >= 0) {
+      current = current + ':latest';
+    }
     if (current && list.indexOf(current) < 0) {
       sel.insertBefore(h('option', { value: current, text: S.models ? current + ' (not installed)' : current }), sel.firstChild);
     }

@@ -1,0 +1,867 @@
+//! The three provider wire formats in depth, over the real server and the
+//! fake LLM: a tool-calling turn through each kind, every stream quirk the
+//! fake knows, failures (cut streams, mid-stream errors, 429, 529, refused
+//! keys) as `error` events with stable codes, model listing and switching,
+//! `ironclaw check`'s tool line, and a 200-turn conversation that stays
+//! inside a small context budget. Tool-calling tests need Docker and the
+//! sandbox image, like tests/it/tools.rs.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::fake_llm::{FakeLlm, Fault, Quirks, Reply, Split};
+use crate::support::*;
+use ironclaw::config::{ProviderKind, Settings};
+
+/// The key the fake demands of OpenAI and Anthropic requests (Ollama never
+/// checks one).
+const KEY: &str = "sk-test-0123456789abcdef";
+
+const KINDS: [ProviderKind; 3] = [
+    ProviderKind::Ollama,
+    ProviderKind::Openai,
+    ProviderKind::Anthropic,
+];
+
+/// A server on the fake in `kind`'s wire format, with the right key.
+async fn start(llm: &FakeLlm, kind: ProviderKind, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    llm.set_api_key(Some(KEY));
+    TestApp::builder(kind, &llm.base_url)
+        .settings(|s| {
+            s.provider.api_key = KEY.into();
+            tweak(s);
+        })
+        .start()
+        .await
+}
+
+/// A socket on a new session of alice's whose commands run without asking.
+async fn unattended(app: &TestApp) -> (Client, Socket) {
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    let resp = alice
+        .patch(&format!("/api/sessions/{id}"))
+        .json(&json!({"approval_mode": "never"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ws = alice.connect(Some(&id)).await;
+    (alice, ws)
+}
+
+/// The stdout of each tool call of a turn, in call order.
+fn stdouts(events: &[Value]) -> Vec<String> {
+    of_type(events, "tool_call")
+        .iter()
+        .map(|call| {
+            events
+                .iter()
+                .filter(|e| {
+                    e["type"] == "exec_output"
+                        && e["call_id"] == call["call_id"]
+                        && e["stream"] == "stdout"
+                })
+                .filter_map(|e| e["data"].as_str())
+                .collect()
+        })
+        .collect()
+}
+
+fn messages(events: &[Value]) -> Vec<String> {
+    of_type(events, "assistant_message")
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn error_of(events: &[Value]) -> Value {
+    of_type(events, "error")
+        .first()
+        .map(|e| (*e).clone())
+        .unwrap_or_else(|| panic!("no error event: {events:#?}"))
+}
+
+fn quirks(f: impl FnOnce(&mut Quirks)) -> Quirks {
+    let mut q = Quirks::default();
+    f(&mut q);
+    q
+}
+
+// ───────────────────────────── tool calls ─────────────────────────────
+
+/// Checks that the second request of a tool turn hands the result back in
+/// the wire's own shape, paired with the call.
+fn assert_result_sent_back(kind: ProviderKind, second: &crate::fake_llm::Recorded) {
+    let body = &second.body;
+    let msgs = body["messages"].as_array().unwrap();
+    match kind {
+        ProviderKind::Ollama => {
+            let call = msgs.iter().find(|m| m["tool_calls"].is_array()).unwrap();
+            assert_eq!(
+                call["tool_calls"][0]["function"]["arguments"]["command"],
+                "echo hi"
+            );
+            let result = msgs.iter().find(|m| m["role"] == "tool").unwrap();
+            assert_eq!(result["tool_name"], "shell");
+            assert!(result["content"].as_str().unwrap().contains("hi"));
+        }
+        ProviderKind::Openai => {
+            let call = msgs.iter().find(|m| m["tool_calls"].is_array()).unwrap();
+            let result = msgs.iter().find(|m| m["role"] == "tool").unwrap();
+            assert_eq!(result["tool_call_id"], call["tool_calls"][0]["id"]);
+            assert!(result["content"].as_str().unwrap().contains("hi"));
+        }
+        ProviderKind::Anthropic => {
+            assert_eq!(second.header("x-api-key"), Some(KEY));
+            assert_eq!(second.header("anthropic-version"), Some("2023-06-01"));
+            assert!(second.header("authorization").is_none());
+            assert!(body["max_tokens"].as_u64().unwrap() > 0);
+            assert!(body["system"].as_str().unwrap().contains("IronClaw"));
+            assert_eq!(body["tools"][0]["name"], "shell");
+            assert!(body["tools"][0]["input_schema"].is_object());
+            let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+            assert_eq!(roles, ["user", "assistant", "user"], "{body:#}");
+            let tool_use = msgs[1]["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .unwrap();
+            assert_eq!(tool_use["input"], json!({"command": "echo hi"}));
+            let result = &msgs[2]["content"][0];
+            assert_eq!(result["type"], "tool_result");
+            assert_eq!(result["tool_use_id"], tool_use["id"]);
+            assert!(result["content"].as_str().unwrap().contains("hi"));
+        }
+    }
+}
+
+/// A scripted tool turn, then the kind's tool-call quirks, each a turn on
+/// the same session (one sandbox container for all).
+async fn tool_turns_through(kind: ProviderKind) {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, kind, |_| {}).await;
+    let (_alice, mut ws) = unattended(&app).await;
+
+    llm.push(Reply::text("Let me look.").then_tool("shell", json!({"command": "echo hi"})));
+    llm.push(Reply::text("It printed hi."));
+    ws.say("run echo hi").await;
+    let events = ws.turn().await;
+    assert_eq!(of_type(&events, "tool_call")[0]["code"], "echo hi");
+    assert_eq!(stdouts(&events), ["hi\n"]);
+    assert_eq!(messages(&events), ["Let me look.", "It printed hi."]);
+    assert_eq!(events.last().unwrap()["reason"], "completed");
+    let chats = llm.chat_requests();
+    assert_eq!(chats.len(), 2);
+    assert_result_sent_back(kind, &chats[1]);
+
+    let two = || {
+        Reply::tool("shell", json!({"command": "echo one"}))
+            .then_tool("shell", json!({"command": "echo two"}))
+    };
+    let utf8 =
+        || Reply::text("Grüße 🌍: ").then_tool("shell", json!({"command": "echo 'héllo 🦀'"}));
+    let mut cases: Vec<(&str, Reply, Vec<&str>)> = vec![
+        ("two calls in one reply", two(), vec!["one\n", "two\n"]),
+        (
+            "no finish reason",
+            two().quirks(quirks(|q| q.no_finish_reason = true)),
+            vec!["one\n", "two\n"],
+        ),
+        (
+            "crlf, comments, pings, data without a space, no usage",
+            two().quirks(quirks(|q| {
+                q.crlf = true;
+                q.sse_comments = true;
+                q.pings = true;
+                q.data_no_space = true;
+                q.no_usage = true;
+            })),
+            vec!["one\n", "two\n"],
+        ),
+        (
+            "split at every byte",
+            utf8().split(Split::Bytes(1)),
+            vec!["héllo 🦀\n"],
+        ),
+        (
+            "split at odd sizes",
+            utf8().split(Split::Sizes(vec![2, 3, 5, 7, 11])),
+            vec!["héllo 🦀\n"],
+        ),
+        (
+            "close-delimited body",
+            two().quirks(quirks(|q| q.close_delimited = true)),
+            vec!["one\n", "two\n"],
+        ),
+    ];
+    if kind == ProviderKind::Openai {
+        cases.push((
+            "every call on index 0",
+            two().quirks(quirks(|q| q.reuse_index = true)),
+            vec!["one\n", "two\n"],
+        ));
+        cases.push((
+            "no index at all",
+            two().quirks(quirks(|q| q.omit_index = true)),
+            vec!["one\n", "two\n"],
+        ));
+    }
+    for (label, reply, expected) in cases {
+        let before = llm.chat_requests().len();
+        llm.push(reply);
+        llm.push(Reply::text(format!("done: {label}")));
+        ws.say(label).await;
+        let events = ws.turn().await;
+        assert!(of_type(&events, "error").is_empty(), "{label}: {events:#?}");
+        assert_eq!(stdouts(&events), expected, "{label}");
+        assert_eq!(
+            messages(&events).last().map(String::as_str),
+            Some(format!("done: {label}").as_str()),
+            "{label}"
+        );
+        assert_eq!(events.last().unwrap()["reason"], "completed", "{label}");
+        assert_eq!(llm.chat_requests().len(), before + 2, "{label}");
+    }
+    drop(ws);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn ollama_tool_turn_completes_with_whole_calls_and_every_quirk() {
+    tool_turns_through(ProviderKind::Ollama).await;
+}
+
+#[actix_rt::test]
+async fn openai_tool_turn_completes_with_fragmented_calls_and_every_quirk() {
+    tool_turns_through(ProviderKind::Openai).await;
+}
+
+#[actix_rt::test]
+async fn anthropic_tool_turn_completes_with_tool_use_blocks_and_every_quirk() {
+    tool_turns_through(ProviderKind::Anthropic).await;
+}
+
+// ───────────────────────────── text quirks ─────────────────────────────
+
+/// Every quirk and split on a text reply: the deltas add up to exactly the
+/// text, with no error.
+async fn text_quirks_through(kind: ProviderKind) {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, kind, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    let text = "Grüße aus dem Käfig 🦀 — 日本語も、ok.";
+    let reply = || Reply::text(text);
+    let mut cases: Vec<(String, Reply)> = vec![
+        ("crlf".into(), reply().quirks(quirks(|q| q.crlf = true))),
+        (
+            "comments".into(),
+            reply().quirks(quirks(|q| q.sse_comments = true)),
+        ),
+        ("pings".into(), reply().quirks(quirks(|q| q.pings = true))),
+        (
+            "data without a space".into(),
+            reply().quirks(quirks(|q| q.data_no_space = true)),
+        ),
+        (
+            "no usage".into(),
+            reply().quirks(quirks(|q| q.no_usage = true)),
+        ),
+        (
+            "no finish reason".into(),
+            reply().quirks(quirks(|q| q.no_finish_reason = true)),
+        ),
+        (
+            "close-delimited".into(),
+            reply().quirks(quirks(|q| q.close_delimited = true)),
+        ),
+        ("coalesced".into(), reply().split(Split::Coalesced)),
+        (
+            "odd sizes".into(),
+            reply().split(Split::Sizes(vec![1, 2, 3, 5, 8, 13])),
+        ),
+        (
+            "everything at once, byte by byte".into(),
+            reply().split(Split::Bytes(1)).quirks(Quirks {
+                crlf: true,
+                sse_comments: true,
+                pings: true,
+                no_usage: true,
+                no_finish_reason: true,
+                data_no_space: true,
+                close_delimited: true,
+                ..Quirks::default()
+            }),
+        ),
+    ];
+    for n in 1..=7 {
+        cases.push((
+            format!("split every {n} bytes"),
+            reply().split(Split::Bytes(n)),
+        ));
+    }
+    for (label, reply) in cases {
+        llm.push(reply);
+        ws.say(&label).await;
+        let events = ws.turn().await;
+        assert!(of_type(&events, "error").is_empty(), "{label}: {events:#?}");
+        assert_eq!(delta_text(&events), text, "{label}");
+        assert_eq!(messages(&events), [text], "{label}");
+        assert_eq!(events.last().unwrap()["reason"], "completed", "{label}");
+    }
+    drop(ws);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn ollama_text_streams_exactly_through_every_quirk_and_split() {
+    text_quirks_through(ProviderKind::Ollama).await;
+}
+
+#[actix_rt::test]
+async fn openai_text_streams_exactly_through_every_quirk_and_split() {
+    text_quirks_through(ProviderKind::Openai).await;
+}
+
+#[actix_rt::test]
+async fn anthropic_text_streams_exactly_through_every_quirk_and_split() {
+    text_quirks_through(ProviderKind::Anthropic).await;
+}
+
+// ───────────────────────────── failures ─────────────────────────────
+
+#[actix_rt::test]
+async fn a_stream_cut_after_the_first_token_keeps_the_partial_text_and_is_not_retried() {
+    for kind in KINDS {
+        for close_delimited in [false, true] {
+            let label = format!("{kind:?}, close-delimited: {close_delimited}");
+            let llm = FakeLlm::start().await;
+            let app = start(&llm, kind, |_| {}).await;
+            let alice = app.login("alice").await;
+            let mut ws = alice.connect(None).await;
+            llm.push(
+                Reply::text("The first half of an answer")
+                    .then_text(" and the second half")
+                    .fault(Fault::CutAfter(1))
+                    .quirks(quirks(|q| q.close_delimited = close_delimited)),
+            );
+            ws.say("tell me").await;
+            let events = ws.turn().await;
+            let partial = delta_text(&events);
+            assert!(partial.starts_with("The first"), "{label}: {partial:?}");
+            assert!(!partial.contains("second"), "{label}: {partial:?}");
+            assert_eq!(messages(&events), [partial.clone()], "{label}: kept");
+            let error = error_of(&events);
+            assert_eq!(error["code"], "provider_stream_cut", "{label}");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("partial reply is kept"),
+                "{label}: {error}"
+            );
+            assert_eq!(events.last().unwrap()["reason"], "error", "{label}");
+            assert_eq!(llm.chat_requests().len(), 1, "{label}: no retry");
+            drop(ws);
+            app.stop().await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn mid_stream_errors_end_the_turn_with_the_servers_message() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(
+            Reply::text("Starting to")
+                .then_text(" answer")
+                .fault(Fault::ErrorAfter(1, "the model runner crashed".into())),
+        );
+        ws.say("go").await;
+        let events = ws.turn().await;
+        let error = error_of(&events);
+        assert_eq!(error["code"], "provider_error", "{kind:?}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("the model runner crashed"),
+            "{kind:?}: {error}"
+        );
+        assert_eq!(messages(&events), ["Starting to"], "{kind:?}: partial kept");
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn anthropic_overloaded_is_retried_before_output_and_reported_after() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Anthropic, |s| {
+        s.provider.max_retries = 2
+    })
+    .await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+
+    // HTTP 529 before the stream: retried.
+    llm.push(Reply::status(529));
+    llm.push(Reply::text("after a 529"));
+    ws.say("one").await;
+    let events = ws.turn().await;
+    assert!(of_type(&events, "error").is_empty(), "{events:#?}");
+    assert_eq!(messages(&events), ["after a 529"]);
+    assert_eq!(llm.chat_requests().len(), 2);
+
+    // `overloaded_error` in the stream before any text: retried too.
+    llm.clear_requests();
+    llm.push(Reply::text("never shown").fault(Fault::ErrorAfter(0, "Overloaded".into())));
+    llm.push(Reply::text("after a mid-stream overload"));
+    ws.say("two").await;
+    let events = ws.turn().await;
+    assert!(of_type(&events, "error").is_empty(), "{events:#?}");
+    assert_eq!(delta_text(&events), "after a mid-stream overload");
+    assert_eq!(llm.chat_requests().len(), 2);
+
+    // After text has been shown: reported, partial kept, not retried.
+    llm.clear_requests();
+    llm.push(
+        Reply::text("Half an")
+            .then_text(" answer")
+            .fault(Fault::ErrorAfter(1, "Overloaded".into())),
+    );
+    ws.say("three").await;
+    let events = ws.turn().await;
+    let error = error_of(&events);
+    assert_eq!(error["code"], "provider_busy");
+    assert!(
+        error["message"].as_str().unwrap().contains("Overloaded"),
+        "{error}"
+    );
+    assert_eq!(messages(&events), ["Half an"]);
+    assert_eq!(llm.chat_requests().len(), 1);
+
+    // Overloaded on every attempt: the retries run out, with a clear message.
+    llm.clear_requests();
+    for _ in 0..3 {
+        llm.push(Reply::status(529));
+    }
+    ws.say("four").await;
+    let events = ws.turn().await;
+    let error = error_of(&events);
+    assert_eq!(error["code"], "provider_busy");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("529") && message.contains("3 attempt") && message.contains("Try again"),
+        "{message}"
+    );
+    assert_eq!(
+        llm.chat_requests().len(),
+        3,
+        "max_retries = 2: three attempts"
+    );
+    drop(ws);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn rate_limits_wait_as_long_as_the_server_asks_then_succeed() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(Reply::status(429).retry_after(1));
+        llm.push(Reply::text("after the wait"));
+        let began = Instant::now();
+        ws.say("hello").await;
+        let events = ws.turn().await;
+        let took = began.elapsed();
+        assert!(
+            of_type(&events, "error").is_empty(),
+            "{kind:?}: {events:#?}"
+        );
+        assert_eq!(messages(&events), ["after the wait"], "{kind:?}");
+        assert!(
+            took >= Duration::from_millis(950),
+            "{kind:?}: retry-after 1 s honoured, took {took:?}"
+        );
+        assert_eq!(llm.chat_requests().len(), 2, "{kind:?}");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_wait_longer_than_a_minute_is_reported_instead_of_waited() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Openai, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    llm.push(Reply::status(429).retry_after(3600));
+    ws.say("hello").await;
+    let events = ws.turn().await;
+    let error = error_of(&events);
+    assert_eq!(error["code"], "provider_busy");
+    assert!(
+        error["message"].as_str().unwrap().contains("3600 s"),
+        "{error}"
+    );
+    assert_eq!(llm.chat_requests().len(), 1);
+    drop(ws);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_refused_key_fails_at_once_and_names_the_variable_to_set() {
+    for (kind, var) in [
+        (ProviderKind::Openai, "OPENAI_API_KEY"),
+        (ProviderKind::Anthropic, "ANTHROPIC_API_KEY"),
+    ] {
+        let llm = FakeLlm::start().await;
+        llm.set_api_key(Some(KEY));
+        let app = TestApp::builder(kind, &llm.base_url)
+            .settings(|s| s.provider.api_key = "sk-wrong-key-000000".into())
+            .start()
+            .await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        ws.say("hello").await;
+        let events = ws.turn().await;
+        let error = error_of(&events);
+        assert_eq!(error["code"], "provider_auth", "{kind:?}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(var) && message.contains("401"),
+            "{kind:?}: {message}"
+        );
+        assert!(
+            of_type(&events, "log")
+                .iter()
+                .any(|l| l["message"].as_str().unwrap_or_default().contains(var)),
+            "{kind:?}: the log says it too"
+        );
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+// ───────────────────────────── model choice ─────────────────────────────
+
+#[actix_rt::test]
+async fn the_page_lists_the_providers_models_for_every_kind() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        llm.set_models(&["llama3.2:latest", "qwen2.5:7b"]);
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let resp = alice.get("/api/models").send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{kind:?}");
+        let list: Value = resp.json().await.unwrap();
+        assert_eq!(
+            list["models"],
+            json!(["llama3.2:latest", "qwen2.5:7b"]),
+            "{kind:?}"
+        );
+        assert_eq!(list["current"], "llama3.2:latest", "{kind:?}");
+        if kind == ProviderKind::Anthropic {
+            let listing = llm
+                .requests()
+                .into_iter()
+                .find(|r| r.path == "/v1/models")
+                .unwrap();
+            assert_eq!(listing.header("x-api-key"), Some(KEY));
+            assert_eq!(listing.header("anthropic-version"), Some("2023-06-01"));
+        }
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_switched_model_is_used_for_the_next_request_and_a_missing_one_says_how_to_get_it() {
+    let llm = FakeLlm::start().await;
+    llm.set_models(&["llama3.2:latest", "qwen2.5:7b"]);
+    let app = start(&llm, ProviderKind::Ollama, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    let id = ws.session_id();
+
+    ws.say("first").await;
+    ws.turn().await;
+    assert_eq!(llm.chat_requests()[0].body["model"], "llama3.2");
+
+    let resp = alice
+        .patch(&format!("/api/sessions/{id}"))
+        .json(&json!({"model": "qwen2.5:7b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let summary: Value = resp.json().await.unwrap();
+    assert_eq!(summary["model"], "qwen2.5:7b");
+    let frame = ws.until("session").await;
+    assert_eq!(frame["model"], "qwen2.5:7b", "open tabs are told");
+
+    ws.say("second").await;
+    let events = ws.turn().await;
+    assert_eq!(events.last().unwrap()["reason"], "completed");
+    assert_eq!(llm.chat_requests()[1].body["model"], "qwen2.5:7b");
+
+    // It sticks for the session across a reconnect.
+    let mut again = alice.connect(Some(&id)).await;
+    assert_eq!(again.session["model"], "qwen2.5:7b");
+    again.say("third").await;
+    again.turn().await;
+    assert_eq!(llm.chat_requests()[2].body["model"], "qwen2.5:7b");
+
+    alice
+        .patch(&format!("/api/sessions/{id}"))
+        .json(&json!({"model": "mistral"}))
+        .send()
+        .await
+        .unwrap();
+    again.until("session").await;
+    again.say("fourth").await;
+    let events = again.turn().await;
+    let error = error_of(&events);
+    assert_eq!(error["code"], "model_not_found");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("ollama pull mistral"),
+        "{error}"
+    );
+    drop(ws);
+    drop(again);
+    app.stop().await;
+}
+
+// ───────────────────────────── ironclaw check ─────────────────────────────
+
+fn provider_settings(kind: ProviderKind, base_url: &str) -> ironclaw::config::ProviderSettings {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ironclaw.toml");
+    std::fs::write(&file, "# test\n").unwrap();
+    let mut settings = Settings::load(Some(&file)).unwrap().provider;
+    settings.kind = kind;
+    settings.base_url = base_url.into();
+    settings.api_key = KEY.into();
+    settings
+}
+
+#[actix_rt::test]
+async fn tool_support_is_asked_of_ollama_and_assumed_elsewhere() {
+    use ironclaw::provider::{tool_support, ToolSupport};
+    let llm = FakeLlm::start().await;
+    let client = reqwest::Client::new();
+    let ollama = provider_settings(ProviderKind::Ollama, &llm.base_url);
+    assert_eq!(
+        tool_support(&client, &ollama, "llama3.2:latest").await,
+        ToolSupport::Native
+    );
+    let show = llm
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/show")
+        .unwrap();
+    assert_eq!(show.body["model"], "llama3.2:latest");
+    llm.no_tools(true);
+    assert_eq!(
+        tool_support(&client, &ollama, "llama3.2:latest").await,
+        ToolSupport::Unsupported
+    );
+    assert!(matches!(
+        tool_support(&client, &ollama, "mistral").await,
+        ToolSupport::Unknown(why) if why.contains("mistral")
+    ));
+    let mut off = ollama.clone();
+    off.tools = false;
+    assert_eq!(
+        tool_support(&client, &off, "llama3.2:latest").await,
+        ToolSupport::Disabled
+    );
+    for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
+        let s = provider_settings(kind, &llm.base_url);
+        assert_eq!(
+            tool_support(&client, &s, "llama3.2").await,
+            ToolSupport::Assumed
+        );
+    }
+    llm.set_offline(true);
+    assert!(matches!(
+        tool_support(&client, &ollama, "llama3.2").await,
+        ToolSupport::Unknown(why) if why.contains("not reachable")
+    ));
+}
+
+/// `ironclaw check` against the fake, with `kind`; returns its stdout.
+async fn run_check(llm: &FakeLlm, kind: ProviderKind) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ironclaw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\ndir = {:?}\n[provider]\nkind = {:?}\nbase_url = {:?}\napi_key = {KEY:?}\n",
+            dir.path().join("data").display().to_string(),
+            kind.as_str(),
+            llm.base_url,
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ironclaw"))
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[actix_rt::test]
+async fn ironclaw_check_reports_provider_model_and_tool_support() {
+    let llm = FakeLlm::start().await;
+    llm.set_api_key(Some(KEY));
+    let out = run_check(&llm, ProviderKind::Ollama).await;
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {what}: ")))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("provider").starts_with("OK") && line("provider").contains("ollama at"));
+    assert!(line("model").contains("llama3.2:latest"), "{out}");
+    assert!(line("tools").contains("native"), "{out}");
+
+    llm.no_tools(true);
+    let out = run_check(&llm, ProviderKind::Ollama).await;
+    let tools = out.lines().find(|l| l.contains(" tools: ")).unwrap();
+    assert!(tools.contains("fenced"), "{out}");
+
+    let out = run_check(&llm, ProviderKind::Anthropic).await;
+    let tools = out.lines().find(|l| l.contains(" tools: ")).unwrap();
+    assert!(tools.contains("assumed"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" provider: anthropic at") && l.starts_with("OK")),
+        "{out}"
+    );
+}
+
+// ───────────────────────────── long conversations ─────────────────────────────
+
+/// Context budget for the long conversation, in tokens of 4 bytes: small,
+/// so a few turns already overflow it.
+const SMALL_CONTEXT_TOKENS: usize = 2000;
+
+/// What a request may carry beyond the budget: the tool schemas and the
+/// JSON around each message, which the budget does not count.
+const REQUEST_SLACK_BYTES: usize = 3000;
+
+#[actix_rt::test]
+async fn a_200_turn_conversation_stays_inside_the_context_budget_and_keeps_working() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Anthropic, |s| {
+        s.provider.context_tokens = SMALL_CONTEXT_TOKENS;
+    })
+    .await;
+    let (_alice, mut ws) = unattended(&app).await;
+    let limit = SMALL_CONTEXT_TOKENS * 4 + REQUEST_SLACK_BYTES;
+    let began = Instant::now();
+
+    // A few commands with big outputs first: the oldest get trimmed.
+    for n in 0..3 {
+        llm.push(Reply::tool(
+            "shell",
+            json!({"command": format!("echo out{n}; head -c 3000 /dev/zero | tr '\\0' x")}),
+        ));
+        llm.push(Reply::text(format!("printed a lot ({n})")));
+        ws.say(&format!("make output {n}")).await;
+        let events = ws.turn().await;
+        assert_eq!(events.last().unwrap()["reason"], "completed", "{events:#?}");
+    }
+    let trimmed = ws
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "log")
+        .filter_map(|e| e["message"].as_str())
+        .find(|m| m.contains("output(s) were shortened"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the person is told: {:#?}", ws.seen));
+    assert!(
+        trimmed.contains("provider.context_tokens = 2000"),
+        "{trimmed}"
+    );
+    assert!(!trimmed.contains(" 0 old command output(s)"), "{trimmed}");
+
+    // Then plain turns with long messages, answered by the fake's echo.
+    for n in 3..200 {
+        let text = format!("turn {n}: {}", "lorem ipsum dolor sit amet ".repeat(25));
+        ws.say(&text).await;
+        let events = ws.turn().await;
+        assert_eq!(
+            events.last().unwrap()["reason"],
+            "completed",
+            "turn {n}: {events:#?}"
+        );
+        assert_eq!(messages(&events), [format!("echo: {text}")], "turn {n}");
+        let notes: Vec<Value> = of_type(&events, "log")
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("provider.context_tokens")
+            })
+            .cloned()
+            .collect();
+        assert!(notes.len() <= 1, "turn {n}: told once per turn: {notes:#?}");
+        if n == 199 {
+            assert_eq!(notes.len(), 1, "still told at the end");
+            let note = notes[0]["message"].as_str().unwrap();
+            assert!(note.contains("left out of what the model sees"), "{note}");
+        }
+    }
+
+    let chats = llm.chat_requests();
+    assert_eq!(chats.len(), 3 * 2 + 197);
+    for (i, chat) in chats.iter().enumerate() {
+        let size = chat.body.to_string().len();
+        assert!(size <= limit, "request {i} is {size} bytes, over {limit}");
+    }
+    // The last request: the system prompt, the recent turns, the new message.
+    let last = &chats.last().unwrap().body;
+    assert!(last["system"].as_str().unwrap().contains("IronClaw"));
+    let msgs = last["messages"].as_array().unwrap();
+    let texts: Vec<String> = msgs
+        .iter()
+        .map(|m| {
+            m["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(texts.last().unwrap().starts_with("turn 199:"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.starts_with("turn 198:")),
+        "the previous turn is kept: {texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.starts_with("make output")),
+        "the oldest turns are gone"
+    );
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(30), "200 turns took {took:?}");
+    drop(ws);
+    app.stop().await;
+}
