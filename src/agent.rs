@@ -138,6 +138,7 @@ struct CallInFlight {
     id: String,
     tool: Tool,
     code: String,
+    risk: crate::protocol::Risk,
 }
 
 enum Stage {
@@ -694,7 +695,37 @@ impl AgentActor {
             self.emit_then(ctx, vec![log], |act, ctx| act.run_next_call(ctx));
             return;
         };
-        let risk = crate::risk::classify(tool, &code);
+        // Classifying a large program takes a while: off the actor thread.
+        // `wait` keeps the order of everything that follows.
+        let (c_tool, c_code) = (tool, code.clone());
+        ctx.wait(
+            async move {
+                tokio::task::spawn_blocking(move || crate::risk::classify(c_tool, &c_code))
+                    .await
+                    .unwrap_or_else(|_| crate::protocol::Risk {
+                        level: crate::protocol::RiskLevel::High,
+                        reasons: vec!["the command could not be checked".into()],
+                    })
+            }
+            .into_actor(self)
+            .map(move |risk, act, ctx| act.review_call(ctx, turn_id, call.id, tool, code, risk)),
+        );
+    }
+
+    /// Store and announce a classified tool call, then ask the approval
+    /// actor about it.
+    fn review_call(
+        &mut self,
+        ctx: &mut Context<Self>,
+        turn_id: String,
+        call_id: String,
+        tool: Tool,
+        code: String,
+        risk: crate::protocol::Risk,
+    ) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
         let mode = self
             .session
             .as_ref()
@@ -703,7 +734,7 @@ impl AgentActor {
         let row = ToolCallRow::new(
             &self.session_id,
             &turn_id,
-            &call.id,
+            &call_id,
             tool,
             &code,
             &risk,
@@ -711,20 +742,21 @@ impl AgentActor {
         );
         let event = ServerEvent::ToolCall {
             turn_id,
-            call_id: call.id.clone(),
+            call_id: call_id.clone(),
             tool,
             code: code.clone(),
             risk: risk.clone(),
         };
         let flight = CallInFlight {
-            id: call.id.clone(),
+            id: call_id.clone(),
             tool,
             code: code.clone(),
+            risk: risk.clone(),
         };
         turn.stage = Stage::Reviewing(flight.clone());
         let work: DbWork = Box::new(move |c| queries::insert_tool_call(c, &row));
         let review = ReviewCall {
-            call_id: call.id,
+            call_id,
             tool,
             code,
             risk,
@@ -776,7 +808,7 @@ impl AgentActor {
                     return;
                 };
                 turn.stage = Stage::Awaiting(call.clone(), approval_id.clone());
-                let risk = crate::risk::classify(call.tool, &call.code);
+                let risk = call.risk.clone();
                 let event = ServerEvent::ApprovalRequest {
                     approval_id: approval_id.clone(),
                     call_id: call.id.clone(),
@@ -786,16 +818,14 @@ impl AgentActor {
                     expires_at,
                 };
                 self.emit_then(ctx, vec![event], move |act, ctx| {
-                    ctx.spawn(async move { verdict.await }.into_actor(act).map(
-                        move |res, act, ctx| {
-                            // A dropped sender (approval actor restarted) denies.
-                            let verdict = res.unwrap_or(Verdict {
-                                resolution: Resolution::Denied,
-                                by: DecidedBy::Policy,
-                            });
-                            act.on_verdict(ctx, call, Some(approval_id), verdict);
-                        },
-                    ));
+                    ctx.spawn(verdict.into_actor(act).map(move |res, act, ctx| {
+                        // A dropped sender (approval actor restarted) denies.
+                        let verdict = res.unwrap_or(Verdict {
+                            resolution: Resolution::Denied,
+                            by: DecidedBy::Policy,
+                        });
+                        act.on_verdict(ctx, call, Some(approval_id), verdict);
+                    }));
                 });
             }
         }
@@ -1734,7 +1764,7 @@ mod tests {
                 content: "x".repeat(1000),
             });
         }
-        let budget = 5_000;
+        let budget = 3_000;
         let window = context_window("sys", &conv, budget);
         assert!(window.trimmed_outputs > 0 && window.dropped_messages > 0);
         let out = window.messages;

@@ -80,7 +80,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
             .configure(http::routes)
     })
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    // Streamed deltas are small writes; Nagle would hold each burst back
+    // for a delayed ACK (about 40 ms).
+    .tcp_nodelay(true);
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

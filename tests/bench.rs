@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `make bench`: how fast a command goes through the whole stack. Prints
 //! figures; asserts only that things worked (timings are never asserted:
 //! machines are shared and noisy). Ignored by `make test`.

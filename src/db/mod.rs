@@ -107,7 +107,10 @@ impl Actor for PersistenceActor {
 /// A unit of database work: a closure run on a pool thread with that
 /// thread's connection. Generic over its result so each call site stays
 /// typed without a message type per query.
-pub struct Run<R>(Box<dyn FnOnce(&mut SqliteConnection) -> Result<R, DbError> + Send>);
+pub struct Run<R>(Box<Work<R>>);
+
+/// The closure of a [`Run`].
+type Work<R> = dyn FnOnce(&mut SqliteConnection) -> Result<R, DbError> + Send;
 
 impl<R: Send + 'static> Message for Run<R> {
     type Result = Result<R, DbError>;

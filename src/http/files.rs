@@ -243,7 +243,7 @@ async fn multipart(
                 if path.is_root() {
                     return Err(ApiError::BadRequest("A file needs a name.".into()));
                 }
-                ws.write_stream(&path, field, limits.clone()).await?;
+                ws.write_stream(&path, field, limits).await?;
                 uploaded.push(uploaded_entry(&ws, &path).await?);
             }
             // Unknown fields are drained and ignored.
@@ -298,6 +298,17 @@ async fn audit(
     Ok(HttpResponse::Ok().json(entries))
 }
 
+/// Register the routes under `/api` (called from the API scope).
+pub fn routes(scope: actix_web::Scope) -> actix_web::Scope {
+    scope
+        .route("/sessions/{id}/files", web::get().to(list))
+        .route("/sessions/{id}/files", web::post().to(multipart))
+        .route("/sessions/{id}/files/{path:.*}", web::get().to(download))
+        .route("/sessions/{id}/files/{path:.*}", web::put().to(put))
+        .route("/sessions/{id}/files/{path:.*}", web::delete().to(delete))
+        .route("/sessions/{id}/audit", web::get().to(audit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::percent_decode;
@@ -317,15 +328,4 @@ mod tests {
             assert_eq!(percent_decode(raw).as_deref(), want, "{raw}");
         }
     }
-}
-
-/// Register the routes under `/api` (called from the API scope).
-pub fn routes(scope: actix_web::Scope) -> actix_web::Scope {
-    scope
-        .route("/sessions/{id}/files", web::get().to(list))
-        .route("/sessions/{id}/files", web::post().to(multipart))
-        .route("/sessions/{id}/files/{path:.*}", web::get().to(download))
-        .route("/sessions/{id}/files/{path:.*}", web::put().to(put))
-        .route("/sessions/{id}/files/{path:.*}", web::delete().to(delete))
-        .route("/sessions/{id}/audit", web::get().to(audit))
 }

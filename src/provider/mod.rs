@@ -110,6 +110,8 @@ pub enum ProviderError {
     Truncated,
     #[error("The model server answered HTTP {status}: {detail}")]
     Http { status: u16, detail: String },
+    #[error("The conversation is longer than the model accepts ({detail}). Lower provider.context_tokens so IronClaw trims it sooner, or start a new session.")]
+    ContextTooLong { detail: String },
     #[error("The model does not support tool calling.")]
     ToolsUnsupported,
     #[error("The model server stopped the reply before it was complete. The partial reply is kept; send your message again to retry.")]
@@ -134,6 +136,7 @@ impl ProviderError {
             | ProviderError::Overloaded(_) => "provider_busy",
             ProviderError::Truncated => "provider_max_tokens",
             ProviderError::Http { .. } => "provider_http",
+            ProviderError::ContextTooLong { .. } => "provider_context_too_long",
             ProviderError::ToolsUnsupported => "tools_unsupported",
             ProviderError::StreamCut => "provider_stream_cut",
             ProviderError::Stalled(_) => "provider_stalled",
@@ -540,6 +543,17 @@ const TOOLS_REFUSED: [&str; 4] = [
     "tools param requires",
 ];
 
+/// What servers say when the prompt is over the model's context: Anthropic
+/// (`prompt is too long`), OpenAI (`context_length_exceeded`, `maximum
+/// context length`), vLLM and llama.cpp (`context length`, `context size`).
+const CONTEXT_OVERFLOW: [&str; 5] = [
+    "prompt is too long",
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "exceeds the available context size",
+];
+
 /// The attempts of one completion, shared by the HTTP-status retries and
 /// the mid-stream `overloaded` retries so together they stay within
 /// `provider.max_retries`.
@@ -621,6 +635,9 @@ async fn open_stream(
             }
         }
         return Err(match code {
+            400 | 413 if CONTEXT_OVERFLOW.iter().any(|t| lower.contains(t)) => {
+                ProviderError::ContextTooLong { detail }
+            }
             401 | 403 => ProviderError::Auth {
                 kind: kind_name(settings.kind).to_string(),
                 status: code,
@@ -717,6 +734,9 @@ impl SseStream {
     }
 }
 
+/// Most SSE events merged into one delta.
+const EVENT_BATCH: usize = 1024;
+
 async fn run_stream(
     client: &reqwest::Client,
     settings: &ProviderSettings,
@@ -762,12 +782,18 @@ async fn run_stream(
                         return acc.finish();
                     }
                 };
+                // Everything one read brought is one delta: a burst from the
+                // server becomes one event per socket, not thousands.
+                let mut text = String::new();
                 for line in &lines {
                     for StreamItem::Text(t) in acc.on_line(line)? {
-                        *started = true;
-                        if !deliver(t).await {
-                            return Ok(Vec::new());
-                        }
+                        text.push_str(&t);
+                    }
+                }
+                if !text.is_empty() {
+                    *started = true;
+                    if !deliver(text).await {
+                        return Ok(Vec::new());
                     }
                 }
             }
@@ -776,30 +802,47 @@ async fn run_stream(
         ProviderKind::Anthropic => SseStream::Anthropic(AnthropicStream::default()),
     };
     use eventsource_stream::Eventsource;
-    let mut events = resp.bytes_stream().eventsource();
+    // Events already received are taken together and their text sent as one
+    // delta: a burst from the server becomes one event per socket.
+    let mut events = resp.bytes_stream().eventsource().ready_chunks(EVENT_BATCH);
     loop {
         let next = tokio::time::timeout(idle, events.next())
             .await
             .map_err(|_| ProviderError::Stalled(idle.as_secs()))?;
-        match next {
-            Some(Ok(event)) => {
-                for StreamItem::Text(t) in sse.on_event(&event)? {
-                    *started = true;
-                    if !deliver(t).await {
-                        return Ok(Vec::new());
+        let Some(batch) = next else {
+            return sse.finish();
+        };
+        let mut text = String::new();
+        let mut failure = None;
+        for item in batch {
+            match item {
+                Ok(event) => {
+                    for StreamItem::Text(t) in sse.on_event(&event)? {
+                        text.push_str(&t);
                     }
                 }
+                Err(eventsource_stream::EventStreamError::Utf8(e)) => {
+                    failure = Some(ProviderError::Decode(e.to_string()));
+                    break;
+                }
+                Err(eventsource_stream::EventStreamError::Parser(e)) => {
+                    failure = Some(ProviderError::Decode(e.to_string()));
+                    break;
+                }
+                Err(eventsource_stream::EventStreamError::Transport(_)) => {
+                    failure = Some(ProviderError::StreamCut);
+                    break;
+                }
             }
-            Some(Err(eventsource_stream::EventStreamError::Utf8(e))) => {
-                return Err(ProviderError::Decode(e.to_string()))
+        }
+        if !text.is_empty() {
+            *started = true;
+            if !deliver(text).await {
+                return Ok(Vec::new());
             }
-            Some(Err(eventsource_stream::EventStreamError::Parser(e))) => {
-                return Err(ProviderError::Decode(e.to_string()))
-            }
-            Some(Err(eventsource_stream::EventStreamError::Transport(_))) => {
-                return Err(ProviderError::StreamCut)
-            }
-            None => return sse.finish(),
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
     }
 }
@@ -1072,7 +1115,7 @@ mod tests {
     #[test]
     fn requests_carry_tools_and_the_conversation_in_each_format() {
         let settings = crate::config::Settings::load(None).unwrap().provider;
-        let msgs = vec![
+        let msgs = [
             ChatMessage::System("s".into()),
             ChatMessage::User("u".into()),
             ChatMessage::Assistant {

@@ -244,6 +244,55 @@ async fn anthropic_tool_turn_completes_with_tool_use_blocks_and_every_quirk() {
     tool_turns_through(ProviderKind::Anthropic).await;
 }
 
+/// A model without native tools (Ollama refusing them with 400, or
+/// `provider.tools = false`) still runs a command from a fenced block, and
+/// the result goes back as text in a request the server accepts.
+#[actix_rt::test]
+async fn a_model_without_tools_completes_a_command_through_fenced_blocks() {
+    for (kind, refused_by_server) in [
+        (ProviderKind::Ollama, true),
+        (ProviderKind::Anthropic, false),
+    ] {
+        let llm = FakeLlm::start().await;
+        llm.no_tools(refused_by_server);
+        let app = start(&llm, kind, |s| s.provider.tools = refused_by_server).await;
+        let (_alice, mut ws) = unattended(&app).await;
+        llm.push(Reply::text("Counting:\n```bash\necho $((40 + 2))\n```\n"));
+        llm.push(Reply::text("It is 42."));
+        ws.say("what is 40 + 2?").await;
+        let events = ws.turn().await;
+        assert!(
+            of_type(&events, "error").is_empty(),
+            "{kind:?}: {events:#?}"
+        );
+        assert_eq!(stdouts(&events), ["42\n"], "{kind:?}");
+        assert_eq!(
+            messages(&events).last().map(String::as_str),
+            Some("It is 42."),
+            "{kind:?}"
+        );
+        let chats = llm.chat_requests();
+        let last = &chats.last().unwrap().body;
+        assert!(last.get("tools").is_none(), "{kind:?}");
+        assert!(last["messages"].to_string().contains("42"), "{kind:?}");
+        if refused_by_server {
+            assert!(
+                chats[0].body.get("tools").is_some(),
+                "tried with tools first"
+            );
+            assert!(
+                of_type(&events, "log").iter().any(|l| l["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("does not support tool")),
+                "{kind:?}: the person is told"
+            );
+        }
+        drop(ws);
+        app.stop().await;
+    }
+}
+
 // ───────────────────────────── text quirks ─────────────────────────────
 
 /// Every quirk and split on a text reply: the deltas add up to exactly the
@@ -353,7 +402,7 @@ async fn a_stream_cut_after_the_first_token_keeps_the_partial_text_and_is_not_re
             let partial = delta_text(&events);
             assert!(partial.starts_with("The first"), "{label}: {partial:?}");
             assert!(!partial.contains("second"), "{label}: {partial:?}");
-            assert_eq!(messages(&events), [partial.clone()], "{label}: kept");
+            assert_eq!(messages(&events), [partial.as_str()], "{label}: kept");
             let error = error_of(&events);
             assert_eq!(error["code"], "provider_stream_cut", "{label}");
             assert!(
@@ -547,6 +596,40 @@ async fn a_refused_key_fails_at_once_and_names_the_variable_to_set() {
                 .iter()
                 .any(|l| l["message"].as_str().unwrap_or_default().contains(var)),
             "{kind:?}: the log says it too"
+        );
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_prompt_over_the_models_context_says_which_setting_to_lower() {
+    for (kind, body) in [
+        (
+            ProviderKind::Anthropic,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+        ),
+        (
+            ProviderKind::Openai,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+        ),
+    ] {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(Reply::status(400).status_body(body));
+        ws.say("hello").await;
+        let events = ws.turn().await;
+        let error = error_of(&events);
+        assert_eq!(error["code"], "provider_context_too_long", "{kind:?}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("provider.context_tokens"),
+            "{kind:?}: {error}"
         );
         assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
         drop(ws);
@@ -803,9 +886,14 @@ async fn a_200_turn_conversation_stays_inside_the_context_budget_and_keeps_worki
     );
     assert!(!trimmed.contains(" 0 old command output(s)"), "{trimmed}");
 
-    // Then plain turns with long messages, answered by the fake's echo.
+    // Then plain turns with long messages and short answers (short, so the
+    // test spends its time on turns rather than on streaming deltas).
     for n in 3..200 {
-        let text = format!("turn {n}: {}", "lorem ipsum dolor sit amet ".repeat(25));
+        let text = format!(
+            "turn {n}: {}",
+            "lorem ipsum dolor sit amet ".repeat(50).trim_end()
+        );
+        llm.push(Reply::text(format!("noted {n}")));
         ws.say(&text).await;
         let events = ws.turn().await;
         assert_eq!(
@@ -813,7 +901,10 @@ async fn a_200_turn_conversation_stays_inside_the_context_budget_and_keeps_worki
             "completed",
             "turn {n}: {events:#?}"
         );
-        assert_eq!(messages(&events), [format!("echo: {text}")], "turn {n}");
+        assert_eq!(messages(&events), [format!("noted {n}")], "turn {n}");
+        let sent = llm.chat_requests().last().unwrap().body.clone();
+        let latest = sent["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(latest["content"][0]["text"], text.as_str(), "turn {n}");
         let notes: Vec<Value> = of_type(&events, "log")
             .into_iter()
             .filter(|l| {

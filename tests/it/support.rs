@@ -136,7 +136,9 @@ impl TestApp {
     /// Stop the server and wait for its thread; the data dir stays, the
     /// sandbox containers go.
     pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
-        self.server.stop(true).await;
+        // Not graceful: open test sockets would hold a graceful stop for
+        // the whole shutdown timeout.
+        self.server.stop(false).await;
         remove_containers(&self.data_dir);
         if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join())
@@ -355,13 +357,13 @@ impl Socket {
     /// The next event; panics after `EVENT_TIMEOUT` or if the socket closes.
     pub async fn next(&mut self) -> Value {
         loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no event within {EVENT_TIMEOUT:?}; seen: {:#?}", self.seen)
-                })
-                .unwrap_or_else(|| panic!("socket closed; seen: {:#?}", self.seen))
-                .expect("websocket error");
+            let next = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await;
+            let msg = match next {
+                Err(_) => panic!("no event within {EVENT_TIMEOUT:?}; seen: {:#?}", self.seen),
+                Ok(None) => panic!("socket closed; seen: {:#?}", self.seen),
+                Ok(Some(Err(e))) => panic!("websocket error {e}; seen: {:#?}", self.seen),
+                Ok(Some(Ok(m))) => m,
+            };
             match msg {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(&t).expect("event is JSON");
