@@ -8,6 +8,7 @@
 mod approvals;
 mod browser;
 mod chat;
+mod cli;
 mod fake_llm;
 mod files;
 mod providers;
