@@ -48,6 +48,8 @@ test-deps: ## apt-install chromium, chromedriver and mmdebstrap when missing
 	if [ -n "$$boot" ]; then $(SUDO) $(APT_GET) install -y -qq $$boot; fi
 
 test: test-deps sandbox-image ## Run the full test suite (cargo test --all-targets, tune with CARGO_TEST_FLAGS)
+	@if command -v node >/dev/null; then node --test web/test/; \
+	 else echo "node not installed: the Markdown renderer's node tests are left out (the Chromium test still renders Markdown)"; fi
 	$(CARGO) test --all-targets $(CARGO_TEST_FLAGS)
 
 run: sandbox-image ## Start the server (cargo run --release -- serve)

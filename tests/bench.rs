@@ -63,13 +63,7 @@ async fn bench_exec_round_trip() {
     let mut last_session = String::new();
     for _ in 0..5 {
         let id = alice.new_session().await;
-        let resp = alice
-            .patch(&format!("/api/sessions/{id}"))
-            .json(&json!({"approval_mode": "never"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        alice.set_mode(&id, "never").await;
         let mut ws = alice.connect(Some(&id)).await;
         firsts.push(exec_round_trip(&mut ws, &llm).await);
         last_session = id;

@@ -21,16 +21,6 @@ async fn setup(
     (app, alice, id)
 }
 
-async fn set_mode(c: &Client, id: &str, mode: &str) {
-    let resp = c
-        .patch(&format!("/api/sessions/{id}"))
-        .json(&json!({"approval_mode": mode}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-}
-
 async fn audit(c: &Client, id: &str) -> Vec<Value> {
     c.get(&format!("/api/sessions/{id}/audit"))
         .send()
@@ -169,7 +159,7 @@ async fn modes_always_asks_for_ls_risky_does_not_and_never_asks_for_nothing() {
     assert_eq!(of_type(&events, "exec_done")[0]["exit_code"], 0);
 
     // always: even ls asks.
-    set_mode(&alice, &id, "always").await;
+    alice.set_mode(&id, "always").await;
     assert_eq!(
         ws.until("session").await["approval_mode"],
         "always",
@@ -194,7 +184,7 @@ async fn modes_always_asks_for_ls_risky_does_not_and_never_asks_for_nothing() {
     assert_eq!(of_type(&events, "exec_done")[0]["exit_code"], 0);
 
     // never: even rm runs without asking.
-    set_mode(&alice, &id, "never").await;
+    alice.set_mode(&id, "never").await;
     alice
         .put(&format!("/api/sessions/{id}/files/gone.txt"))
         .body("x")

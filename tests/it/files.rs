@@ -268,13 +268,7 @@ async fn path_attacks_are_refused_with_400_and_never_followed() {
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
 
     // The agent makes symlinks inside the sandbox.
-    let resp = alice
-        .patch(&format!("/api/sessions/{id}"))
-        .json(&json!({"approval_mode": "never"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    alice.set_mode(&id, "never").await;
     let mut ws = alice.connect(Some(&id)).await;
     let target = secret.display().to_string();
     let dir = outside.path().display().to_string();
@@ -445,13 +439,7 @@ async fn another_users_session_answers_404_on_every_file_route() {
 async fn an_uploaded_csv_is_analysed_by_the_agent_and_its_output_downloaded() {
     let llm = FakeLlm::start().await;
     let (app, alice, id) = setup(&llm, |_| {}).await;
-    let resp = alice
-        .patch(&format!("/api/sessions/{id}"))
-        .json(&json!({"approval_mode": "never"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    alice.set_mode(&id, "never").await;
     let mut ws = alice.connect(Some(&id)).await;
     let csv = "region,sales\nnorth,10\nsouth,32\n";
     assert_eq!(

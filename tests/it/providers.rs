@@ -40,13 +40,7 @@ async fn start(llm: &FakeLlm, kind: ProviderKind, tweak: impl FnOnce(&mut Settin
 async fn unattended(app: &TestApp) -> (Client, Socket) {
     let alice = app.login("alice").await;
     let id = alice.new_session().await;
-    let resp = alice
-        .patch(&format!("/api/sessions/{id}"))
-        .json(&json!({"approval_mode": "never"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    alice.set_mode(&id, "never").await;
     let ws = alice.connect(Some(&id)).await;
     (alice, ws)
 }

@@ -270,6 +270,17 @@ impl Client {
             .header("cookie", &self.cookie)
     }
 
+    /// Set a session's approval mode (`always`, `risky`, `never`).
+    pub async fn set_mode(&self, id: &str, mode: &str) {
+        let resp = self
+            .patch(&format!("/api/sessions/{id}"))
+            .json(&json!({ "approval_mode": mode }))
+            .send()
+            .await
+            .expect("patch session");
+        assert_eq!(resp.status(), 200, "set approval mode {mode}");
+    }
+
     /// Create a session; returns its id.
     pub async fn new_session(&self) -> String {
         let resp = self

@@ -23,13 +23,7 @@ async fn setup(
         .await;
     let alice = app.login("alice").await;
     let id = alice.new_session().await;
-    let resp = alice
-        .patch(&format!("/api/sessions/{id}"))
-        .json(&json!({"approval_mode": "never"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    alice.set_mode(&id, "never").await;
     let ws = alice.connect(Some(&id)).await;
     (app, alice, ws)
 }
