@@ -472,7 +472,16 @@ async fn websocket(
 /// nothing a model writes can run even if it reached the DOM.
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// Where the page's files are: `IRONCLAW_WEB_DIR`, else `./web` when it
+/// exists (an installed copy), else the source tree it was built from.
 fn web_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("IRONCLAW_WEB_DIR") {
+        return dir.into();
+    }
+    let local = std::path::PathBuf::from("web");
+    if local.join("index.html").is_file() {
+        return local;
+    }
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
 }
 
