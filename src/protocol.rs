@@ -316,6 +316,14 @@ pub struct LoginRequest {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Me {
     pub username: String,
+    /// The approval mode the user's new sessions start with.
+    pub approval_mode: ApprovalMode,
+}
+
+/// `PATCH /api/me`: change the user's default approval mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UpdateMe {
+    pub approval_mode: ApprovalMode,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -109,6 +109,18 @@ pub fn set_password(
     })
 }
 
+/// Set the approval mode the user's new sessions start with.
+pub fn set_default_mode(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    mode: ApprovalMode,
+) -> Result<(), DbError> {
+    diesel::update(users::table.find(user.0))
+        .set(users::approval_mode.eq(mode.as_str()))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Remove a user with their logins and sessions; returns the removed
 /// sessions' ids (their containers and workspaces go too) or `None` when
 /// there is no such user.

@@ -236,6 +236,7 @@ async fn login(
         ))
         .finish();
     Ok(HttpResponse::Ok().cookie(cookie).json(Me {
+        approval_mode: user.default_mode(),
         username: user.username,
     }))
 }
@@ -255,8 +256,28 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 
 async fn me(user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(Me {
+        approval_mode: user.0.default_mode(),
         username: user.0.username,
     })
+}
+
+/// Change the user's default approval mode (for sessions created later;
+/// each session can still be switched on its own).
+async fn update_me(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<crate::protocol::UpdateMe>,
+) -> Result<HttpResponse, ApiError> {
+    let mode = body.approval_mode;
+    let uid = user.0.user_id();
+    state
+        .db
+        .run(move |c| queries::set_default_mode(c, uid, mode))
+        .await?;
+    Ok(HttpResponse::Ok().json(Me {
+        username: user.0.username,
+        approval_mode: mode,
+    }))
 }
 
 // ------------------------------------------------------------------ health
@@ -527,6 +548,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
             .route("/me", web::get().to(me))
+            .route("/me", web::patch().to(update_me))
             .route("/health", web::get().to(health))
             .route("/models", web::get().to(models))
             .route("/sessions", web::get().to(list_sessions))

@@ -338,3 +338,71 @@ async fn cancel_while_waiting_for_approval_denies_it_and_ends_the_turn() {
     assert_eq!(audit(&alice, &id).await[0]["decision"], "denied");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_users_default_mode_applies_to_their_new_sessions_only() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, old) = setup(&llm, |_| {}).await;
+    let me: Value = alice
+        .get("/api/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["approval_mode"], "risky");
+    let resp = alice
+        .patch("/api/me")
+        .json(&json!({"approval_mode": "always"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let bad = alice
+        .patch("/api/me")
+        .json(&json!({"approval_mode": "sometimes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let new = alice.new_session().await;
+    let sessions: Vec<Value> = alice
+        .get("/api/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mode_of =
+        |id: &str| sessions.iter().find(|s| s["id"] == id).unwrap()["approval_mode"].clone();
+    assert_eq!(mode_of(&new), "always");
+    assert_eq!(mode_of(&old), "risky", "existing sessions keep their mode");
+    // Bob's default is his own.
+    let bob = app.login("bob").await;
+    let me: Value = bob
+        .get("/api/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["approval_mode"], "risky");
+    // The new session asks even for `ls`.
+    let mut ws = alice.connect(Some(&new)).await;
+    llm.push(Reply::tool("shell", json!({"command": "ls"})));
+    llm.push(Reply::text("ok"));
+    ws.say("list").await;
+    let request = ws.until("approval_request").await;
+    decide(
+        &mut ws,
+        request["approval_id"].as_str().unwrap(),
+        "approve",
+        false,
+    )
+    .await;
+    assert_eq!(ws.until("exec_done").await["exit_code"], 0);
+    app.stop().await;
+}
