@@ -85,9 +85,11 @@ fn serve(data: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("ironclaw serve did not start: {lines:#?}"));
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ironclaw serve did not start: {lines:#?}");
+        };
         lines.push(line.clone());
         if let Some(url) = line.strip_prefix("IronClaw is running: open ") {
             return (child, url.trim().to_string(), lines);
