@@ -5,7 +5,7 @@
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 use super::{owned_session, ApiError, AppState, AuthUser};
 use crate::agent::FilesUploaded;
@@ -211,24 +211,67 @@ async fn multipart(
     mut form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let (session_id, ws) = workspace(&state, &user, &id).await?;
-    let limits = limits(&state);
-    let mut dir = RelPath::root();
     let mut uploaded: Vec<FileEntry> = Vec::new();
+    let received = receive_form(&mut form, &ws, limits(&state), &mut uploaded).await;
+    if received.is_err() {
+        // Read what the client is still sending, so it gets the answer
+        // instead of a connection closed under it.
+        drain(&mut form).await;
+    }
+    if !uploaded.is_empty() {
+        log::info!("session {session_id}: uploaded {} file(s)", uploaded.len());
+        announce(
+            &state,
+            &session_id,
+            uploaded.iter().map(|e| e.path.clone()).collect(),
+        )
+        .await;
+    }
+    received?;
+    if uploaded.is_empty() {
+        return Err(ApiError::BadRequest("The form has no `file` field.".into()));
+    }
+    Ok(HttpResponse::Created().json(uploaded))
+}
+
+/// Bytes of a refused form read and thrown away before answering; beyond
+/// this the connection is closed instead.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+async fn drain(form: &mut Multipart) {
+    let mut seen = 0;
+    while let Some(Ok(mut field)) = form.next().await {
+        while let Some(Ok(chunk)) = field.next().await {
+            seen += chunk.len();
+            if seen > MAX_DRAIN_BYTES {
+                return;
+            }
+        }
+    }
+}
+
+/// Store each `file` field of the form (into the folder of the `dir`
+/// field that precedes it), adding each stored file to `uploaded`.
+async fn receive_form(
+    form: &mut Multipart,
+    ws: &Workspace,
+    limits: UploadLimits,
+    uploaded: &mut Vec<FileEntry>,
+) -> Result<(), ApiError> {
+    let unreadable = |e: actix_multipart::MultipartError| {
+        ApiError::BadRequest(format!("The upload form could not be read: {e}."))
+    };
+    let mut dir = RelPath::root();
     while let Some(field) = form.next().await {
-        let field = field.map_err(|e| {
-            ApiError::BadRequest(format!("The upload form could not be read: {e}."))
-        })?;
+        let mut field = field.map_err(unreadable)?;
         match field.name() {
             Some("dir") => {
-                let bytes = field
-                    .map_ok(|b| b.to_vec())
-                    .try_concat()
-                    .await
-                    .map_err(|e| {
-                        ApiError::BadRequest(format!("The `dir` field could not be read: {e}."))
-                    })?;
-                if bytes.len() > crate::workspace::MAX_PATH_BYTES {
-                    return Err(ApiError::BadRequest("The `dir` field is too long.".into()));
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    bytes.extend_from_slice(&chunk.map_err(unreadable)?);
+                    if bytes.len() > crate::workspace::MAX_PATH_BYTES {
+                        return Err(ApiError::BadRequest("The `dir` field is too long.".into()));
+                    }
                 }
                 dir = Workspace::clean_path(&String::from_utf8_lossy(&bytes))?;
             }
@@ -244,30 +287,17 @@ async fn multipart(
                     return Err(ApiError::BadRequest("A file needs a name.".into()));
                 }
                 ws.write_stream(&path, field, limits).await?;
-                uploaded.push(uploaded_entry(&ws, &path).await?);
+                uploaded.push(uploaded_entry(ws, &path).await?);
             }
-            // Unknown fields are drained and ignored.
+            // Unknown fields are read and ignored.
             _ => {
-                let mut field = field;
                 while let Some(chunk) = field.next().await {
-                    chunk.map_err(|e| {
-                        ApiError::BadRequest(format!("The upload form could not be read: {e}."))
-                    })?;
+                    chunk.map_err(unreadable)?;
                 }
             }
         }
     }
-    if uploaded.is_empty() {
-        return Err(ApiError::BadRequest("The form has no `file` field.".into()));
-    }
-    log::info!("session {session_id}: uploaded {} file(s)", uploaded.len());
-    announce(
-        &state,
-        &session_id,
-        uploaded.iter().map(|e| e.path.clone()).collect(),
-    )
-    .await;
-    Ok(HttpResponse::Created().json(uploaded))
+    Ok(())
 }
 
 async fn delete(

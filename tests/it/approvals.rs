@@ -6,20 +6,6 @@ use serde_json::{json, Value};
 
 use crate::fake_llm::{FakeLlm, Reply};
 use crate::support::*;
-use ironclaw::config::ProviderKind;
-
-async fn setup(
-    llm: &FakeLlm,
-    tweak: impl FnOnce(&mut ironclaw::config::Settings),
-) -> (TestApp, Client, String) {
-    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
-        .settings(tweak)
-        .start()
-        .await;
-    let alice = app.login("alice").await;
-    let id = alice.new_session().await;
-    (app, alice, id)
-}
 
 async fn audit(c: &Client, id: &str) -> Vec<Value> {
     c.get(&format!("/api/sessions/{id}/audit"))
@@ -43,7 +29,7 @@ fn workspace_file(app: &TestApp, id: &str, name: &str) -> std::path::PathBuf {
 #[actix_rt::test]
 async fn a_denied_rm_never_runs_and_the_turn_goes_on() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let resp = alice
         .put(&format!("/api/sessions/{id}/files/target.txt"))
         .body("keep me")
@@ -109,7 +95,7 @@ async fn a_denied_rm_never_runs_and_the_turn_goes_on() {
 #[actix_rt::test]
 async fn an_expired_request_is_denied_and_recorded() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |s| s.approval.timeout_secs = 1).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |s| s.approval.timeout_secs = 1).await;
     alice
         .put(&format!("/api/sessions/{id}/files/target.txt"))
         .body("keep me")
@@ -146,7 +132,7 @@ async fn an_expired_request_is_denied_and_recorded() {
 #[actix_rt::test]
 async fn modes_always_asks_for_ls_risky_does_not_and_never_asks_for_nothing() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let mut ws = alice.connect(Some(&id)).await;
 
     // risky (the default): a read runs without asking.
@@ -225,7 +211,7 @@ async fn modes_always_asks_for_ls_risky_does_not_and_never_asks_for_nothing() {
 #[actix_rt::test]
 async fn remember_skips_the_second_identical_ask() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let mut ws = alice.connect(Some(&id)).await;
     let cmd = "rm -f scratch.tmp";
     llm.push(Reply::tool("shell", json!({"command": cmd})));
@@ -277,7 +263,7 @@ async fn remember_skips_the_second_identical_ask() {
 #[actix_rt::test]
 async fn another_tab_answers_and_every_tab_sees_it_resolved() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let mut a = alice.connect(Some(&id)).await;
     let mut b = alice.connect(Some(&id)).await;
     llm.push(Reply::tool(
@@ -322,7 +308,7 @@ async fn another_tab_answers_and_every_tab_sees_it_resolved() {
 #[actix_rt::test]
 async fn cancel_while_waiting_for_approval_denies_it_and_ends_the_turn() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let mut ws = alice.connect(Some(&id)).await;
     llm.push(Reply::tool("shell", json!({"command": "rm -rf data"})));
     ws.say("wipe").await;
@@ -342,7 +328,7 @@ async fn cancel_while_waiting_for_approval_denies_it_and_ends_the_turn() {
 #[actix_rt::test]
 async fn a_users_default_mode_applies_to_their_new_sessions_only() {
     let llm = FakeLlm::start().await;
-    let (app, alice, old) = setup(&llm, |_| {}).await;
+    let (app, alice, old) = alice_with_session(&llm.base_url, |_| {}).await;
     let me: Value = alice
         .get("/api/me")
         .send()

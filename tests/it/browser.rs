@@ -2,6 +2,7 @@
 //! (chromium-driver from Debian, installed by `make test-deps`): log in,
 //! chat, see the streamed reply rendered; upload a file and see it listed.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,9 @@ impl Browser {
             .port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, so the browsers it starts can be
+            // ended with it.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -216,7 +220,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 impl Drop for Browser {
+    /// End the browser session (which closes Chromium), then the driver's
+    /// whole process group, so no browser outlives its test.
     fn drop(&mut self) {
+        if let Some(rest) = self.base.strip_prefix("http://") {
+            if let Some((addr, path)) = rest.split_once('/') {
+                if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                    use std::io::{Read, Write};
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -8,22 +8,8 @@ use serde_json::{json, Value};
 
 use crate::fake_llm::{FakeLlm, Reply};
 use crate::support::*;
-use ironclaw::config::ProviderKind;
 
 const MIB: usize = 1024 * 1024;
-
-async fn setup(
-    llm: &FakeLlm,
-    tweak: impl FnOnce(&mut ironclaw::config::Settings),
-) -> (TestApp, Client, String) {
-    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
-        .settings(tweak)
-        .start()
-        .await;
-    let alice = app.login("alice").await;
-    let id = alice.new_session().await;
-    (app, alice, id)
-}
 
 fn enc(path: &str) -> String {
     path.split('/')
@@ -110,7 +96,7 @@ fn raw_request(base: &str, method: &str, target: &str, cookie: &str, body: &[u8]
 #[actix_rt::test]
 async fn uploads_and_downloads_are_byte_exact_in_both_forms() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     let text = "héllo wörld\nline 2\n".as_bytes().to_vec();
     let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let big: Vec<u8> = (0..50 * MIB).map(|i| (i * 31 % 251) as u8).collect();
@@ -219,7 +205,7 @@ async fn uploads_and_downloads_are_byte_exact_in_both_forms() {
 #[actix_rt::test]
 async fn upload_size_limit_is_413_and_quota_is_a_clear_error() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |s| {
+    let (app, alice, id) = alice_with_session(&llm.base_url, |s| {
         s.files.max_upload_mb = 1;
         s.files.quota_mb = 2;
     })
@@ -255,7 +241,7 @@ async fn upload_size_limit_is_413_and_quota_is_a_clear_error() {
 #[actix_rt::test]
 async fn path_attacks_are_refused_with_400_and_never_followed() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     // A host file outside the workspace that the attacks aim at.
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.txt");
@@ -371,7 +357,7 @@ async fn path_attacks_are_refused_with_400_and_never_followed() {
 #[actix_rt::test]
 async fn another_users_session_answers_404_on_every_file_route() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     assert_eq!(
         put(&alice, &id, "mine.txt", b"alice's".to_vec())
             .await
@@ -438,7 +424,7 @@ async fn another_users_session_answers_404_on_every_file_route() {
 #[actix_rt::test]
 async fn an_uploaded_csv_is_analysed_by_the_agent_and_its_output_downloaded() {
     let llm = FakeLlm::start().await;
-    let (app, alice, id) = setup(&llm, |_| {}).await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     alice.set_mode(&id, "never").await;
     let mut ws = alice.connect(Some(&id)).await;
     let csv = "region,sales\nnorth,10\nsouth,32\n";

@@ -61,6 +61,21 @@ impl TestApp {
     }
 }
 
+/// An OpenAI-format server on the fake LLM at `llm_url`, alice logged in,
+/// and a new session of hers.
+pub async fn alice_with_session(
+    llm_url: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> (TestApp, Client, String) {
+    let app = TestApp::builder(ProviderKind::Openai, llm_url)
+        .settings(tweak)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    (app, alice, id)
+}
+
 fn write_empty_config(dir: &Path) -> PathBuf {
     let p = dir.join("ironclaw.toml");
     std::fs::write(&p, "# test\n").expect("config");
@@ -152,6 +167,9 @@ impl TestApp {
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A fresh connection per request: a pooled one can be closed by
+            // the server's keep-alive timer just as a slow test reuses it.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("client")
     }

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::fake_llm::{FakeLlm, Reply};
 use crate::support::*;
-use ironclaw::config::ProviderKind;
 
 /// A server, a logged-in alice and a socket on a session whose approval
 /// mode is `never`, so commands run without asking.
@@ -17,12 +16,7 @@ async fn setup(
     llm: &FakeLlm,
     tweak: impl FnOnce(&mut ironclaw::config::Settings),
 ) -> (TestApp, Client, Socket) {
-    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
-        .settings(tweak)
-        .start()
-        .await;
-    let alice = app.login("alice").await;
-    let id = alice.new_session().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, tweak).await;
     alice.set_mode(&id, "never").await;
     let ws = alice.connect(Some(&id)).await;
     (app, alice, ws)
