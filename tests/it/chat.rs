@@ -654,3 +654,91 @@ async fn static_page_is_served_with_a_strict_csp_and_index_needs_login() {
     assert!(resp.text().await.unwrap().contains("composer"));
     app.stop().await;
 }
+
+/// Stands in for a browser tab that stopped reading: its first frame
+/// blocks its thread, so its bounded queue fills.
+struct StuckTab;
+
+impl actix::Actor for StuckTab {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<ironclaw::agent::Outbound> for StuckTab {
+    type Result = ();
+    fn handle(&mut self, _: ironclaw::agent::Outbound, _: &mut actix::Context<Self>) {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+}
+
+/// Records what the session tells a tab's control channel.
+struct Control(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl actix::Actor for Control {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<ironclaw::agent::Disconnect> for Control {
+    type Result = ();
+    fn handle(&mut self, msg: ironclaw::agent::Disconnect, _: &mut actix::Context<Self>) {
+        self.0.lock().unwrap().push(msg.code.to_string());
+    }
+}
+
+#[actix_rt::test]
+async fn a_tab_that_stops_reading_is_dropped_instead_of_buffered_for() {
+    use actix::Actor;
+    let llm = FakeLlm::start().await;
+    let app = app(&llm, ProviderKind::Ollama).await;
+    let alice = app.login("alice").await;
+    let mut reader = alice.connect(None).await;
+    let id = reader.session_id();
+    let agent = app
+        .supervisor
+        .send(ironclaw::supervisor::Live {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .expect("live agent");
+    // A tab whose queue holds 4 frames and which never drains it.
+    let arbiter = actix::Arbiter::new();
+    let stuck = StuckTab::start_in_arbiter(&arbiter.handle(), |ctx| {
+        ctx.set_mailbox_capacity(4);
+        StuckTab
+    });
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let control = Control(told.clone()).start();
+    agent.do_send(ironclaw::agent::Attach {
+        socket_id: u64::MAX,
+        username: "alice".into(),
+        outbound: stuck.recipient(),
+        control: control.recipient(),
+    });
+    // Many events: every rename is a `session` frame to each tab.
+    for i in 0..20 {
+        let resp = alice
+            .patch(&format!("/api/sessions/{id}"))
+            .json(&json!({ "title": format!("title {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // The healthy tab got every one of them.
+    for i in 0..20 {
+        let frame = reader.until("session").await;
+        assert_eq!(frame["title"], format!("title {i}"));
+    }
+    // The stuck one was dropped and told why, once.
+    assert_eq!(*told.lock().unwrap(), ["slow_client"]);
+    // And the session carries on.
+    llm.push(Reply::text("still fine"));
+    reader.say("hello").await;
+    let events = reader.turn().await;
+    assert_eq!(
+        of_type(&events, "assistant_message")[0]["text"],
+        "still fine"
+    );
+    arbiter.stop();
+    app.stop().await;
+}
