@@ -21,6 +21,8 @@ mod shell;
 #[cfg(test)]
 mod tests;
 
+use tree_sitter::Node;
+
 use crate::protocol::{Risk, RiskLevel, Tool};
 
 /// Where the agent's files live inside the sandbox (DESIGN.md §4).
@@ -260,4 +262,94 @@ fn shell_quote(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
+}
+
+/// A grammar and the words used for text it cannot check.
+struct Grammar {
+    language: fn() -> tree_sitter::Language,
+    /// For "the … grammar failed to load".
+    name: &'static str,
+    /// What hides inside quoting: "code", "commands".
+    hidden: &'static str,
+    /// Said of text with a syntax error.
+    invalid: &'static str,
+}
+
+/// Parse `src` for a classifier. Text that cannot be checked at all (too
+/// deep, too long, no parser) is recorded as high and `None` returned; a
+/// syntax error is recorded as high and the tree still returned, so the
+/// parts that did parse are judged too.
+fn parse_for_check(
+    src: &str,
+    grammar: &Grammar,
+    found: &mut Assessment,
+    nesting: usize,
+) -> Option<tree_sitter::Tree> {
+    if nesting > MAX_NESTING {
+        found.high(format!(
+            "hides {} inside too many layers of quoting, which cannot be checked",
+            grammar.hidden
+        ));
+        return None;
+    }
+    if src.len() > MAX_CODE_BYTES {
+        found.high("is too long to check");
+        return None;
+    }
+    let mut parser = tree_sitter::Parser::new();
+    if parser.set_language(&(grammar.language)()).is_err() {
+        found.high(format!(
+            "could not be checked: the {} grammar failed to load",
+            grammar.name
+        ));
+        return None;
+    }
+    let Some(tree) = parser.parse(src, None) else {
+        found.high("could not be understood, so it cannot be checked");
+        return None;
+    };
+    let root = tree.root_node();
+    if root.has_error() {
+        found.high(match first_error(root) {
+            Some(node) if !node.is_missing() => format!(
+                "{} (near `{}`), so it cannot be checked",
+                grammar.invalid,
+                shell::show(src.get(node.byte_range()).unwrap_or_default())
+            ),
+            _ => format!(
+                "is incomplete or {}, so it cannot be checked",
+                grammar.invalid.trim_start_matches("is ")
+            ),
+        });
+    }
+    Some(tree)
+}
+
+/// The first ERROR or MISSING node, to point at in the reason.
+fn first_error(root: Node) -> Option<Node> {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if node.is_error() || node.is_missing() {
+            return Some(node);
+        }
+        let mut cursor = node.walk();
+        let children: Vec<Node> = node.children(&mut cursor).collect();
+        stack.extend(children.into_iter().rev());
+    }
+    None
+}
+
+/// The children of `node` with the field each fills.
+fn fielded_children(node: Node) -> Vec<(Option<&'static str>, Node)> {
+    let mut out = Vec::new();
+    let mut cursor = node.walk();
+    if cursor.goto_first_child() {
+        loop {
+            out.push((cursor.field_name(), cursor.node()));
+            if !cursor.goto_next_sibling() {
+                break;
+            }
+        }
+    }
+    out
 }

@@ -17,10 +17,12 @@
 
 use std::collections::HashMap;
 
-use tree_sitter::{Node, Parser};
+use tree_sitter::Node;
 
 use super::shell::show;
-use super::{listed, shell_quote, Assessment, MAX_CODE_BYTES, MAX_NESTING, MAX_SYNTAX_DEPTH};
+use super::{
+    fielded_children, listed, parse_for_check, shell_quote, Assessment, Grammar, MAX_SYNTAX_DEPTH,
+};
 
 /// How many rounds of `a = b` alias resolution are followed; each round
 /// resolves one more link of a chain like `a = os; b = a; c = b.system`.
@@ -115,37 +117,19 @@ enum CommandForm {
     Spread,
 }
 
+/// How Python code that cannot be checked is described.
+const PYTHON: Grammar = Grammar {
+    language: || tree_sitter_python::LANGUAGE.into(),
+    name: "Python",
+    hidden: "code",
+    invalid: "is not valid Python",
+};
+
 pub(super) fn assess(code: &str, found: &mut Assessment, nesting: usize) {
-    if nesting > MAX_NESTING {
-        found.high("hides code inside too many layers of quoting, which cannot be checked");
-        return;
-    }
-    if code.len() > MAX_CODE_BYTES {
-        found.high("is too long to check");
-        return;
-    }
-    let mut parser = Parser::new();
-    if parser
-        .set_language(&tree_sitter_python::LANGUAGE.into())
-        .is_err()
-    {
-        found.high("could not be checked: the Python grammar failed to load");
-        return;
-    }
-    let Some(tree) = parser.parse(code, None) else {
-        found.high("could not be understood, so it cannot be checked");
+    let Some(tree) = parse_for_check(code, &PYTHON, found, nesting) else {
         return;
     };
     let root = tree.root_node();
-    if root.has_error() {
-        found.high(match first_error(root) {
-            Some(node) if !node.is_missing() => format!(
-                "is not valid Python (near `{}`), so it cannot be checked",
-                show(code.get(node.byte_range()).unwrap_or_default())
-            ),
-            _ => "is incomplete or not valid Python, so it cannot be checked".to_string(),
-        });
-    }
     let mut walker = Walker {
         src: code,
         found,
@@ -1453,35 +1437,6 @@ fn unescape_python(text: &str) -> String {
                 out.push(other);
             }
             None => out.push('\\'),
-        }
-    }
-    out
-}
-
-/// The first ERROR or MISSING node, to point at in the reason.
-fn first_error(root: Node) -> Option<Node> {
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        if node.is_error() || node.is_missing() {
-            return Some(node);
-        }
-        let mut cursor = node.walk();
-        let children: Vec<Node> = node.children(&mut cursor).collect();
-        stack.extend(children.into_iter().rev());
-    }
-    None
-}
-
-/// The children of `node` with the field each fills.
-fn fielded_children(node: Node) -> Vec<(Option<&'static str>, Node)> {
-    let mut out = Vec::new();
-    let mut cursor = node.walk();
-    if cursor.goto_first_child() {
-        loop {
-            out.push((cursor.field_name(), cursor.node()));
-            if !cursor.goto_next_sibling() {
-                break;
-            }
         }
     }
     out

@@ -9,9 +9,12 @@
 
 use std::collections::HashSet;
 
-use tree_sitter::{Node, Parser};
+use tree_sitter::Node;
 
-use super::{listed, place_of, Assessment, Place, MAX_CODE_BYTES, MAX_NESTING, MAX_SYNTAX_DEPTH};
+use super::{
+    fielded_children, listed, parse_for_check, place_of, Assessment, Grammar, Place,
+    MAX_SYNTAX_DEPTH,
+};
 
 /// Longest piece of a command quoted back in a reason; longer ones are cut
 /// so that a reason stays one readable line.
@@ -205,6 +208,14 @@ const SAFE_GIT_SETTINGS: &str = "\
     safe.directory status. tag.gpgsign user.email user.name
 ";
 
+/// How a shell command that cannot be checked is described.
+const SHELL: Grammar = Grammar {
+    language: || tree_sitter_bash::LANGUAGE.into(),
+    name: "shell",
+    hidden: "commands",
+    invalid: "could not be understood",
+};
+
 pub(super) fn assess(command: &str, found: &mut Assessment, nesting: usize) {
     assess_with_input(command, found, nesting, &Input::Nothing);
 }
@@ -218,36 +229,10 @@ pub(super) fn assess_fed(command: &str, found: &mut Assessment, nesting: usize) 
 /// Judges `command` as a shell would run it with `input` on its standard
 /// input (which matters when it is itself a shell: `curl … | sh -c 'bash'`).
 fn assess_with_input(command: &str, found: &mut Assessment, nesting: usize, input: &Input) {
-    if nesting > MAX_NESTING {
-        found.high("hides commands inside too many layers of quoting, which cannot be checked");
-        return;
-    }
-    if command.len() > MAX_CODE_BYTES {
-        found.high("is too long to check");
-        return;
-    }
-    let mut parser = Parser::new();
-    if parser
-        .set_language(&tree_sitter_bash::LANGUAGE.into())
-        .is_err()
-    {
-        found.high("could not be checked: the shell grammar failed to load");
-        return;
-    }
-    let Some(tree) = parser.parse(command, None) else {
-        found.high("could not be understood, so it cannot be checked");
+    let Some(tree) = parse_for_check(command, &SHELL, found, nesting) else {
         return;
     };
     let root = tree.root_node();
-    if root.has_error() {
-        found.high(match first_error(root) {
-            Some(node) if !node.is_missing() => format!(
-                "could not be understood (near `{}`), so it cannot be checked",
-                show(command.get(node.byte_range()).unwrap_or_default())
-            ),
-            _ => "is incomplete or could not be understood, so it cannot be checked".to_string(),
-        });
-    }
     let mut walker = Walker {
         src: command,
         functions: defined_functions(root, command),
@@ -3486,35 +3471,6 @@ fn defined_functions(root: Node, src: &str) -> HashSet<String> {
         stack.extend(node.named_children(&mut cursor));
     }
     names
-}
-
-/// The first ERROR or MISSING node, to point at in the reason.
-fn first_error(root: Node) -> Option<Node> {
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        if node.is_error() || node.is_missing() {
-            return Some(node);
-        }
-        let mut cursor = node.walk();
-        let children: Vec<Node> = node.children(&mut cursor).collect();
-        stack.extend(children.into_iter().rev());
-    }
-    None
-}
-
-/// The children of `node` with the field each fills.
-fn fielded_children(node: Node) -> Vec<(Option<&'static str>, Node)> {
-    let mut out = Vec::new();
-    let mut cursor = node.walk();
-    if cursor.goto_first_child() {
-        loop {
-            out.push((cursor.field_name(), cursor.node()));
-            if !cursor.goto_next_sibling() {
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// A piece of the command line as shown in a reason: on one line, cut to
