@@ -113,6 +113,24 @@ impl SessionSupervisor {
         self.sessions.get_mut(session_id).unwrap()
     }
 
+    /// With no socket attached, stop the session's set after the grace
+    /// period unless a socket attaches meanwhile.
+    fn schedule_idle_teardown(&mut self, session_id: &str, ctx: &mut Context<Self>) {
+        let grace = Duration::from_secs(self.settings.server.session_grace_secs);
+        let Some(set) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        if set.sockets > 0 || set.teardown.is_some() {
+            return;
+        }
+        let id = session_id.to_string();
+        set.teardown = Some(ctx.run_later(grace, move |act, _| {
+            if act.sessions.get(&id).is_some_and(|s| s.sockets == 0) {
+                act.stop_set(&id, "The session was idle.");
+            }
+        }));
+    }
+
     fn stop_set(&mut self, session_id: &str, reason: &str) {
         if let Some(set) = self.sessions.remove(session_id) {
             set.agent.do_send(Shutdown {
@@ -160,20 +178,10 @@ impl Handler<Leave> for SessionSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        let grace = Duration::from_secs(self.settings.server.session_grace_secs);
-        let Some(set) = self.sessions.get_mut(&msg.session_id) else {
-            return;
-        };
-        set.sockets = set.sockets.saturating_sub(1);
-        if set.sockets > 0 || set.teardown.is_some() {
-            return;
+        if let Some(set) = self.sessions.get_mut(&msg.session_id) {
+            set.sockets = set.sockets.saturating_sub(1);
         }
-        let id = msg.session_id.clone();
-        set.teardown = Some(ctx.run_later(grace, move |act, _| {
-            if act.sessions.get(&id).is_some_and(|s| s.sockets == 0) {
-                act.stop_set(&id, "The session was idle.");
-            }
-        }));
+        self.schedule_idle_teardown(&msg.session_id, ctx);
     }
 }
 
@@ -189,18 +197,10 @@ impl Handler<Lookup> for SessionSupervisor {
     type Result = MessageResult<Lookup>;
 
     fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) -> Self::Result {
-        let grace = Duration::from_secs(self.settings.server.session_grace_secs);
-        let id = msg.session_id.clone();
-        let set = self.ensure(&msg.session_id);
+        let agent = self.ensure(&msg.session_id).agent.clone();
         // A set started for REST alone is torn down like an idle one.
-        if set.sockets == 0 && set.teardown.is_none() {
-            set.teardown = Some(ctx.run_later(grace, move |act, _| {
-                if act.sessions.get(&id).is_some_and(|s| s.sockets == 0) {
-                    act.stop_set(&id, "The session was idle.");
-                }
-            }));
-        }
-        MessageResult(set.agent.clone())
+        self.schedule_idle_teardown(&msg.session_id, ctx);
+        MessageResult(agent)
     }
 }
 

@@ -100,6 +100,18 @@ async fn list(
     Ok(HttpResponse::Ok().json(entries))
 }
 
+/// The session, its workspace and the confined path of a
+/// `/sessions/{id}/files/{path}` route.
+async fn file_target(
+    state: &AppState,
+    user: &AuthUser,
+    req: &HttpRequest,
+) -> Result<(String, Workspace, RelPath), ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default();
+    let (session_id, ws) = workspace(state, user, id).await?;
+    Ok((session_id, ws, file_path(req)?))
+}
+
 /// The `{path}` of a file route, fully decoded. actix's router decodes
 /// everything but `%2F`, `%25` and `%2B`, so a client could otherwise hide a
 /// `/` (and with it `..` segments) from the checks; those are decoded here,
@@ -137,9 +149,7 @@ async fn download(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let id = req.match_info().get("id").unwrap_or_default().to_string();
-    let (_, ws) = workspace(&state, &user, &id).await?;
-    let path = file_path(&req)?;
+    let (_, ws, path) = file_target(&state, &user, &req).await?;
     let file = ws.open_read(&path).await?;
     let disposition = ContentDisposition {
         disposition: DispositionType::Attachment,
@@ -168,9 +178,7 @@ async fn put(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let id = req.match_info().get("id").unwrap_or_default().to_string();
-    let (session_id, ws) = workspace(&state, &user, &id).await?;
-    let path = file_path(&req)?;
+    let (session_id, ws, path) = file_target(&state, &user, &req).await?;
     if path.is_root() {
         return Err(ApiError::BadRequest(
             "Give the file a name: PUT /api/sessions/{id}/files/<path>.".into(),
@@ -305,9 +313,7 @@ async fn delete(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let id = req.match_info().get("id").unwrap_or_default().to_string();
-    let (_, ws) = workspace(&state, &user, &id).await?;
-    let path = file_path(&req)?;
+    let (_, ws, path) = file_target(&state, &user, &req).await?;
     web::block(move || ws.delete(&path))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;

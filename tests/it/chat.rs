@@ -226,29 +226,17 @@ async fn users_cannot_see_open_or_delete_each_others_sessions() {
         .await
         .unwrap();
     assert!(listed.is_empty());
+    assert_eq!(status(bob.get(&format!("/api/sessions/{id}"))).await, 404);
     assert_eq!(
-        bob.get(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(
+            bob.patch(&format!("/api/sessions/{id}"))
+                .json(&json!({"title": "mine"}))
+        )
+        .await,
         404
     );
     assert_eq!(
-        bob.patch(&format!("/api/sessions/{id}"))
-            .json(&json!({"title": "mine"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        bob.delete(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(bob.delete(&format!("/api/sessions/{id}"))).await,
         404
     );
     // The same answer as for a session that never existed.
@@ -270,33 +258,12 @@ async fn users_cannot_see_open_or_delete_each_others_sessions() {
         other => panic!("bob opened alice's session: {:?}", other.map(|_| ())),
     }
     // Alice still has it, and can delete it.
+    assert_eq!(status(alice.get(&format!("/api/sessions/{id}"))).await, 200);
     assert_eq!(
-        alice
-            .get(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        alice
-            .delete(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(alice.delete(&format!("/api/sessions/{id}"))).await,
         204
     );
-    assert_eq!(
-        alice
-            .get(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(alice.get(&format!("/api/sessions/{id}"))).await, 404);
     app.stop().await;
 }
 

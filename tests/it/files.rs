@@ -172,30 +172,15 @@ async fn uploads_and_downloads_are_byte_exact_in_both_forms() {
 
     // Delete: a file, then an empty directory; a non-empty one is refused.
     assert_eq!(
-        alice
-            .delete(&format!("/api/sessions/{id}/files/notes"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(alice.delete(&format!("/api/sessions/{id}/files/notes"))).await,
         409
     );
     assert_eq!(
-        alice
-            .delete(&format!("/api/sessions/{id}/files/notes/hello.txt"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(alice.delete(&format!("/api/sessions/{id}/files/notes/hello.txt"))).await,
         204
     );
     assert_eq!(
-        alice
-            .delete(&format!("/api/sessions/{id}/files/notes"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(alice.delete(&format!("/api/sessions/{id}/files/notes"))).await,
         204
     );
     assert_eq!(get(&alice, &id, "notes/hello.txt").await.status(), 404);
@@ -341,15 +326,7 @@ async fn path_attacks_are_refused_with_400_and_never_followed() {
     assert!(!app.data_dir.join("workspaces").join("escape.txt").exists());
 
     // Deleting the link removes the link, not its target.
-    assert_eq!(
-        alice
-            .delete(&format!("{files}/sec"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(status(alice.delete(&format!("{files}/sec"))).await, 204);
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret");
     app.stop().await;
 }
@@ -367,31 +344,12 @@ async fn another_users_session_answers_404_on_every_file_route() {
     let bob = app.login("bob").await;
     let files = format!("/api/sessions/{id}/files");
     assert_eq!(bob.get(&files).send().await.unwrap().status(), 404);
+    assert_eq!(status(bob.get(&format!("{files}/mine.txt"))).await, 404);
     assert_eq!(
-        bob.get(&format!("{files}/mine.txt"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(bob.put(&format!("{files}/mine.txt")).body("bob's")).await,
         404
     );
-    assert_eq!(
-        bob.put(&format!("{files}/mine.txt"))
-            .body("bob's")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        bob.delete(&format!("{files}/mine.txt"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(bob.delete(&format!("{files}/mine.txt"))).await, 404);
     assert_eq!(
         multipart(&bob, &id, None, &[("x.txt", b"bob".to_vec())])
             .await
@@ -399,11 +357,7 @@ async fn another_users_session_answers_404_on_every_file_route() {
         404
     );
     assert_eq!(
-        bob.get(&format!("/api/sessions/{id}/audit"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(bob.get(&format!("/api/sessions/{id}/audit"))).await,
         404
     );
     assert_eq!(

@@ -446,6 +446,11 @@ impl Socket {
     }
 }
 
+/// Send a request and answer its HTTP status.
+pub async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.expect("request").status().as_u16()
+}
+
 /// Events of `kind` among `events`.
 pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()

@@ -256,12 +256,7 @@ async fn deleting_a_session_removes_its_container_and_workspace() {
     };
     assert!(!containers().is_empty(), "the session has a container");
     assert_eq!(
-        alice
-            .delete(&format!("/api/sessions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(alice.delete(&format!("/api/sessions/{id}"))).await,
         204
     );
     assert!(
