@@ -1,12 +1,14 @@
-//! The ApprovalActor: one per live session. It decides whether a tool call
-//! may run by policy (the session's approval mode, the call's risk, and
-//! commands the person chose to remember), or opens a pending approval and
-//! waits for the person, denying it when it expires.
+//! The ApprovalActor: one per live session. It judges a tool call's risk
+//! (the parser-based classifier in [`crate::risk`], run off the actor
+//! thread), then decides whether the call may run by policy (the session's
+//! approval mode, the risk, and commands the person chose to remember), or
+//! opens a pending approval and waits for the person, denying it when it
+//! expires.
 //!
 //! Pending approvals are `approval id -> oneshot::Sender<Verdict>`: the
 //! AgentActor holds the receiving end and carries on when it resolves.
 //!
-//! Messages: [`Review`], [`Decide`], [`Withdraw`].
+//! Messages: [`ReviewCall`], [`Decide`], [`Withdraw`].
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -15,7 +17,10 @@ use actix::prelude::*;
 use chrono::{SecondsFormat, Utc};
 use tokio::sync::oneshot;
 
-use crate::protocol::{ApprovalMode, DecidedBy, Decision, Resolution, Risk, RiskLevel, Tool};
+use crate::protocol::{
+    ApprovalId, ApprovalMode, DecidedBy, Decision, Resolution, Risk, RiskLevel, Tool,
+};
+use crate::provider::ToolCall;
 
 /// How a review ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +29,22 @@ pub struct Verdict {
     pub by: DecidedBy,
 }
 
-/// What the agent gets back from a review.
+/// What the agent gets back from a review: the call's risk and what
+/// happens next.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub risk: Risk,
+    pub review: Review,
+}
+
+/// Whether a reviewed call runs, or waits for the person.
 #[derive(Debug)]
 pub enum Review {
     /// Decided by policy at once.
     Decided(Verdict),
     /// The person must decide. Announce the request, then wait on `verdict`.
     Ask {
-        approval_id: String,
+        approval_id: ApprovalId,
         /// RFC 3339.
         expires_at: String,
         verdict: oneshot::Receiver<Verdict>,
@@ -47,14 +60,11 @@ pub fn needs_person(mode: ApprovalMode, level: RiskLevel) -> bool {
     }
 }
 
-/// Review a tool call before it runs.
+/// Judge a tool call's risk and decide whether it may run.
 #[derive(Message)]
-#[rtype(result = "Review")]
+#[rtype(result = "Reviewed")]
 pub struct ReviewCall {
-    pub call_id: String,
-    pub tool: Tool,
-    pub code: String,
-    pub risk: Risk,
+    pub call: ToolCall,
     pub mode: ApprovalMode,
 }
 
@@ -62,7 +72,7 @@ pub struct ReviewCall {
 #[derive(Message)]
 #[rtype(result = "Result<(), ApprovalError>")]
 pub struct Decide {
-    pub approval_id: String,
+    pub approval_id: ApprovalId,
     pub decision: Decision,
     /// Approve the same command without asking for the rest of the session.
     pub remember: bool,
@@ -72,7 +82,7 @@ pub struct Decide {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Withdraw {
-    pub approval_id: String,
+    pub approval_id: ApprovalId,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,7 +101,7 @@ struct Pending {
 pub struct ApprovalActor {
     /// A pending approval is denied after this long.
     timeout: Duration,
-    pending: HashMap<String, Pending>,
+    pending: HashMap<ApprovalId, Pending>,
     /// Commands approved with `remember`, by tool and exact text.
     remembered: HashSet<(Tool, String)>,
 }
@@ -114,23 +124,28 @@ impl Actor for ApprovalActor {
 /// verdict as denied, so nothing runs unapproved.
 impl Supervised for ApprovalActor {}
 
-impl Handler<ReviewCall> for ApprovalActor {
-    type Result = MessageResult<ReviewCall>;
-
-    fn handle(&mut self, msg: ReviewCall, ctx: &mut Context<Self>) -> Self::Result {
+impl ApprovalActor {
+    /// Policy, or a pending approval the person must answer.
+    fn decide(
+        &mut self,
+        call: ToolCall,
+        mode: ApprovalMode,
+        risk: &Risk,
+        ctx: &mut Context<Self>,
+    ) -> Review {
         let policy = |resolution| {
-            MessageResult(Review::Decided(Verdict {
+            Review::Decided(Verdict {
                 resolution,
                 by: DecidedBy::Policy,
-            }))
+            })
         };
-        if !needs_person(msg.mode, msg.risk.level) {
+        if !needs_person(mode, risk.level) {
             return policy(Resolution::Approved);
         }
-        if self.remembered.contains(&(msg.tool, msg.code.clone())) {
+        if self.remembered.contains(&(call.tool, call.code.clone())) {
             return policy(Resolution::Approved);
         }
-        let approval_id = uuid::Uuid::new_v4().to_string();
+        let approval_id = ApprovalId::random();
         let expires_at = (Utc::now()
             + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)))
         .to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -147,17 +162,44 @@ impl Handler<ReviewCall> for ApprovalActor {
         self.pending.insert(
             approval_id.clone(),
             Pending {
-                tool: msg.tool,
-                code: msg.code,
+                tool: call.tool,
+                code: call.code,
                 reply: tx,
                 expiry,
             },
         );
-        MessageResult(Review::Ask {
+        Review::Ask {
             approval_id,
             expires_at,
             verdict: rx,
+        }
+    }
+}
+
+/// Classify the call's code on a blocking thread: a large program takes a
+/// while to parse, and the actor must keep answering decisions meanwhile.
+async fn classify(tool: Tool, code: String) -> Risk {
+    tokio::task::spawn_blocking(move || crate::risk::classify(tool, &code))
+        .await
+        .unwrap_or_else(|_| Risk {
+            level: RiskLevel::High,
+            reasons: vec!["the command could not be checked".into()],
         })
+}
+
+impl Handler<ReviewCall> for ApprovalActor {
+    type Result = ResponseActFuture<Self, Reviewed>;
+
+    fn handle(&mut self, msg: ReviewCall, _: &mut Context<Self>) -> Self::Result {
+        let (tool, code) = (msg.call.tool, msg.call.code.clone());
+        Box::pin(
+            classify(tool, code)
+                .into_actor(self)
+                .map(move |risk, act, ctx| {
+                    let review = act.decide(msg.call, msg.mode, &risk, ctx);
+                    Reviewed { risk, review }
+                }),
+        )
     }
 }
 
@@ -218,14 +260,12 @@ mod tests {
         }
     }
 
-    fn review(code: &str, level: RiskLevel, mode: ApprovalMode) -> ReviewCall {
+    fn review(code: &str, mode: ApprovalMode) -> ReviewCall {
         ReviewCall {
-            call_id: "c".into(),
-            tool: Tool::Shell,
-            code: code.into(),
-            risk: Risk {
-                level,
-                reasons: vec!["r".into()],
+            call: ToolCall {
+                id: "c".into(),
+                tool: Tool::Shell,
+                code: code.into(),
             },
             mode,
         }
@@ -234,11 +274,19 @@ mod tests {
     #[actix_rt::test]
     async fn decide_remember_and_expiry() {
         let addr = ApprovalActor::new(Duration::from_millis(200)).start();
-        // Low risk in risky mode: policy.
+        // Low risk in risky mode: policy, and the risk is the classifier's.
+        let reviewed = addr.send(review("ls", ApprovalMode::Risky)).await.unwrap();
+        assert_eq!(reviewed.risk.level, RiskLevel::Low);
+        let reviewed = addr
+            .send(review("rm x", ApprovalMode::Never))
+            .await
+            .unwrap();
+        assert_eq!(reviewed.risk.level, RiskLevel::High);
         match addr
-            .send(review("ls", RiskLevel::Low, ApprovalMode::Risky))
+            .send(review("ls", ApprovalMode::Risky))
             .await
             .unwrap()
+            .review
         {
             Review::Decided(v) => assert_eq!(v.by, DecidedBy::Policy),
             Review::Ask { .. } => panic!("asked for ls"),
@@ -249,9 +297,10 @@ mod tests {
             verdict,
             ..
         } = addr
-            .send(review("rm x", RiskLevel::High, ApprovalMode::Risky))
+            .send(review("rm x", ApprovalMode::Risky))
             .await
             .unwrap()
+            .review
         else {
             panic!("did not ask for rm")
         };
@@ -276,9 +325,10 @@ mod tests {
             "answered once only"
         );
         assert!(matches!(
-            addr.send(review("rm x", RiskLevel::High, ApprovalMode::Risky))
+            addr.send(review("rm x", ApprovalMode::Risky))
                 .await
-                .unwrap(),
+                .unwrap()
+                .review,
             Review::Decided(Verdict {
                 resolution: Resolution::Approved,
                 by: DecidedBy::Policy
@@ -286,9 +336,10 @@ mod tests {
         ));
         // Another command still asks, and expires as timed out.
         let Review::Ask { verdict, .. } = addr
-            .send(review("rm y", RiskLevel::High, ApprovalMode::Risky))
+            .send(review("rm y", ApprovalMode::Risky))
             .await
             .unwrap()
+            .review
         else {
             panic!("did not ask for rm y")
         };

@@ -7,6 +7,78 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Ids on the wire are strings; in the code each kind is its own type, so a
+/// call id cannot be passed where an approval id belongs.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> Self {
+                $name(uuid::Uuid::new_v4().to_string())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// One turn: a user message and everything the agent did for it.
+    TurnId
+);
+id_type!(
+    /// One tool call. The model chooses it (native tools) or IronClaw does
+    /// (fenced blocks).
+    CallId
+);
+id_type!(
+    /// One pending approval request.
+    ApprovalId
+);
+
 /// A frame from the browser. Unknown fields are ignored; an unknown `type`
 /// fails to parse and the socket answers an `error` event.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -16,7 +88,7 @@ pub enum ClientMessage {
     UserMessage { text: String },
     /// Answer a pending approval.
     ApprovalDecision {
-        approval_id: String,
+        approval_id: ApprovalId,
         decision: Decision,
         /// Auto-approve the same command for the rest of the session.
         #[serde(default)]
@@ -47,6 +119,15 @@ impl Tool {
         match self {
             Tool::Shell => "shell",
             Tool::Python => "python",
+        }
+    }
+
+    /// The name of the tool's one argument: `shell {command}`,
+    /// `python {code}`.
+    pub fn argument(self) -> &'static str {
+        match self {
+            Tool::Shell => "command",
+            Tool::Python => "code",
         }
     }
 }
@@ -177,27 +258,27 @@ pub enum ServerEvent {
         events: Vec<ServerEvent>,
     },
     UserMessage {
-        turn_id: String,
+        turn_id: TurnId,
         text: String,
     },
     AssistantDelta {
-        turn_id: String,
+        turn_id: TurnId,
         text: String,
     },
     AssistantMessage {
-        turn_id: String,
+        turn_id: TurnId,
         text: String,
     },
     ToolCall {
-        turn_id: String,
-        call_id: String,
+        turn_id: TurnId,
+        call_id: CallId,
         tool: Tool,
         code: String,
         risk: Risk,
     },
     ApprovalRequest {
-        approval_id: String,
-        call_id: String,
+        approval_id: ApprovalId,
+        call_id: CallId,
         tool: Tool,
         code: String,
         risk: Risk,
@@ -205,18 +286,18 @@ pub enum ServerEvent {
         expires_at: String,
     },
     ApprovalResolved {
-        approval_id: String,
-        call_id: String,
+        approval_id: ApprovalId,
+        call_id: CallId,
         decision: Resolution,
         by: DecidedBy,
     },
     ExecOutput {
-        call_id: String,
+        call_id: CallId,
         stream: OutputStream,
         data: String,
     },
     ExecDone {
-        call_id: String,
+        call_id: CallId,
         /// `None` when the process was killed before it could exit.
         exit_code: Option<i64>,
         timed_out: bool,
@@ -235,7 +316,7 @@ pub enum ServerEvent {
         message: String,
     },
     TurnDone {
-        turn_id: String,
+        turn_id: TurnId,
         reason: TurnEndReason,
     },
     Error {
@@ -405,8 +486,8 @@ pub struct FileEntry {
 /// One tool call in the audit trail.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct AuditEntry {
-    pub call_id: String,
-    pub turn_id: String,
+    pub call_id: CallId,
+    pub turn_id: TurnId,
     pub tool: Tool,
     pub code: String,
     pub risk: Risk,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::agent::{AgentActor, Shutdown};
+use crate::agent::{AgentActor, Peers, Shutdown};
 use crate::approval::ApprovalActor;
 use crate::config::Settings;
 use crate::db::Db;
@@ -89,14 +89,17 @@ impl SessionSupervisor {
                     ctx.address().recipient(),
                 )
                 .start();
-                AgentActor::new(
-                    id.clone(),
-                    db.clone(),
-                    settings.clone(),
-                    provider.clone(),
-                    approval.clone(),
-                    sandbox,
-                )
+                let peers = Peers {
+                    complete: provider.clone().recipient(),
+                    cancel_completion: provider.clone().recipient(),
+                    review: approval.clone().recipient(),
+                    decide: approval.clone().recipient(),
+                    withdraw: approval.clone().recipient(),
+                    exec: sandbox.clone().recipient(),
+                    cancel_exec: sandbox.clone().recipient(),
+                    remove_container: sandbox.recipient(),
+                };
+                AgentActor::new(id.clone(), db.clone(), settings.clone(), peers)
             });
             log::info!("session {session_id}: actors started");
             self.sessions.insert(

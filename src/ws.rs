@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::agent::{AgentActor, Attach, Detach, Disconnect, Inbound, Outbound};
+use crate::agent::{AgentActor, Attach, Detach, Inbound};
 use crate::protocol::{ClientMessage, ServerEvent};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 
@@ -24,6 +24,20 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 /// `server.max_frame_bytes` so an oversized message gets a polite `error`
 /// instead of a dropped connection.
 pub const CODEC_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// A serialised event for this socket. Serialised once by the agent and
+/// shared by all of a session's tabs.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Outbound(pub std::sync::Arc<str>);
+
+/// Close this socket, with the reason as a final `error` event.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub code: &'static str,
+    pub message: String,
+}
 
 pub struct WsSession {
     /// Unique per socket, for the agent's fan-out list.

@@ -6,9 +6,11 @@
 //! callers run them through [`Db::run`], which ships the closure to a pool
 //! thread as one typed message and awaits its typed result.
 
+pub mod journal;
 pub mod queries;
 pub mod schema;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,5 +154,36 @@ impl Db {
         F: FnOnce(&mut SqliteConnection) -> Result<R, DbError> + Send + 'static,
     {
         self.addr.send(Run(Box::new(f))).await?
+    }
+
+    /// Store one of the agent's records; hands it back for sending.
+    pub fn write(
+        &self,
+        session_id: String,
+        record: journal::Record,
+    ) -> impl Future<Output = Result<journal::Record, DbError>> + 'static {
+        let db = self.clone();
+        async move {
+            db.run(move |c| journal::write(c, &session_id, &record).map(|()| record))
+                .await
+        }
+    }
+
+    /// The session, its event log and its tool results.
+    pub fn load_agent_state(
+        &self,
+        session_id: String,
+    ) -> impl Future<Output = Result<journal::Stored, DbError>> + 'static {
+        let db = self.clone();
+        async move { db.run(move |c| journal::load(c, &session_id)).await }
+    }
+
+    /// The session's event log, for a tab that attaches.
+    pub fn events(
+        &self,
+        session_id: String,
+    ) -> impl Future<Output = Result<Vec<crate::protocol::ServerEvent>, DbError>> + 'static {
+        let db = self.clone();
+        async move { db.run(move |c| queries::list_events(c, &session_id)).await }
     }
 }

@@ -10,8 +10,7 @@ use diesel::sqlite::SqliteConnection;
 use super::schema::{chat_sessions, events, logins, meta, tool_calls, users};
 use super::DbError;
 use crate::protocol::{
-    ApprovalMode, AuditEntry, DecidedBy, Resolution, Risk, RiskLevel, ServerEvent, SessionSummary,
-    Tool,
+    ApprovalMode, AuditEntry, Risk, RiskLevel, ServerEvent, SessionSummary, Tool,
 };
 
 /// Now as RFC 3339 with milliseconds, which sorts as text.
@@ -399,7 +398,7 @@ pub struct ToolCallRow {
     pub created_at: String,
 }
 
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -441,8 +440,8 @@ impl ToolCallRow {
 
     pub fn audit(&self) -> AuditEntry {
         AuditEntry {
-            call_id: self.call_id.clone(),
-            turn_id: self.turn_id.clone(),
+            call_id: self.call_id.clone().into(),
+            turn_id: self.turn_id.clone().into(),
             tool: enum_parse(&self.tool).unwrap_or(Tool::Shell),
             code: self.code.clone(),
             risk: Risk {
@@ -457,44 +456,6 @@ impl ToolCallRow {
             created_at: self.created_at.clone(),
         }
     }
-}
-
-pub fn insert_tool_call(conn: &mut SqliteConnection, row: &ToolCallRow) -> Result<(), DbError> {
-    diesel::insert_into(tool_calls::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
-}
-
-pub fn record_decision(
-    conn: &mut SqliteConnection,
-    call_id: &str,
-    decision: Resolution,
-    by: DecidedBy,
-) -> Result<(), DbError> {
-    diesel::update(tool_calls::table.find(call_id))
-        .set((
-            tool_calls::decision.eq(enum_text(&decision)),
-            tool_calls::decided_by.eq(enum_text(&by)),
-            tool_calls::decided_at.eq(now()),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-pub fn record_result(
-    conn: &mut SqliteConnection,
-    call_id: &str,
-    exit_code: Option<i64>,
-    result_for_model: &str,
-) -> Result<(), DbError> {
-    diesel::update(tool_calls::table.find(call_id))
-        .set((
-            tool_calls::exit_code.eq(exit_code),
-            tool_calls::result_for_model.eq(result_for_model),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 pub fn list_tool_calls(

@@ -7,7 +7,7 @@
 //! conversation is repaired here rather than sent as it is. The stream
 //! that comes back is decoded by [`super::decode::AnthropicStream`].
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{ChatMessage, ToolSpec, TOOLS};
 
@@ -88,17 +88,7 @@ fn messages(conversation: &[ChatMessage]) -> Vec<Value> {
             ChatMessage::Assistant { text, tool_calls } => {
                 let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
                 for c in tool_calls {
-                    // `input` must be an object; the agent only makes
-                    // objects, this guards against a model that sent
-                    // something else.
-                    let input = if c.arguments.is_object() {
-                        c.arguments.clone()
-                    } else {
-                        Value::Object(Map::new())
-                    };
-                    blocks.push(
-                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
-                    );
+                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name(), "input": c.arguments()}));
                 }
                 (true, blocks)
             }
@@ -239,13 +229,14 @@ fn settle_results(turn: &mut Turn, uses: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::ToolCallRequest;
+    use crate::protocol::Tool;
+    use crate::provider::ToolCall;
 
-    fn call(id: &str, command: &str) -> ToolCallRequest {
-        ToolCallRequest {
+    fn call(id: &str, command: &str) -> ToolCall {
+        ToolCall {
             id: id.into(),
-            name: "shell".into(),
-            arguments: json!({ "command": command }),
+            tool: Tool::Shell,
+            code: command.into(),
         }
     }
 

@@ -25,16 +25,75 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::config::{ProviderKind, ProviderSettings};
-use crate::protocol::ProviderHealth;
+use crate::protocol::{CallId, ProviderHealth, Tool};
 use decode::{AnthropicStream, NdjsonDecoder, OllamaStream, OpenAiStream, StreamItem};
 
-/// A tool call the model asked for, with its arguments parsed.
+/// A tool call as a wire decoder reads it: a name and whatever arguments
+/// the model sent. It becomes a [`ToolCall`] (or an error) once, in
+/// [`ToolCall::decode`], before it leaves this module.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCallRequest {
     pub id: String,
     pub name: String,
     pub arguments: Value,
 }
+
+/// A tool call the model asked for, decoded: which tool and the code to
+/// run. The rest of IronClaw sees only this shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ToolCall {
+    pub id: CallId,
+    pub tool: Tool,
+    pub code: String,
+}
+
+impl ToolCall {
+    /// Decode a raw call: `shell {command}` or `python {code}`, nothing
+    /// else. Anything else is the model's mistake, reported as such.
+    pub fn decode(raw: ToolCallRequest) -> Result<ToolCall, ProviderError> {
+        let tool = match raw.name.as_str() {
+            "shell" => Some(Tool::Shell),
+            "python" => Some(Tool::Python),
+            _ => None,
+        };
+        let code = tool.and_then(|t| raw.arguments.get(t.argument()).and_then(Value::as_str));
+        match (tool, code) {
+            (Some(tool), Some(code)) => Ok(ToolCall {
+                id: CallId::from(raw.id),
+                tool,
+                code: code.to_string(),
+            }),
+            _ => {
+                let mut args = raw.arguments.to_string();
+                if args.len() > BAD_CALL_SHOWN {
+                    let mut cut = BAD_CALL_SHOWN;
+                    while !args.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    args.truncate(cut);
+                    args.push('…');
+                }
+                Err(ProviderError::BadToolCall {
+                    name: raw.name.chars().take(BAD_CALL_SHOWN).collect(),
+                    arguments: args,
+                })
+            }
+        }
+    }
+
+    /// The call's name on the wire.
+    pub fn name(&self) -> &'static str {
+        self.tool.as_str()
+    }
+
+    /// The call's arguments on the wire: `{"command": …}` or `{"code": …}`.
+    pub fn arguments(&self) -> Value {
+        json!({ self.tool.argument(): self.code })
+    }
+}
+
+/// How much of a malformed tool call is quoted back in the error.
+const BAD_CALL_SHOWN: usize = 200;
 
 /// One message of the conversation as the model sees it, independent of
 /// the provider's wire format.
@@ -44,10 +103,10 @@ pub enum ChatMessage {
     User(String),
     Assistant {
         text: String,
-        tool_calls: Vec<ToolCallRequest>,
+        tool_calls: Vec<ToolCall>,
     },
     ToolResult {
-        call_id: String,
+        call_id: CallId,
         name: String,
         content: String,
     },
@@ -62,7 +121,7 @@ impl ChatMessage {
                 text.len()
                     + tool_calls
                         .iter()
-                        .map(|c| c.arguments.to_string().len() + c.name.len())
+                        .map(|c| c.code.len() + c.name().len())
                         .sum::<usize>()
             }
             ChatMessage::ToolResult { content, .. } => content.len(),
@@ -122,6 +181,8 @@ pub enum ProviderError {
     Decode(String),
     #[error("The model server reported an error: {0}")]
     Remote(String),
+    #[error("The model called `{name}` with arguments {arguments}; only `shell {{command}}` and `python {{code}}` exist. Send a message to try again, or pick a model that calls tools reliably.")]
+    BadToolCall { name: String, arguments: String },
 }
 
 impl ProviderError {
@@ -142,6 +203,7 @@ impl ProviderError {
             ProviderError::Stalled(_) => "provider_stalled",
             ProviderError::Decode(_) => "provider_bad_response",
             ProviderError::Remote(_) => "provider_error",
+            ProviderError::BadToolCall { .. } => "bad_tool_call",
         }
     }
 }
@@ -155,7 +217,7 @@ pub enum ProviderEvent {
     /// The reply is complete; the tool calls it asked for, if any.
     Finished {
         request: u64,
-        tool_calls: Vec<ToolCallRequest>,
+        tool_calls: Vec<ToolCall>,
     },
     /// The request failed. `output_started` says whether any text had been
     /// delivered (then no retry was attempted).
@@ -343,14 +405,11 @@ fn without_tools(messages: &[ChatMessage]) -> Vec<ChatMessage> {
                 let blocks: Vec<String> = tool_calls
                     .iter()
                     .map(|c| {
-                        let (lang, code) = match c.name.as_str() {
-                            "python" => ("python", c.arguments.get("code")),
-                            _ => ("bash", c.arguments.get("command")),
+                        let lang = match c.tool {
+                            Tool::Python => "python",
+                            Tool::Shell => "bash",
                         };
-                        format!(
-                            "```{lang}\n{}\n```",
-                            code.and_then(Value::as_str).unwrap_or_default()
-                        )
+                        format!("```{lang}\n{}\n```", c.code)
                     })
                     .collect();
                 ChatMessage::Assistant {
@@ -482,7 +541,7 @@ fn ollama_message(m: &ChatMessage) -> Value {
             if !tool_calls.is_empty() {
                 v["tool_calls"] = tool_calls
                     .iter()
-                    .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                    .map(|c| json!({"function": {"name": c.name(), "arguments": c.arguments()}}))
                     .collect();
             }
             v
@@ -504,7 +563,7 @@ fn openai_message(m: &ChatMessage) -> Value {
                     .iter()
                     .map(|c| {
                         json!({"id": c.id, "type": "function",
-                               "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+                               "function": {"name": c.name(), "arguments": c.arguments().to_string()}})
                     })
                     .collect();
             }
@@ -685,7 +744,8 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
             other => break other,
         }
     };
-    let event = match result {
+    let decoded = result.and_then(|calls| calls.into_iter().map(ToolCall::decode).collect());
+    let event = match decoded {
         Ok(tool_calls) => ProviderEvent::Finished {
             request,
             tool_calls,
@@ -1120,10 +1180,10 @@ mod tests {
             ChatMessage::User("u".into()),
             ChatMessage::Assistant {
                 text: String::new(),
-                tool_calls: vec![ToolCallRequest {
+                tool_calls: vec![ToolCall {
                     id: "c1".into(),
-                    name: "shell".into(),
-                    arguments: json!({"command":"ls"}),
+                    tool: Tool::Shell,
+                    code: "ls".into(),
                 }],
             },
             ChatMessage::ToolResult {

@@ -630,9 +630,9 @@ impl actix::Actor for StuckTab {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<ironclaw::agent::Outbound> for StuckTab {
+impl actix::Handler<ironclaw::ws::Outbound> for StuckTab {
     type Result = ();
-    fn handle(&mut self, _: ironclaw::agent::Outbound, _: &mut actix::Context<Self>) {
+    fn handle(&mut self, _: ironclaw::ws::Outbound, _: &mut actix::Context<Self>) {
         std::thread::sleep(std::time::Duration::from_secs(5));
     }
 }
@@ -644,9 +644,9 @@ impl actix::Actor for Control {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<ironclaw::agent::Disconnect> for Control {
+impl actix::Handler<ironclaw::ws::Disconnect> for Control {
     type Result = ();
-    fn handle(&mut self, msg: ironclaw::agent::Disconnect, _: &mut actix::Context<Self>) {
+    fn handle(&mut self, msg: ironclaw::ws::Disconnect, _: &mut actix::Context<Self>) {
         self.0.lock().unwrap().push(msg.code.to_string());
     }
 }

@@ -1,0 +1,666 @@
+//! The AgentActor: one per live session. It feeds what happens (the
+//! person's frames, the model's stream, reviews, verdicts, command output)
+//! to the session's [`TurnMachine`] and carries out the effects it answers
+//! with: storing records, sending events to the tabs, and messages to its
+//! peers. The turn logic itself lives in [`turn`]; what the model sees in
+//! [`conversation`]; the tabs' fan-out in [`tabs`].
+//!
+//! Effects run strictly in order: a `Store` is awaited with `ctx.wait`, so
+//! nothing is sent before it is stored and events never overtake each
+//! other.
+//!
+//! The actor talks to the ProviderActor, ApprovalActor and SandboxActor
+//! through [`Peers`], a set of `Recipient`s, so tests can stand in for any
+//! of them. It runs under `actix::Supervisor`: if it stops on an error it
+//! is restarted with the same address, reloads the conversation from the
+//! database and re-sends `session` + `history` to the tabs still attached.
+//!
+//! Messages handled here: [`Attach`], [`Detach`], [`Inbound`],
+//! [`SessionChanged`], [`FilesUploaded`], [`Shutdown`], [`InjectFailure`],
+//! and the peers' `ProviderEvent`, `ExecChunk` and `SandboxNotice`.
+
+pub mod conversation;
+pub mod tabs;
+pub mod turn;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::approval::{Decide, Review, ReviewCall, Reviewed, Verdict, Withdraw};
+use crate::config::Settings;
+use crate::db::journal::{self, Record};
+use crate::db::queries::{self, ChatSession};
+use crate::db::Db;
+use crate::protocol::{
+    ApprovalMode, CallId, ClientMessage, DecidedBy, LogSource, Resolution, Risk, RiskLevel,
+    ServerEvent,
+};
+use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
+use crate::sandbox::{CancelExec, Exec, ExecChunk, RemoveContainer, SandboxError, SandboxNotice};
+use crate::ws::{Disconnect, Outbound};
+use tabs::Tabs;
+use turn::{Effect, Input, ReviewOutcome, TurnConfig, TurnMachine};
+
+/// A socket joins the session: it receives `session`, `history`, then every
+/// live event.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub socket_id: u64,
+    pub username: String,
+    pub outbound: Recipient<Outbound>,
+    pub control: Recipient<Disconnect>,
+}
+
+/// A socket left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub socket_id: u64,
+}
+
+/// A parsed frame from one of the session's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    pub socket_id: u64,
+    pub message: ClientMessage,
+}
+
+/// The session's row changed through REST (rename, model, approval mode).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionChanged {
+    pub session: ChatSession,
+}
+
+/// The person uploaded files into the workspace.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FilesUploaded {
+    /// Workspace-relative.
+    pub paths: Vec<String>,
+}
+
+/// Stop for good: cancel the running turn, close the sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub reason: String,
+}
+
+/// Make the actor fail as if an internal error had happened, so tests can
+/// show that the supervisor restarts it without losing the conversation.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectFailure;
+
+/// The agent's peers, as recipients so a test can stand in for any of them.
+#[derive(Clone)]
+pub struct Peers {
+    pub complete: Recipient<Complete>,
+    pub cancel_completion: Recipient<CancelCompletion>,
+    pub review: Recipient<ReviewCall>,
+    pub decide: Recipient<Decide>,
+    pub withdraw: Recipient<Withdraw>,
+    pub exec: Recipient<Exec>,
+    pub cancel_exec: Recipient<CancelExec>,
+    pub remove_container: Recipient<RemoveContainer>,
+}
+
+pub struct AgentActor {
+    session_id: String,
+    db: Db,
+    settings: Arc<Settings>,
+    peers: Peers,
+    /// Loaded from the database in `started`.
+    session: Option<ChatSession>,
+    /// `None` until the session is loaded.
+    machine: Option<TurnMachine>,
+    /// Effects not yet carried out, in order.
+    backlog: VecDeque<Effect>,
+    /// A store is in flight; the backlog waits for it.
+    storing: bool,
+    tabs: Tabs,
+    /// Set by `Shutdown` so the supervisor does not restart the actor.
+    shutting_down: bool,
+    /// The owner's name, for `session` frames (from the first socket).
+    username: String,
+}
+
+impl AgentActor {
+    pub fn new(session_id: String, db: Db, settings: Arc<Settings>, peers: Peers) -> Self {
+        AgentActor {
+            session_id,
+            db,
+            settings,
+            peers,
+            session: None,
+            machine: None,
+            backlog: VecDeque::new(),
+            storing: false,
+            tabs: Tabs::default(),
+            shutting_down: false,
+            username: String::new(),
+        }
+    }
+
+    fn turn_config(&self) -> TurnConfig {
+        let s = &self.settings;
+        TurnConfig {
+            system_prompt: s.agent.system_prompt.clone(),
+            context_tokens: s.provider.context_tokens,
+            max_steps: s.agent.max_steps,
+            stored_output_bytes: s.agent.stored_output_bytes,
+            exec_timeout_secs: s.sandbox.exec_timeout_secs,
+            tools: s.provider.tools,
+        }
+    }
+
+    fn session_frame(&self) -> ServerEvent {
+        let s = self.session.as_ref();
+        ServerEvent::Session {
+            session_id: self.session_id.clone(),
+            title: s.map(|s| s.title.clone()).unwrap_or_default(),
+            user: self.username.clone(),
+            provider: self.settings.provider.kind.as_str().to_string(),
+            model: self.model(),
+            approval_mode: self.mode(),
+        }
+    }
+
+    fn model(&self) -> String {
+        self.session
+            .as_ref()
+            .map(|s| s.model.clone())
+            .unwrap_or_else(|| self.settings.provider.model.clone())
+    }
+
+    fn mode(&self) -> ApprovalMode {
+        self.session
+            .as_ref()
+            .map(|s| s.mode())
+            .unwrap_or(ApprovalMode::Risky)
+    }
+
+    /// Feed one input to the machine and carry out what it answers.
+    fn input(&mut self, ctx: &mut Context<Self>, input: Input) {
+        let Some(machine) = self.machine.as_mut() else {
+            return;
+        };
+        let effects = machine.step(input);
+        self.backlog.extend(effects);
+        self.carry_out(ctx);
+    }
+
+    /// Carry out the backlog in order, pausing at each store until it is
+    /// written.
+    fn carry_out(&mut self, ctx: &mut Context<Self>) {
+        while !self.storing {
+            let Some(effect) = self.backlog.pop_front() else {
+                return;
+            };
+            match effect {
+                Effect::Store(record) => self.store(ctx, record),
+                Effect::Send(event) => self.tabs.broadcast(&event),
+                Effect::Complete {
+                    request,
+                    messages,
+                    tools,
+                } => self.peers.complete.do_send(Complete {
+                    request,
+                    model: self.model(),
+                    messages,
+                    tools,
+                    reply_to: ctx.address().recipient(),
+                }),
+                Effect::CancelCompletion { request } => self
+                    .peers
+                    .cancel_completion
+                    .do_send(CancelCompletion { request }),
+                Effect::Review(call) => self.review(ctx, call),
+                Effect::Withdraw(approval_id) => {
+                    self.peers.withdraw.do_send(Withdraw { approval_id })
+                }
+                Effect::Run(call) => self.run(ctx, call),
+                Effect::CancelRun(call_id) => self.peers.cancel_exec.do_send(CancelExec {
+                    call_id: call_id.to_string(),
+                }),
+            }
+        }
+    }
+
+    /// Write a record, then send its events and go on with the backlog.
+    /// Nothing else is handled meanwhile.
+    fn store(&mut self, ctx: &mut Context<Self>, record: Record) {
+        self.storing = true;
+        let write = self.db.write(self.session_id.clone(), record);
+        ctx.wait(write.into_actor(self).map(|res, act, ctx| {
+            act.storing = false;
+            match res {
+                Ok(record) => {
+                    if let (Record::StartTurn { text, .. }, Some(session)) =
+                        (&record, act.session.as_mut())
+                    {
+                        if session.title == queries::UNTITLED {
+                            session.title = journal::title_from(text);
+                        }
+                    }
+                    for event in record.events() {
+                        act.tabs.broadcast(event);
+                    }
+                    act.carry_out(ctx);
+                }
+                Err(e) => {
+                    log::error!("session {}: could not store events: {e}", act.session_id);
+                    act.tabs.broadcast(&ServerEvent::error(
+                        "storage_failed",
+                        "IronClaw could not save the conversation to its database, so the turn was stopped. Check the server's disk and log.",
+                    ));
+                    act.backlog.clear();
+                    // A failing database is what a restart with a fresh
+                    // reload is for.
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    /// Ask the ApprovalActor about a call; its answer, and later the
+    /// person's verdict, come back as inputs.
+    fn review(&mut self, ctx: &mut Context<Self>, call: ToolCall) {
+        let call_id = call.id.clone();
+        let mode = self.mode();
+        let review = self.peers.review.send(ReviewCall { call, mode });
+        ctx.spawn(review.into_actor(self).map(move |res, act, ctx| {
+            let (risk, outcome) = match res {
+                Ok(Reviewed { risk, review }) => match review {
+                    Review::Decided(verdict) => (risk, ReviewOutcome::Decided(verdict)),
+                    Review::Ask {
+                        approval_id,
+                        expires_at,
+                        verdict,
+                    } => {
+                        let id = call_id.clone();
+                        ctx.spawn(verdict.into_actor(act).map(move |res, act, ctx| {
+                            // A dropped sender (approval actor restarted)
+                            // denies: nothing runs unapproved.
+                            let verdict = res.unwrap_or(Verdict {
+                                resolution: Resolution::Denied,
+                                by: DecidedBy::Policy,
+                            });
+                            act.input(
+                                ctx,
+                                Input::Verdict {
+                                    call_id: id,
+                                    verdict,
+                                },
+                            );
+                        }));
+                        (
+                            risk,
+                            ReviewOutcome::Ask {
+                                approval_id,
+                                expires_at,
+                            },
+                        )
+                    }
+                },
+                // The approval actor is gone: nothing runs unapproved.
+                Err(_) => (
+                    Risk {
+                        level: RiskLevel::High,
+                        reasons: vec!["the command could not be checked".into()],
+                    },
+                    ReviewOutcome::Decided(Verdict {
+                        resolution: Resolution::Denied,
+                        by: DecidedBy::Policy,
+                    }),
+                ),
+            };
+            act.input(
+                ctx,
+                Input::Reviewed {
+                    call_id,
+                    risk,
+                    mode,
+                    outcome,
+                },
+            );
+        }));
+    }
+
+    /// Run a call in the sandbox, noting which workspace paths it changed.
+    fn run(&mut self, ctx: &mut Context<Self>, call: ToolCall) {
+        let call_id = call.id.clone();
+        let exec = Exec {
+            call_id: call.id.to_string(),
+            tool: call.tool,
+            code: call.code,
+            timeout: Duration::from_secs(self.settings.sandbox.exec_timeout_secs),
+            output: ctx.address().recipient(),
+            model_output_cap: self.settings.agent.tool_output_for_model_bytes,
+        };
+        let sandbox = self.peers.exec.clone();
+        let root = self.settings.workspaces_dir().join(&self.session_id);
+        ctx.spawn(
+            async move {
+                let before = snapshot(root.clone()).await;
+                let result = sandbox.send(exec).await.unwrap_or_else(|_| {
+                    Err(SandboxError::ExecFailed {
+                        detail: "the sandbox actor stopped".into(),
+                    })
+                });
+                let changed = match (before, snapshot(root).await) {
+                    (Some(a), Some(b)) => crate::workspace::changed_paths(&a, &b),
+                    _ => Vec::new(),
+                };
+                (result, changed)
+            }
+            .into_actor(self)
+            .map(move |(result, changed), act, ctx| {
+                act.input(
+                    ctx,
+                    Input::ExecDone {
+                        call_id,
+                        result,
+                        changed,
+                    },
+                )
+            }),
+        );
+    }
+
+    /// Drop what is in flight (restart, shutdown): the stored log closes
+    /// the turn on the next load.
+    fn abandon(&mut self) {
+        self.backlog.clear();
+        let effects = self
+            .machine
+            .as_mut()
+            .map(TurnMachine::abandon)
+            .unwrap_or_default();
+        for effect in effects {
+            match effect {
+                Effect::CancelCompletion { request } => self
+                    .peers
+                    .cancel_completion
+                    .do_send(CancelCompletion { request }),
+                Effect::CancelRun(call_id) => self.peers.cancel_exec.do_send(CancelExec {
+                    call_id: call_id.to_string(),
+                }),
+                Effect::Withdraw(approval_id) => {
+                    self.peers.withdraw.do_send(Withdraw { approval_id })
+                }
+                Effect::Store(_)
+                | Effect::Send(_)
+                | Effect::Complete { .. }
+                | Effect::Review(_)
+                | Effect::Run(_) => {}
+            }
+        }
+        self.machine = None;
+    }
+}
+
+/// The workspace's state, to tell what a command changed. `None` when it
+/// cannot be read (then no change is announced).
+async fn snapshot(root: std::path::PathBuf) -> Option<crate::workspace::Snapshot> {
+    tokio::task::spawn_blocking(move || {
+        crate::workspace::Workspace::open(root)
+            .and_then(|ws| ws.snapshot())
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    /// Load the session and its log, rebuild the turn machine, and close
+    /// what a previous run left open.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            // Restarted by the supervisor after a deliberate stop because a
+            // socket still held the address: stay idle until it lets go.
+            return;
+        }
+        let load = self.db.load_agent_state(self.session_id.clone());
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok(journal::Stored {
+                session: Some(session),
+                events,
+                results,
+            }) => {
+                act.session = Some(session);
+                let (machine, effects) = TurnMachine::restore(act.turn_config(), &events, &results);
+                act.machine = Some(machine);
+                // Tabs that stayed attached across a restart get a fresh
+                // picture.
+                if !act.tabs.is_empty() {
+                    let frame = act.session_frame();
+                    act.tabs.broadcast(&frame);
+                    act.tabs.broadcast(&ServerEvent::History {
+                        session_id: act.session_id.clone(),
+                        events,
+                    });
+                }
+                act.backlog.extend(effects);
+                act.carry_out(ctx);
+            }
+            Ok(journal::Stored { session: None, .. }) => {
+                log::warn!("session {} no longer exists", act.session_id);
+                act.shutting_down = true;
+                ctx.stop();
+            }
+            Err(e) => {
+                log::error!("session {}: cannot load: {e}", act.session_id);
+                act.shutting_down = true;
+                act.tabs.close_all(
+                    "storage_failed",
+                    "IronClaw could not read this session from its database. Check the server's log.",
+                );
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Supervised for AgentActor {
+    /// Whatever was in flight is abandoned; the database has everything
+    /// that was acknowledged, and `started` reloads it.
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        log::warn!(
+            "session {}: agent restarting; reloading from the database",
+            self.session_id
+        );
+        self.abandon();
+        self.storing = false;
+        self.session = None;
+    }
+}
+
+impl Handler<Attach> for AgentActor {
+    type Result = ();
+
+    /// Send `session` and `history`, then register the socket. Runs inside
+    /// `ctx.wait`, so no live event can fall between the history and the
+    /// registration.
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        let history = self.db.events(self.session_id.clone());
+        ctx.wait(history.into_actor(self).map(move |res, act, _| {
+            let events = match res {
+                Ok(events) => events,
+                Err(e) => {
+                    log::error!("session {}: cannot load history: {e}", act.session_id);
+                    msg.control.do_send(Disconnect {
+                        code: "storage_failed",
+                        message: "IronClaw could not read this session from its database. Check the server's log.".into(),
+                    });
+                    return;
+                }
+            };
+            act.username = msg.username.clone();
+            let mut frames = vec![
+                act.session_frame(),
+                ServerEvent::History {
+                    session_id: act.session_id.clone(),
+                    events,
+                },
+            ];
+            // A reply being streamed right now: catch the tab up.
+            if let Some((turn_id, text)) = act.machine.as_ref().and_then(TurnMachine::partial) {
+                frames.push(ServerEvent::AssistantDelta {
+                    turn_id: turn_id.clone(),
+                    text: text.to_string(),
+                });
+            }
+            tabs::send_first_frames(&msg.outbound, &frames);
+            act.tabs.attach(msg.socket_id, msg.outbound, msg.control);
+        }));
+    }
+}
+
+impl Handler<Detach> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        self.tabs.detach(msg.socket_id);
+    }
+}
+
+impl Handler<Inbound> for AgentActor {
+    type Result = ();
+
+    /// A message or a cancel goes to the machine; an approval answer goes
+    /// to the ApprovalActor, whose verdict reaches the machine from there.
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        match msg.message {
+            ClientMessage::UserMessage { text } => self.input(ctx, Input::UserMessage(text)),
+            ClientMessage::Cancel => self.input(ctx, Input::Cancel),
+            ClientMessage::ApprovalDecision {
+                approval_id,
+                decision,
+                remember,
+            } => {
+                let socket_id = msg.socket_id;
+                let decide = self.peers.decide.send(Decide {
+                    approval_id,
+                    decision,
+                    remember,
+                });
+                ctx.spawn(decide.into_actor(self).map(move |res, act, _| {
+                    let message = match res {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "The approval could not be recorded; try again.".to_string(),
+                    };
+                    act.tabs
+                        .send_to(socket_id, &ServerEvent::error("unknown_approval", message));
+                }));
+            }
+        }
+    }
+}
+
+impl Handler<ProviderEvent> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProviderEvent, ctx: &mut Context<Self>) {
+        let input = match msg {
+            ProviderEvent::Delta { request, text } => Input::Delta { request, text },
+            ProviderEvent::Finished {
+                request,
+                tool_calls,
+            } => Input::Finished {
+                request,
+                tool_calls,
+            },
+            ProviderEvent::Failed {
+                request,
+                error,
+                output_started,
+            } => Input::Failed {
+                request,
+                error,
+                output_started,
+            },
+        };
+        self.input(ctx, input);
+    }
+}
+
+impl Handler<ExecChunk> for AgentActor {
+    type Result = ();
+
+    /// Live command output: out to the tabs at once, kept coalesced for
+    /// the history.
+    fn handle(&mut self, msg: ExecChunk, ctx: &mut Context<Self>) {
+        self.input(
+            ctx,
+            Input::ExecChunk {
+                call_id: CallId::from(msg.call_id),
+                stream: msg.stream,
+                data: msg.data,
+            },
+        );
+    }
+}
+
+impl Handler<FilesUploaded> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FilesUploaded, ctx: &mut Context<Self>) {
+        self.input(ctx, Input::Uploaded(msg.paths));
+    }
+}
+
+impl Handler<SandboxNotice> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SandboxNotice, ctx: &mut Context<Self>) {
+        self.input(
+            ctx,
+            Input::Log(ServerEvent::log(msg.level, LogSource::Sandbox, msg.message)),
+        );
+    }
+}
+
+impl Handler<SessionChanged> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionChanged, _: &mut Context<Self>) {
+        self.session = Some(msg.session);
+        let frame = self.session_frame();
+        self.tabs.broadcast(&frame);
+    }
+}
+
+impl Handler<Shutdown> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        self.abandon();
+        self.tabs.close_all("session_closed", &msg.reason);
+        // The workspace stays on the host; the container is made again on
+        // the next command.
+        self.peers.remove_container.do_send(RemoveContainer);
+        ctx.stop();
+    }
+}
+
+impl Handler<InjectFailure> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFailure, ctx: &mut Context<Self>) {
+        log::error!("session {}: injected failure", self.session_id);
+        ctx.stop();
+    }
+}

@@ -1,0 +1,243 @@
+//! The agent's writes. Each thing that happens in a turn is one named
+//! operation, a [`Record`], stored with its events in one transaction by
+//! [`write`]: the event log and the tool-call rows never disagree, and the
+//! agent builds no queries of its own.
+//!
+//! A record also says what the model was told (a tool call's result), so
+//! the conversation the agent keeps in memory can be folded from the very
+//! records it stores, exactly as a restart folds it from the rows.
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::queries::{self, ToolCallRow};
+use super::schema::{chat_sessions, tool_calls};
+use super::DbError;
+use crate::protocol::{
+    ApprovalMode, CallId, DecidedBy, Resolution, Risk, ServerEvent, Tool, TurnId,
+};
+
+/// A tool call as the audit keeps it when it is announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToolCall {
+    pub turn_id: TurnId,
+    pub call_id: CallId,
+    pub tool: Tool,
+    pub code: String,
+    pub risk: Risk,
+    /// The session's approval mode when the call was reviewed.
+    pub mode: ApprovalMode,
+}
+
+/// One named write of the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Events that touch no other row: logs, errors, uploads, a turn's end.
+    Events(Vec<ServerEvent>),
+    /// A turn begins with the person's message; an untitled session takes
+    /// its title from it.
+    StartTurn { message: ServerEvent, text: String },
+    /// A tool call is announced (its `tool_call` event, and an
+    /// `approval_request` when the person is asked).
+    StartToolCall {
+        call: NewToolCall,
+        events: Vec<ServerEvent>,
+    },
+    /// The call's approval is settled. A call that will not run also gets
+    /// its result for the model here.
+    SettleDecision {
+        call_id: CallId,
+        decision: Resolution,
+        by: DecidedBy,
+        result: Option<String>,
+        events: Vec<ServerEvent>,
+    },
+    /// A command finished: its coalesced output (stored, not sent again:
+    /// it went out live), its exit, and what the model is told.
+    FinishExec {
+        call_id: CallId,
+        exit_code: Option<i64>,
+        result: String,
+        output: Vec<ServerEvent>,
+        events: Vec<ServerEvent>,
+    },
+}
+
+impl Record {
+    /// The events to send to the sockets once the record is stored, in
+    /// order.
+    pub fn events(&self) -> &[ServerEvent] {
+        match self {
+            Record::Events(events)
+            | Record::StartToolCall { events, .. }
+            | Record::SettleDecision { events, .. }
+            | Record::FinishExec { events, .. } => events,
+            Record::StartTurn { message, .. } => std::slice::from_ref(message),
+        }
+    }
+
+    /// Every event the record stores, in the order the log keeps them.
+    pub fn stored_events(&self) -> impl Iterator<Item = &ServerEvent> {
+        let output: &[ServerEvent] = match self {
+            Record::FinishExec { output, .. } => output,
+            Record::Events(_)
+            | Record::StartTurn { .. }
+            | Record::StartToolCall { .. }
+            | Record::SettleDecision { .. } => &[],
+        };
+        output.iter().chain(self.events()).filter(|e| e.is_stored())
+    }
+
+    /// What the model is told about a call, when this record settles it.
+    pub fn result(&self) -> Option<(&CallId, &str)> {
+        match self {
+            Record::SettleDecision {
+                call_id,
+                result: Some(result),
+                ..
+            }
+            | Record::FinishExec {
+                call_id, result, ..
+            } => Some((call_id, result)),
+            Record::Events(_)
+            | Record::StartTurn { .. }
+            | Record::StartToolCall { .. }
+            | Record::SettleDecision { result: None, .. } => None,
+        }
+    }
+}
+
+/// Characters of the first message used as a session's title.
+const TITLE_CHARS: usize = 60;
+
+/// The title a session takes from its first message: whitespace folded,
+/// cut at [`TITLE_CHARS`].
+pub fn title_from(text: &str) -> String {
+    let title: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.chars().count() > TITLE_CHARS {
+        format!("{}…", title.chars().take(TITLE_CHARS).collect::<String>())
+    } else {
+        title
+    }
+}
+
+/// Store `record` for `session_id` in one transaction.
+pub fn write(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+    record: &Record,
+) -> Result<(), DbError> {
+    conn.transaction(|c| {
+        match record {
+            Record::Events(_) => {}
+            Record::StartTurn { text, .. } => start_turn(c, session_id, text)?,
+            Record::StartToolCall { call, .. } => start_tool_call(c, session_id, call)?,
+            Record::SettleDecision {
+                call_id,
+                decision,
+                by,
+                result,
+                ..
+            } => settle_decision(c, call_id, *decision, *by, result.as_deref())?,
+            Record::FinishExec {
+                call_id,
+                exit_code,
+                result,
+                ..
+            } => finish_exec(c, call_id, *exit_code, result)?,
+        }
+        let events: Vec<ServerEvent> = record.stored_events().cloned().collect();
+        queries::append_events(c, session_id, &events)
+    })
+}
+
+/// Name an untitled session after the first message of its first turn.
+fn start_turn(c: &mut SqliteConnection, session_id: &str, text: &str) -> Result<(), DbError> {
+    diesel::update(
+        chat_sessions::table
+            .find(session_id)
+            .filter(chat_sessions::title.eq(queries::UNTITLED)),
+    )
+    .set(chat_sessions::title.eq(title_from(text)))
+    .execute(c)?;
+    Ok(())
+}
+
+fn start_tool_call(
+    c: &mut SqliteConnection,
+    session_id: &str,
+    call: &NewToolCall,
+) -> Result<(), DbError> {
+    let row = ToolCallRow::new(
+        session_id,
+        call.turn_id.as_str(),
+        call.call_id.as_str(),
+        call.tool,
+        &call.code,
+        &call.risk,
+        call.mode,
+    );
+    diesel::insert_into(tool_calls::table)
+        .values(&row)
+        .execute(c)?;
+    Ok(())
+}
+
+fn settle_decision(
+    c: &mut SqliteConnection,
+    call_id: &CallId,
+    decision: Resolution,
+    by: DecidedBy,
+    result: Option<&str>,
+) -> Result<(), DbError> {
+    diesel::update(tool_calls::table.find(call_id.as_str()))
+        .set((
+            tool_calls::decision.eq(queries::enum_text(&decision)),
+            tool_calls::decided_by.eq(queries::enum_text(&by)),
+            tool_calls::decided_at.eq(queries::now()),
+        ))
+        .execute(c)?;
+    if let Some(result) = result {
+        diesel::update(tool_calls::table.find(call_id.as_str()))
+            .set(tool_calls::result_for_model.eq(result))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+fn finish_exec(
+    c: &mut SqliteConnection,
+    call_id: &CallId,
+    exit_code: Option<i64>,
+    result: &str,
+) -> Result<(), DbError> {
+    diesel::update(tool_calls::table.find(call_id.as_str()))
+        .set((
+            tool_calls::exit_code.eq(exit_code),
+            tool_calls::result_for_model.eq(result),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// What a session's agent loads when it (re)starts.
+pub struct Stored {
+    pub session: Option<queries::ChatSession>,
+    pub events: Vec<ServerEvent>,
+    /// What each settled tool call handed back to the model.
+    pub results: std::collections::HashMap<CallId, String>,
+}
+
+/// Load the session, its event log and its tool results in one read.
+pub fn load(c: &mut SqliteConnection, session_id: &str) -> Result<Stored, DbError> {
+    c.transaction(|c| {
+        Ok(Stored {
+            session: queries::load_session(c, session_id)?,
+            events: queries::list_events(c, session_id)?,
+            results: queries::tool_results(c, session_id)?
+                .into_iter()
+                .map(|(k, v)| (CallId::from(k), v))
+                .collect(),
+        })
+    })
+}
