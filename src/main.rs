@@ -141,7 +141,12 @@ fn user(settings: &Settings, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::List => {
             for u in queries::list_users(&mut conn)? {
-                println!("{}\t{}\t{}", u.username, u.approval_mode, u.created_at);
+                println!(
+                    "{}\t{}\t{}",
+                    u.username,
+                    u.approval_mode.as_str(),
+                    u.created_at
+                );
             }
         }
         UserAction::Passwd {

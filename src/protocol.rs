@@ -79,6 +79,143 @@ id_type!(
     ApprovalId
 );
 
+/// Declares [`ErrorCode`]: each code with its wire name and the HTTP
+/// status it answers with, in one table.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $status:literal), )*) => {
+        /// Every error code IronClaw puts on the wire, in `error` events and
+        /// REST error bodies. Each module's error type maps onto one of
+        /// these; the HTTP status of each code is decided here and nowhere
+        /// else.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, for tests and documentation.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
+
+            /// The stable snake_case name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => $name, )*
+                }
+            }
+
+            /// The HTTP status a REST answer with this code carries.
+            pub fn http_status(self) -> u16 {
+                match self {
+                    $( ErrorCode::$variant => $status, )*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<ErrorCode> {
+                match s {
+                    $( $name => Some(ErrorCode::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Logins and REST.
+    Unauthorized = ("unauthorized", 401),
+    BadCredentials = ("bad_credentials", 401),
+    TooManyAttempts = ("too_many_attempts", 429),
+    NotFound = ("not_found", 404),
+    BadRequest = ("bad_request", 400),
+    TooLarge = ("too_large", 413),
+    Conflict = ("conflict", 409),
+    Forbidden = ("forbidden", 403),
+    Unavailable = ("unavailable", 503),
+    Internal = ("internal", 500),
+    // Workspace files.
+    BadPath = ("bad_path", 400),
+    SymlinkRefused = ("symlink_refused", 400),
+    UploadInterrupted = ("upload_interrupted", 400),
+    PermissionDenied = ("permission_denied", 403),
+    NotAFile = ("not_a_file", 409),
+    NotADirectory = ("not_a_directory", 409),
+    IsADirectory = ("is_a_directory", 409),
+    DirectoryNotEmpty = ("directory_not_empty", 409),
+    QuotaExceeded = ("quota_exceeded", 507),
+    IoError = ("io_error", 500),
+    // The WebSocket.
+    MessageTooLarge = ("message_too_large", 413),
+    MalformedJson = ("malformed_json", 400),
+    MalformedMessage = ("malformed_message", 400),
+    UnknownType = ("unknown_type", 400),
+    UnknownApproval = ("unknown_approval", 404),
+    /// A tab that could not keep up was dropped; it reconnects.
+    SlowClient = ("slow_client", 503),
+    /// The session was deleted or went idle while a tab was attached.
+    SessionClosed = ("session_closed", 410),
+    StorageFailed = ("storage_failed", 500),
+    /// The server is shutting down; the tab reconnects when it is back.
+    ServerStopping = ("server_stopping", 503),
+    // Turns.
+    StepLimit = ("step_limit", 429),
+    // The model server.
+    ProviderUnreachable = ("provider_unreachable", 502),
+    ModelNotFound = ("model_not_found", 404),
+    /// The model server refused IronClaw's key: the server's fault, not the
+    /// person's login.
+    ProviderAuth = ("provider_auth", 502),
+    ProviderBusy = ("provider_busy", 503),
+    ProviderMaxTokens = ("provider_max_tokens", 502),
+    ProviderHttp = ("provider_http", 502),
+    ProviderContextTooLong = ("provider_context_too_long", 413),
+    ToolsUnsupported = ("tools_unsupported", 501),
+    ProviderStreamCut = ("provider_stream_cut", 502),
+    ProviderStalled = ("provider_stalled", 504),
+    ProviderBadResponse = ("provider_bad_response", 502),
+    ProviderError = ("provider_error", 502),
+    BadToolCall = ("bad_tool_call", 502),
+    // The sandbox.
+    DockerUnavailable = ("docker_unavailable", 503),
+    ImageMissing = ("image_missing", 503),
+    CodeTooLarge = ("code_too_large", 413),
+    WorkspaceUnavailable = ("workspace_unavailable", 500),
+    ContainerConflict = ("container_conflict", 409),
+    ContainerFailed = ("container_failed", 503),
+    ExecFailed = ("exec_failed", 503),
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        ErrorCode::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error code `{name}`")))
+    }
+}
+
+impl PartialEq<str> for ErrorCode {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A frame from the browser. Unknown fields are ignored; an unknown `type`
 /// fails to parse and the socket answers an `error` event.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -321,7 +458,7 @@ pub enum ServerEvent {
     },
     Error {
         /// Stable snake_case code.
-        code: String,
+        code: ErrorCode,
         /// A sentence a person can act on.
         message: String,
     },
@@ -370,9 +507,9 @@ impl ServerEvent {
         }
     }
 
-    pub fn error(code: &str, message: impl Into<String>) -> Self {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerEvent::Error {
-            code: code.to_string(),
+            code,
             message: message.into(),
         }
     }
@@ -504,7 +641,7 @@ pub struct AuditEntry {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ErrorDetail {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -543,6 +680,93 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    /// Every code, its name on the wire and its HTTP status, written out
+    /// by hand: changing one, or adding one, means changing this table.
+    #[test]
+    fn every_error_code_has_its_wire_name_and_status() {
+        let table: &[(&str, u16)] = &[
+            ("unauthorized", 401),
+            ("bad_credentials", 401),
+            ("too_many_attempts", 429),
+            ("not_found", 404),
+            ("bad_request", 400),
+            ("too_large", 413),
+            ("conflict", 409),
+            ("forbidden", 403),
+            ("unavailable", 503),
+            ("internal", 500),
+            ("bad_path", 400),
+            ("symlink_refused", 400),
+            ("upload_interrupted", 400),
+            ("permission_denied", 403),
+            ("not_a_file", 409),
+            ("not_a_directory", 409),
+            ("is_a_directory", 409),
+            ("directory_not_empty", 409),
+            ("quota_exceeded", 507),
+            ("io_error", 500),
+            ("message_too_large", 413),
+            ("malformed_json", 400),
+            ("malformed_message", 400),
+            ("unknown_type", 400),
+            ("unknown_approval", 404),
+            ("slow_client", 503),
+            ("session_closed", 410),
+            ("storage_failed", 500),
+            ("server_stopping", 503),
+            ("step_limit", 429),
+            ("provider_unreachable", 502),
+            ("model_not_found", 404),
+            ("provider_auth", 502),
+            ("provider_busy", 503),
+            ("provider_max_tokens", 502),
+            ("provider_http", 502),
+            ("provider_context_too_long", 413),
+            ("tools_unsupported", 501),
+            ("provider_stream_cut", 502),
+            ("provider_stalled", 504),
+            ("provider_bad_response", 502),
+            ("provider_error", 502),
+            ("bad_tool_call", 502),
+            ("docker_unavailable", 503),
+            ("image_missing", 503),
+            ("code_too_large", 413),
+            ("workspace_unavailable", 500),
+            ("container_conflict", 409),
+            ("container_failed", 503),
+            ("exec_failed", 503),
+        ];
+        assert_eq!(ErrorCode::ALL.len(), table.len());
+        for (code, (name, status)) in ErrorCode::ALL.iter().zip(table) {
+            assert_eq!((code.as_str(), code.http_status()), (*name, *status));
+            let event = serde_json::to_value(ServerEvent::error(*code, "m")).unwrap();
+            assert_eq!(event["code"], *name, "event");
+            let body = serde_json::to_value(ErrorBody {
+                error: ErrorDetail {
+                    code: *code,
+                    message: "m".into(),
+                },
+            })
+            .unwrap();
+            assert_eq!(body["error"]["code"], *name, "REST body");
+            let back: ErrorCode = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(back, *code);
+        }
+        assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
+    }
+
+    #[test]
+    fn ids_serialize_as_plain_strings() {
+        let event = ServerEvent::TurnDone {
+            turn_id: TurnId::from("t-1"),
+            reason: TurnEndReason::Completed,
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"type":"turn_done","turn_id":"t-1","reason":"completed"}"#
+        );
     }
 
     #[test]

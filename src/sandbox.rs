@@ -274,15 +274,15 @@ pub enum SandboxError {
 
 impl SandboxError {
     /// Stable snake_case code for the wire (`error.code`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::protocol::ErrorCode {
         match self {
-            SandboxError::DockerUnavailable { .. } => "docker_unavailable",
-            SandboxError::ImageMissing { .. } => "image_missing",
-            SandboxError::CodeTooLarge { .. } => "code_too_large",
-            SandboxError::Workspace { .. } => "workspace_unavailable",
-            SandboxError::NameConflict { .. } => "container_conflict",
-            SandboxError::Container { .. } => "container_failed",
-            SandboxError::ExecFailed { .. } => "exec_failed",
+            SandboxError::DockerUnavailable { .. } => crate::protocol::ErrorCode::DockerUnavailable,
+            SandboxError::ImageMissing { .. } => crate::protocol::ErrorCode::ImageMissing,
+            SandboxError::CodeTooLarge { .. } => crate::protocol::ErrorCode::CodeTooLarge,
+            SandboxError::Workspace { .. } => crate::protocol::ErrorCode::WorkspaceUnavailable,
+            SandboxError::NameConflict { .. } => crate::protocol::ErrorCode::ContainerConflict,
+            SandboxError::Container { .. } => crate::protocol::ErrorCode::ContainerFailed,
+            SandboxError::ExecFailed { .. } => crate::protocol::ErrorCode::ExecFailed,
         }
     }
 }

@@ -54,7 +54,7 @@ use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, Stat, Uid, CWD};
 use rustix::io::Errno;
 use tokio::io::AsyncWriteExt;
 
-use crate::protocol::{FileEntry, FileKind};
+use crate::protocol::{ErrorCode, FileEntry, FileKind};
 use crate::sandbox::{SANDBOX_UID, WORKSPACE_MOUNT};
 
 /// Longest file or folder name, in bytes: Linux `NAME_MAX`. No file system
@@ -147,40 +147,21 @@ pub enum FileError {
 }
 
 impl FileError {
-    /// Stable snake_case code for `{"error": {"code"}}`.
-    pub fn code(&self) -> &'static str {
+    /// The code on the wire; its HTTP status comes with it.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FileError::BadPath(_) => "bad_path",
-            FileError::NotFound(_) => "not_found",
-            FileError::NotAFile(_) => "not_a_file",
-            FileError::NotADirectory(_) => "not_a_directory",
-            FileError::IsADirectory(_) => "is_a_directory",
-            FileError::DirectoryNotEmpty(_) => "directory_not_empty",
-            FileError::SymlinkRefused(_) => "symlink_refused",
-            FileError::TooLarge { .. } => "too_large",
-            FileError::QuotaExceeded { .. } => "quota_exceeded",
-            FileError::UploadInterrupted(_) => "upload_interrupted",
-            FileError::PermissionDenied(_) => "permission_denied",
-            FileError::Io(_) => "io_error",
-        }
-    }
-
-    /// HTTP status: 400 for refused paths and links, 404 when missing, 409
-    /// when the path conflicts with what is there, 413/507 for limits.
-    pub fn status(&self) -> u16 {
-        match self {
-            FileError::BadPath(_)
-            | FileError::SymlinkRefused(_)
-            | FileError::UploadInterrupted(_) => 400,
-            FileError::PermissionDenied(_) => 403,
-            FileError::NotFound(_) => 404,
-            FileError::NotAFile(_)
-            | FileError::NotADirectory(_)
-            | FileError::IsADirectory(_)
-            | FileError::DirectoryNotEmpty(_) => 409,
-            FileError::TooLarge { .. } => 413,
-            FileError::QuotaExceeded { .. } => 507,
-            FileError::Io(_) => 500,
+            FileError::BadPath(_) => ErrorCode::BadPath,
+            FileError::NotFound(_) => ErrorCode::NotFound,
+            FileError::NotAFile(_) => ErrorCode::NotAFile,
+            FileError::NotADirectory(_) => ErrorCode::NotADirectory,
+            FileError::IsADirectory(_) => ErrorCode::IsADirectory,
+            FileError::DirectoryNotEmpty(_) => ErrorCode::DirectoryNotEmpty,
+            FileError::SymlinkRefused(_) => ErrorCode::SymlinkRefused,
+            FileError::TooLarge { .. } => ErrorCode::TooLarge,
+            FileError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            FileError::UploadInterrupted(_) => ErrorCode::UploadInterrupted,
+            FileError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            FileError::Io(_) => ErrorCode::IoError,
         }
     }
 }
@@ -1201,7 +1182,10 @@ mod tests {
         for (input, reason) in cases {
             match Workspace::clean_path(input) {
                 Err(e @ FileError::BadPath(_)) => {
-                    assert_eq!((e.code(), e.status()), ("bad_path", 400));
+                    assert_eq!(
+                        (e.code().as_str(), e.code().http_status()),
+                        ("bad_path", 400)
+                    );
                     assert!(e.to_string().contains(reason), "{input:?}: {e}");
                 }
                 other => panic!("{input:?} gave {other:?}"),
@@ -1263,7 +1247,11 @@ mod tests {
             ),
         ];
         for (error, code, status) in cases {
-            assert_eq!((error.code(), error.status()), (code, status), "{error:?}");
+            assert_eq!(
+                (error.code().as_str(), error.code().http_status()),
+                (code, status),
+                "{error:?}"
+            );
             let message = error.to_string();
             assert!(message.ends_with('.'), "not a sentence: {message}");
         }
@@ -1522,7 +1510,7 @@ mod tests {
                 }
                 Err(e) => {
                     assert!(
-                        ["symlink_refused", "not_a_directory"].contains(&e.code()),
+                        ["symlink_refused", "not_a_directory"].contains(&e.code().as_str()),
                         "{e}"
                     );
                     refused += 1;
@@ -1538,7 +1526,7 @@ mod tests {
                     // Mid-swap the name can look like a link or like a
                     // non-folder; either way the write is refused.
                     Err(e) => assert!(
-                        ["symlink_refused", "not_a_directory"].contains(&e.code()),
+                        ["symlink_refused", "not_a_directory"].contains(&e.code().as_str()),
                         "{e}"
                     ),
                 }
@@ -1710,7 +1698,7 @@ mod tests {
                 matches!(error, FileError::TooLarge { limit: 1000 }),
                 "{error:?}"
             );
-            assert_eq!(error.status(), 413);
+            assert_eq!(error.code().http_status(), 413);
             assert_eq!(tree(&f.root), ["keep.txt"], "after {path}");
         }
         assert_eq!(fs::read(f.root.join("keep.txt")).unwrap(), b"old");
@@ -1749,7 +1737,7 @@ mod tests {
             ),
             "{error:?}"
         );
-        assert_eq!(error.status(), 507);
+        assert_eq!(error.code().http_status(), 507);
         assert_eq!(tree(&f.root), ["huge", "old.bin"]);
         // The file an upload replaces does not count.
         let replaced =
@@ -1845,7 +1833,7 @@ mod tests {
             ("full", Ok(())),
         ];
         for (path, expected) in cases {
-            let outcome = f.ws.delete(&rel(path)).map_err(|e| e.code());
+            let outcome = f.ws.delete(&rel(path)).map_err(|e| e.code().as_str());
             assert_eq!(outcome, expected, "{path:?}");
         }
         assert!(tree(&f.root).is_empty());

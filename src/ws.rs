@@ -13,7 +13,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
-use crate::protocol::{ClientMessage, ServerEvent};
+use crate::protocol::{ClientMessage, ErrorCode, ServerEvent};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 
 /// How often the server pings an idle socket.
@@ -35,7 +35,7 @@ pub struct Outbound(pub std::sync::Arc<str>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -92,7 +92,7 @@ impl WsSession {
         Self::send_event(
             ctx,
             &ServerEvent::error(
-                "message_too_large",
+                ErrorCode::MessageTooLarge,
                 format!(
                     "That message is {size} bytes; the limit is {} bytes. Shorten it, or upload it as a file.",
                     self.max_frame_bytes
@@ -110,14 +110,14 @@ impl WsSession {
             Ok(m) => m,
             Err(e) => {
                 let (code, message) = match serde_json::from_slice::<serde_json::Value>(bytes) {
-                    Err(_) => ("malformed_json", format!("That frame is not valid JSON: {e}.")),
+                    Err(_) => (ErrorCode::MalformedJson, format!("That frame is not valid JSON: {e}.")),
                     Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
                         Some(t) if !matches!(t, "user_message" | "approval_decision" | "cancel") => (
-                            "unknown_type",
+                            ErrorCode::UnknownType,
                             format!("Unknown message type `{t}`; expected user_message, approval_decision or cancel."),
                         ),
-                        None => ("malformed_message", "Every frame needs a string `type` field.".to_string()),
-                        Some(_) => ("malformed_message", format!("That message is missing a field or has a wrong one: {e}.")),
+                        None => (ErrorCode::MalformedMessage, "Every frame needs a string `type` field.".to_string()),
+                        Some(_) => (ErrorCode::MalformedMessage, format!("That message is missing a field or has a wrong one: {e}.")),
                     },
                 };
                 Self::send_event(ctx, &ServerEvent::error(code, message));
@@ -175,7 +175,7 @@ impl Actor for WsSession {
                         Self::send_event(
                             ctx,
                             &ServerEvent::error(
-                                "server_stopping",
+                                ErrorCode::ServerStopping,
                                 "The server is shutting down; reconnect in a moment.",
                             ),
                         );

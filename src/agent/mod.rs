@@ -35,8 +35,8 @@ use crate::db::journal::{self, Record};
 use crate::db::queries::{self, ChatSession};
 use crate::db::Db;
 use crate::protocol::{
-    ApprovalMode, CallId, ClientMessage, DecidedBy, LogSource, Resolution, Risk, RiskLevel,
-    ServerEvent,
+    ApprovalMode, CallId, ClientMessage, DecidedBy, ErrorCode, LogSource, Resolution, Risk,
+    RiskLevel, ServerEvent,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
 use crate::sandbox::{CancelExec, Exec, ExecChunk, RemoveContainer, SandboxError, SandboxNotice};
@@ -258,7 +258,7 @@ impl AgentActor {
                 Err(e) => {
                     log::error!("session {}: could not store events: {e}", act.session_id);
                     act.tabs.broadcast(&ServerEvent::error(
-                        "storage_failed",
+                        ErrorCode::StorageFailed,
                         "IronClaw could not save the conversation to its database, so the turn was stopped. Check the server's disk and log.",
                     ));
                     act.backlog.clear();
@@ -463,7 +463,7 @@ impl Actor for AgentActor {
                 log::error!("session {}: cannot load: {e}", act.session_id);
                 act.shutting_down = true;
                 act.tabs.close_all(
-                    "storage_failed",
+                    ErrorCode::StorageFailed,
                     "IronClaw could not read this session from its database. Check the server's log.",
                 );
                 ctx.stop();
@@ -500,7 +500,7 @@ impl Handler<Attach> for AgentActor {
                 Err(e) => {
                     log::error!("session {}: cannot load history: {e}", act.session_id);
                     msg.control.do_send(Disconnect {
-                        code: "storage_failed",
+                        code: ErrorCode::StorageFailed,
                         message: "IronClaw could not read this session from its database. Check the server's log.".into(),
                     });
                     return;
@@ -561,8 +561,10 @@ impl Handler<Inbound> for AgentActor {
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "The approval could not be recorded; try again.".to_string(),
                     };
-                    act.tabs
-                        .send_to(socket_id, &ServerEvent::error("unknown_approval", message));
+                    act.tabs.send_to(
+                        socket_id,
+                        &ServerEvent::error(ErrorCode::UnknownApproval, message),
+                    );
                 }));
             }
         }
@@ -648,7 +650,7 @@ impl Handler<Shutdown> for AgentActor {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
         self.shutting_down = true;
         self.abandon();
-        self.tabs.close_all("session_closed", &msg.reason);
+        self.tabs.close_all(ErrorCode::SessionClosed, &msg.reason);
         // The workspace stays on the host; the container is made again on
         // the next command.
         self.peers.remove_container.do_send(RemoveContainer);

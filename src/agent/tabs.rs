@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::protocol::ServerEvent;
+use crate::protocol::{ErrorCode, ServerEvent};
 use crate::ws::{Disconnect, Outbound};
 
 /// One attached socket.
@@ -66,7 +66,7 @@ impl Tabs {
             Err(SendError::Full(_)) => {
                 log::warn!("socket {} is too slow; disconnecting it", t.id);
                 t.control.do_send(Disconnect {
-                    code: "slow_client",
+                    code: ErrorCode::SlowClient,
                     message: "This tab fell too far behind and was disconnected; it reconnects and catches up.".into(),
                 });
                 false
@@ -83,7 +83,7 @@ impl Tabs {
     }
 
     /// Close every tab with a final `error` event.
-    pub fn close_all(&mut self, code: &'static str, message: &str) {
+    pub fn close_all(&mut self, code: ErrorCode, message: &str) {
         for t in self.tabs.drain(..) {
             t.control.do_send(Disconnect {
                 code,

@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 use crate::approval::Verdict;
 use crate::db::journal::{NewToolCall, Record};
 use crate::protocol::{
-    ApprovalId, ApprovalMode, CallId, DecidedBy, LogLevel, LogSource, OutputStream, Resolution,
-    Risk, ServerEvent, TurnEndReason, TurnId,
+    ApprovalId, ApprovalMode, CallId, DecidedBy, ErrorCode, LogLevel, LogSource, OutputStream,
+    Resolution, Risk, ServerEvent, TurnEndReason, TurnId,
 };
 use crate::provider::{ChatMessage, ProviderError, ToolCall};
 use crate::sandbox::{ExecOutcome, SandboxError};
@@ -352,7 +352,7 @@ impl TurnMachine {
                 TurnEndReason::Error,
                 vec![
                     ServerEvent::log(LogLevel::Warn, LogSource::Agent, message.clone()),
-                    ServerEvent::error("step_limit", message),
+                    ServerEvent::error(ErrorCode::StepLimit, message),
                 ],
             );
             return;
@@ -1210,7 +1210,7 @@ mod tests {
         assert!(h
             .events
             .iter()
-            .any(|e| matches!(e, ServerEvent::Error { code, .. } if code == "docker_unavailable")));
+            .any(|e| matches!(e, ServerEvent::Error { code, .. } if *code == ErrorCode::DockerUnavailable)));
         assert!(h.results[&CallId::from("c1")].starts_with("The command could not be run"));
     }
 
@@ -1244,7 +1244,7 @@ mod tests {
             ["assistant_message", "log", "error", "turn_done"]
         );
         assert!(h.events.iter().any(
-            |e| matches!(e, ServerEvent::Error { code, .. } if code == "provider_stream_cut")
+            |e| matches!(e, ServerEvent::Error { code, .. } if *code == ErrorCode::ProviderStreamCut)
         ));
     }
 
@@ -1283,10 +1283,9 @@ mod tests {
             }
         }
         assert_eq!(turn_end(&h), Some(TurnEndReason::Error));
-        assert!(h
-            .events
-            .iter()
-            .any(|e| matches!(e, ServerEvent::Error { code, .. } if code == "step_limit")));
+        assert!(h.events.iter().any(
+            |e| matches!(e, ServerEvent::Error { code, .. } if *code == ErrorCode::StepLimit)
+        ));
     }
 
     #[test]

@@ -241,3 +241,183 @@ pub fn load(c: &mut SqliteConnection, session_id: &str) -> Result<Stored, DbErro
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::RiskLevel;
+
+    fn open() -> (tempfile::TempDir, SqliteConnection, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = super::super::connect(&dir.path().join("t.db")).unwrap();
+        super::super::migrate(&mut c).unwrap();
+        let user = queries::create_user(&mut c, "alice", "hash", ApprovalMode::Risky).unwrap();
+        let session =
+            queries::create_session(&mut c, user.user_id(), None, "m", ApprovalMode::Risky)
+                .unwrap();
+        (dir, c, session.id)
+    }
+
+    #[test]
+    fn a_turns_records_store_events_rows_and_results_together() {
+        let (_dir, mut c, id) = open();
+        let message = ServerEvent::UserMessage {
+            turn_id: "t".into(),
+            text: "  count   the files please ".into(),
+        };
+        write(
+            &mut c,
+            &id,
+            &Record::StartTurn {
+                message,
+                text: "  count   the files please ".into(),
+            },
+        )
+        .unwrap();
+        let call = NewToolCall {
+            turn_id: "t".into(),
+            call_id: "c1".into(),
+            tool: Tool::Shell,
+            code: "ls | wc -l".into(),
+            risk: Risk {
+                level: RiskLevel::Low,
+                reasons: vec![],
+            },
+            mode: ApprovalMode::Risky,
+        };
+        write(
+            &mut c,
+            &id,
+            &Record::StartToolCall {
+                call,
+                events: vec![],
+            },
+        )
+        .unwrap();
+        write(
+            &mut c,
+            &id,
+            &Record::SettleDecision {
+                call_id: "c1".into(),
+                decision: Resolution::Approved,
+                by: DecidedBy::Policy,
+                result: None,
+                events: vec![],
+            },
+        )
+        .unwrap();
+        let output = ServerEvent::ExecOutput {
+            call_id: "c1".into(),
+            stream: crate::protocol::OutputStream::Stdout,
+            data: "3\n".into(),
+        };
+        let done = ServerEvent::ExecDone {
+            call_id: "c1".into(),
+            exit_code: Some(0),
+            timed_out: false,
+            duration_ms: 3,
+        };
+        let finish = Record::FinishExec {
+            call_id: "c1".into(),
+            exit_code: Some(0),
+            result: "[exit code 0]\n3".into(),
+            output: vec![output],
+            events: vec![done],
+        };
+        assert_eq!(finish.events().len(), 1, "live output is not sent again");
+        write(&mut c, &id, &finish).unwrap();
+
+        let stored = load(&mut c, &id).unwrap();
+        let session = stored.session.unwrap();
+        assert_eq!(session.title, "count the files please");
+        let kinds: Vec<&str> = stored.events.iter().map(ServerEvent::kind).collect();
+        assert_eq!(kinds, ["user_message", "exec_output", "exec_done"]);
+        assert_eq!(
+            stored.results.get(&CallId::from("c1")).map(String::as_str),
+            Some("[exit code 0]\n3")
+        );
+        let audit = queries::list_tool_calls(&mut c, &id).unwrap()[0]
+            .audit()
+            .unwrap();
+        assert_eq!(
+            (audit.decision, audit.decided_by, audit.exit_code),
+            (Some(Resolution::Approved), Some(DecidedBy::Policy), Some(0))
+        );
+    }
+
+    #[test]
+    fn a_renamed_session_keeps_its_title() {
+        let (_dir, mut c, id) = open();
+        queries::update_session(
+            &mut c,
+            &id,
+            queries::SessionChanges {
+                title: Some("Mine".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        write(
+            &mut c,
+            &id,
+            &Record::StartTurn {
+                message: ServerEvent::UserMessage {
+                    turn_id: "t".into(),
+                    text: "hello".into(),
+                },
+                text: "hello".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            queries::load_session(&mut c, &id).unwrap().unwrap().title,
+            "Mine"
+        );
+    }
+
+    #[test]
+    fn enum_columns_with_unknown_text_fail_loudly() {
+        let (_dir, mut c, id) = open();
+        diesel::sql_query("UPDATE chat_sessions SET approval_mode = 'sometimes'")
+            .execute(&mut c)
+            .unwrap();
+        let err = queries::load_session(&mut c, &id).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        diesel::sql_query("UPDATE users SET approval_mode = 'sometimes'")
+            .execute(&mut c)
+            .unwrap();
+        assert!(queries::find_user(&mut c, "alice").is_err());
+
+        diesel::sql_query("UPDATE chat_sessions SET approval_mode = 'risky'")
+            .execute(&mut c)
+            .unwrap();
+        let call = NewToolCall {
+            turn_id: "t".into(),
+            call_id: "c1".into(),
+            tool: Tool::Python,
+            code: "print(1)".into(),
+            risk: Risk {
+                level: RiskLevel::Medium,
+                reasons: vec![],
+            },
+            mode: ApprovalMode::Always,
+        };
+        write(
+            &mut c,
+            &id,
+            &Record::StartToolCall {
+                call,
+                events: vec![],
+            },
+        )
+        .unwrap();
+        diesel::sql_query("UPDATE tool_calls SET risk_level = 'extreme'")
+            .execute(&mut c)
+            .unwrap();
+        let row = &queries::list_tool_calls(&mut c, &id).unwrap()[0];
+        assert!(
+            row.audit().is_err(),
+            "an unknown risk level is not read as some default"
+        );
+    }
+}

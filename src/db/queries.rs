@@ -9,9 +9,7 @@ use diesel::sqlite::SqliteConnection;
 
 use super::schema::{chat_sessions, events, logins, meta, tool_calls, users};
 use super::DbError;
-use crate::protocol::{
-    ApprovalMode, AuditEntry, Risk, RiskLevel, ServerEvent, SessionSummary, Tool,
-};
+use crate::protocol::{ApprovalMode, AuditEntry, Risk, ServerEvent, SessionSummary, Tool};
 
 /// Now as RFC 3339 with milliseconds, which sorts as text.
 pub fn now() -> String {
@@ -30,7 +28,9 @@ pub struct User {
     pub id: i32,
     pub username: String,
     pub password_hash: String,
-    pub approval_mode: String,
+    /// The mode the user's new sessions start with.
+    #[diesel(deserialize_as = String)]
+    pub approval_mode: ApprovalMode,
     pub created_at: String,
 }
 
@@ -40,7 +40,7 @@ impl User {
     }
 
     pub fn default_mode(&self) -> ApprovalMode {
-        ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky)
+        self.approval_mode
     }
 }
 
@@ -198,14 +198,15 @@ pub struct ChatSession {
     pub user_id: i32,
     pub title: String,
     pub model: String,
-    pub approval_mode: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub approval_mode: ApprovalMode,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl ChatSession {
     pub fn mode(&self) -> ApprovalMode {
-        ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky)
+        self.approval_mode
     }
 
     pub fn summary(&self) -> SessionSummary {
@@ -241,12 +242,12 @@ pub fn create_session(
             .unwrap_or(UNTITLED)
             .to_string(),
         model: model.to_string(),
-        approval_mode: mode.as_str().to_string(),
+        approval_mode: mode,
         created_at: now.clone(),
         updated_at: now,
     };
     diesel::insert_into(chat_sessions::table)
-        .values(&row)
+        .values(row.clone())
         .execute(conn)?;
     Ok(row)
 }
@@ -405,8 +406,39 @@ pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn enum_parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+/// A stored enum's text back as the enum. Text that names no variant is
+/// corrupt data, reported as such: never quietly read as some default.
+fn enum_parse<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T, DbError> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        DbError::Corrupt(format!(
+            "{column} holds `{s}`, which IronClaw does not know"
+        ))
+    })
+}
+
+/// The error of a text column that names no variant of its enum.
+#[derive(Debug, thiserror::Error)]
+#[error("a stored {column} is `{value}`, which IronClaw does not know")]
+pub struct UnknownVariant {
+    column: &'static str,
+    value: String,
+}
+
+impl TryFrom<String> for ApprovalMode {
+    type Error = UnknownVariant;
+
+    fn try_from(value: String) -> Result<Self, UnknownVariant> {
+        ApprovalMode::parse(&value).ok_or(UnknownVariant {
+            column: "approval mode",
+            value,
+        })
+    }
+}
+
+impl From<ApprovalMode> for String {
+    fn from(mode: ApprovalMode) -> String {
+        mode.as_str().to_string()
+    }
 }
 
 impl ToolCallRow {
@@ -438,23 +470,34 @@ impl ToolCallRow {
         }
     }
 
-    pub fn audit(&self) -> AuditEntry {
-        AuditEntry {
+    /// The row as the audit route shows it; a column that holds unknown
+    /// text is an error.
+    pub fn audit(&self) -> Result<AuditEntry, DbError> {
+        Ok(AuditEntry {
             call_id: self.call_id.clone().into(),
             turn_id: self.turn_id.clone().into(),
-            tool: enum_parse(&self.tool).unwrap_or(Tool::Shell),
+            tool: enum_parse("tool", &self.tool)?,
             code: self.code.clone(),
             risk: Risk {
-                level: enum_parse(&self.risk_level).unwrap_or(RiskLevel::High),
-                reasons: serde_json::from_str(&self.risk_reasons).unwrap_or_default(),
+                level: enum_parse("risk level", &self.risk_level)?,
+                reasons: serde_json::from_str(&self.risk_reasons)
+                    .map_err(|e| DbError::Corrupt(format!("risk reasons: {e}")))?,
             },
-            approval_mode: ApprovalMode::parse(&self.approval_mode).unwrap_or(ApprovalMode::Risky),
-            decision: self.decision.as_deref().and_then(enum_parse),
-            decided_by: self.decided_by.as_deref().and_then(enum_parse),
+            approval_mode: enum_parse("approval mode", &self.approval_mode)?,
+            decision: self
+                .decision
+                .as_deref()
+                .map(|d| enum_parse("decision", d))
+                .transpose()?,
+            decided_by: self
+                .decided_by
+                .as_deref()
+                .map(|d| enum_parse("decided by", d))
+                .transpose()?,
             decided_at: self.decided_at.clone(),
             exit_code: self.exit_code,
             created_at: self.created_at.clone(),
-        }
+        })
     }
 }
 

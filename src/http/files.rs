@@ -16,21 +16,6 @@ use crate::workspace::{FileError, RelPath, UploadLimits, Workspace};
 
 const MIB: u64 = 1024 * 1024;
 
-impl From<FileError> for ApiError {
-    fn from(e: FileError) -> Self {
-        let message = e.to_string();
-        match e.status() {
-            400 => ApiError::BadRequest(message),
-            404 => ApiError::NotFound(message),
-            409 => ApiError::Conflict(message),
-            413 => ApiError::TooLarge(message),
-            507 => ApiError::QuotaExceeded(message),
-            403 => ApiError::Forbidden(message),
-            _ => ApiError::Internal(message),
-        }
-    }
-}
-
 /// The session's workspace, if `user` owns the session.
 async fn workspace(
     state: &AppState,
@@ -330,7 +315,10 @@ async fn audit(
         .db
         .run(move |c| queries::list_tool_calls(c, &session.id))
         .await?;
-    let entries: Vec<AuditEntry> = rows.iter().map(|r| r.audit()).collect();
+    let entries = rows
+        .iter()
+        .map(queries::ToolCallRow::audit)
+        .collect::<Result<Vec<AuditEntry>, _>>()?;
     Ok(HttpResponse::Ok().json(entries))
 }
 

@@ -21,10 +21,11 @@ use crate::config::Settings;
 use crate::db::queries::{self, User};
 use crate::db::{Db, DbError};
 use crate::protocol::{
-    ErrorBody, ErrorDetail, Health, LoginRequest, Me, ModelList, SessionDetail, SessionSummary,
-    UpdateSession,
+    ErrorBody, ErrorCode, ErrorDetail, Health, LoginRequest, Me, ModelList, SessionDetail,
+    SessionSummary, UpdateSession,
 };
 use crate::supervisor::{EndSession, Live, SessionSupervisor};
+use crate::workspace::FileError;
 use crate::ws::{WsSession, CODEC_MAX_FRAME};
 
 /// Everything a route needs, shared by all workers.
@@ -64,27 +65,30 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
-    QuotaExceeded(String),
-    #[error("{0}")]
     Unavailable(String),
+    /// A workspace file operation failed; its own code reaches the wire.
+    #[error("{0}")]
+    File(#[from] FileError),
     #[error("Internal error; the server log has details.")]
     Internal(String),
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The code on the wire; the status comes with it
+    /// ([`ErrorCode::http_status`]).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::BadCredentials => "bad_credentials",
-            ApiError::TooManyAttempts(_) => "too_many_attempts",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::TooLarge(_) => "too_large",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::QuotaExceeded(_) => "quota_exceeded",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::BadCredentials => ErrorCode::BadCredentials,
+            ApiError::TooManyAttempts(_) => ErrorCode::TooManyAttempts,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::TooLarge(_) => ErrorCode::TooLarge,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::File(e) => e.code(),
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -101,18 +105,7 @@ impl From<DbError> for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -125,7 +118,7 @@ impl ResponseError for ApiError {
         }
         resp.json(ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_string(),
+                code: self.code(),
                 message: self.to_string(),
             },
         })

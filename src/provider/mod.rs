@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::config::{ProviderKind, ProviderSettings};
-use crate::protocol::{CallId, ProviderHealth, Tool};
+use crate::protocol::{CallId, ErrorCode, ProviderHealth, Tool};
 use decode::{AnthropicStream, NdjsonDecoder, OllamaStream, OpenAiStream, StreamItem};
 
 /// A tool call as a wire decoder reads it: a name and whatever arguments
@@ -187,23 +187,23 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Stable code for the `error` event.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProviderError::Unreachable { .. } => "provider_unreachable",
-            ProviderError::ModelNotFound { .. } => "model_not_found",
-            ProviderError::Auth { .. } => "provider_auth",
+            ProviderError::Unreachable { .. } => ErrorCode::ProviderUnreachable,
+            ProviderError::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+            ProviderError::Auth { .. } => ErrorCode::ProviderAuth,
             ProviderError::Busy { .. }
             | ProviderError::RetryLater { .. }
-            | ProviderError::Overloaded(_) => "provider_busy",
-            ProviderError::Truncated => "provider_max_tokens",
-            ProviderError::Http { .. } => "provider_http",
-            ProviderError::ContextTooLong { .. } => "provider_context_too_long",
-            ProviderError::ToolsUnsupported => "tools_unsupported",
-            ProviderError::StreamCut => "provider_stream_cut",
-            ProviderError::Stalled(_) => "provider_stalled",
-            ProviderError::Decode(_) => "provider_bad_response",
-            ProviderError::Remote(_) => "provider_error",
-            ProviderError::BadToolCall { .. } => "bad_tool_call",
+            | ProviderError::Overloaded(_) => ErrorCode::ProviderBusy,
+            ProviderError::Truncated => ErrorCode::ProviderMaxTokens,
+            ProviderError::Http { .. } => ErrorCode::ProviderHttp,
+            ProviderError::ContextTooLong { .. } => ErrorCode::ProviderContextTooLong,
+            ProviderError::ToolsUnsupported => ErrorCode::ToolsUnsupported,
+            ProviderError::StreamCut => ErrorCode::ProviderStreamCut,
+            ProviderError::Stalled(_) => ErrorCode::ProviderStalled,
+            ProviderError::Decode(_) => ErrorCode::ProviderBadResponse,
+            ProviderError::Remote(_) => ErrorCode::ProviderError,
+            ProviderError::BadToolCall { .. } => ErrorCode::BadToolCall,
         }
     }
 }

@@ -440,3 +440,43 @@ async fn an_uploaded_csv_is_analysed_by_the_agent_and_its_output_downloaded() {
     assert_eq!(audit[0]["decided_by"], "policy");
     app.stop().await;
 }
+
+/// Each file error reaches the wire with its own code and status, not a
+/// generic `bad_request`.
+#[actix_rt::test]
+async fn file_errors_reach_the_wire_with_their_own_codes() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    assert_eq!(
+        put(&alice, &id, "dir/inner.txt", b"x".to_vec())
+            .await
+            .status(),
+        201
+    );
+    let root = app.data_dir.join("workspaces").join(&id);
+    std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+
+    let files = format!("/api/sessions/{id}/files");
+    let cases: [(reqwest::Response, u16, &str); 5] = [
+        (get(&alice, &id, "link").await, 400, "symlink_refused"),
+        (get(&alice, &id, "missing.txt").await, 404, "not_found"),
+        (get(&alice, &id, "dir").await, 409, "is_a_directory"),
+        (
+            put(&alice, &id, "dir/inner.txt/deeper", b"x".to_vec()).await,
+            409,
+            "not_a_directory",
+        ),
+        (
+            alice.delete(&format!("{files}/dir")).send().await.unwrap(),
+            409,
+            "directory_not_empty",
+        ),
+    ];
+    for (resp, want_status, want_code) in cases {
+        assert_eq!(resp.status().as_u16(), want_status, "{want_code}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], want_code, "{body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    app.stop().await;
+}
