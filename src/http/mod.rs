@@ -13,7 +13,6 @@ use actix::Addr;
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use actix_web_actors::ws;
 use chrono::Utc;
 
 use crate::auth::{self, LoginLimiter, COOKIE_NAME};
@@ -25,7 +24,7 @@ use crate::protocol::{
     UpdateSession,
 };
 use crate::supervisor::{EndSession, Live, SessionSupervisor};
-use crate::ws::{WsSession, CODEC_MAX_FRAME};
+use crate::ws::{self, WsSession};
 
 /// Everything a route needs, shared by all workers.
 pub struct AppState {
@@ -482,9 +481,7 @@ async fn websocket(
         state.settings.server.max_frame_bytes,
         state.settings.server.outbound_queue,
     );
-    ws::WsResponseBuilder::new(actor, &req, stream)
-        .frame_size(CODEC_MAX_FRAME)
-        .start()
+    ws::start_socket(&req, stream, actor)
 }
 
 // ------------------------------------------------------------------- pages
