@@ -32,8 +32,7 @@ use crate::provider::{
     ToolCallRequest,
 };
 use crate::sandbox::{
-    CancelExec, Exec, ExecChunk, ExecOutcome, RemoveContainer, SandboxActor, SandboxError,
-    SandboxNotice,
+    CancelExec, Exec, ExecChunk, ExecOutcome, SandboxActor, SandboxError, SandboxNotice,
 };
 
 /// A serialised event for one socket. Serialised once, shared by all tabs.
@@ -1666,9 +1665,7 @@ impl Handler<Shutdown> for AgentActor {
                 message: msg.reason.clone(),
             });
         }
-        // The workspace stays on the host; the container is made again on
-        // the next command.
-        self.sandbox.do_send(RemoveContainer);
+        // The supervisor removes the container: it owns the sandbox.
         ctx.stop();
     }
 }
