@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::db::{queries, Db};
 use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
-use crate::sandbox;
+use crate::sandbox::Engine;
 use crate::supervisor::SessionSupervisor;
 
 /// A running server.
@@ -47,14 +47,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let instance_id = db.run(queries::instance_id).await?;
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;
-    let docker = connect_docker(&settings, &instance_id).await?;
+    let engine = start_engine(&settings, &instance_id).await?;
 
     let supervisor = SessionSupervisor::new(
         db.clone(),
         settings.clone(),
         http_client.clone(),
-        docker.clone(),
-        instance_id.clone(),
+        engine,
+        instance_id,
     )
     .start();
     let state = web::Data::new(AppState {
@@ -70,8 +70,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             Duration::from_secs(settings.server.login_window_secs),
         ),
         http: http_client,
-        docker,
-        instance_id,
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -147,62 +145,17 @@ async fn report_provider(client: &reqwest::Client, settings: &Settings) {
 /// Connect to Docker, check the sandbox image and remove this
 /// installation's leftover containers. A missing engine or image is logged
 /// with what to do, not fatal: chat works, commands report the problem.
-async fn connect_docker(settings: &Settings, instance_id: &str) -> anyhow::Result<bollard::Docker> {
-    let docker = match sandbox::connect_docker().await {
-        Ok(d) => d,
-        Err(e) => {
-            log::warn!("{e}");
-            bollard::Docker::connect_with_local_defaults()?
-        }
-    };
-    let (engine, image, detail) = sandbox::docker_status(&docker, &settings.sandbox.image).await;
-    if engine && image {
-        match sandbox::reap_orphans(&docker, instance_id).await {
+async fn start_engine(settings: &Settings, instance_id: &str) -> anyhow::Result<Engine> {
+    let engine = Engine::connect_or_wait().await?;
+    let state = engine.status(&settings.sandbox.image).await;
+    if state.is_ok() {
+        match engine.reap_orphans(instance_id).await {
             Ok(n) if n > 0 => log::info!("removed {n} leftover sandbox container(s)"),
             Ok(_) => {}
             Err(e) => log::warn!("could not remove leftover containers: {e}"),
         }
     } else {
-        log::warn!("sandbox not ready: {detail}");
+        log::warn!("sandbox not ready: {}", state.summary);
     }
-    Ok(docker)
-}
-
-/// `ok`, or what is wrong with Docker or the sandbox image.
-pub async fn docker_summary(docker: &bollard::Docker, settings: &Settings) -> String {
-    sandbox::docker_status(docker, &settings.sandbox.image)
-        .await
-        .2
-}
-
-/// Remove what a deleted session had outside the database: its container
-/// (whether or not its actors are live) and its workspace.
-pub async fn remove_session_resources(
-    docker: &bollard::Docker,
-    instance_id: &str,
-    settings: &Settings,
-    session_id: &str,
-) {
-    let name = sandbox::container_name(instance_id, session_id);
-    let options = bollard::query_parameters::RemoveContainerOptions {
-        force: true,
-        ..Default::default()
-    };
-    if let Err(e) = docker.remove_container(&name, Some(options)).await {
-        if !matches!(
-            e,
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            }
-        ) {
-            log::warn!("could not remove container {name}: {e}");
-        }
-    }
-    let dir = settings.workspaces_dir().join(session_id);
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            log::warn!("could not remove workspace {}: {e}", dir.display());
-        }
-    }
+    Ok(engine)
 }

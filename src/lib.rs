@@ -6,12 +6,23 @@
 //!
 //! - [`protocol`]: every WebSocket frame and REST body. The wire, in one place.
 //! - [`config`]: settings from defaults, `ironclaw.toml` and `IRONCLAW_*`.
-//! - [`app`]: start-up: database, first admin, supervisor, HTTP server.
-//! - [`http`]: REST routes, the WebSocket upgrade, the page, `ApiError`.
-//! - [`ws`]: the WsSession actor, one per browser socket.
-//! - [`supervisor`]: the SessionSupervisor, registry of live sessions.
+//! - [`app`]: start-up: database, first admin, Docker, supervisor, HTTP
+//!   server.
+//! - [`http`]: REST routes, the page, `ApiError`. Reaches sessions and
+//!   Docker only through the supervisor.
+//! - [`ws`]: the WsSession actor, one per browser socket, and the upgrade
+//!   (the only user of actix-web-actors).
+//! - [`supervisor`]: the SessionSupervisor, registry of live sessions and
+//!   owner of each one's actor set; removes a deleted session's container.
 //! - [`agent`]: the AgentActor, one per live session: the conversation loop.
 //! - [`provider`]: the ProviderActor and the LLM wire formats it decodes.
+//! - [`approval`]: the ApprovalActor, pending approvals; [`risk`] classifies.
+//! - [`sandbox`]: the SandboxActor, one container per live session
+//!   (`sandbox/mod.rs`), split into `container` (lifecycle, hardening,
+//!   reaper, the `Engine` handle), `exec` (the wrapper, timeouts, kill) and
+//!   `output` (pure output decoders). The only user of bollard.
+//! - [`workspace`]: the session's files on the host, confined paths,
+//!   snapshots.
 //! - [`db`]: diesel/SQLite, the PersistenceActor pool and the queries.
 //! - [`auth`]: password hashes, login tokens, the failed-login limiter.
 

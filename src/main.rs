@@ -192,26 +192,25 @@ fn check(settings: Settings) -> anyhow::Result<()> {
             ),
             Err(e) => line(false, "database", e.to_string()),
         }
-        match ironclaw::sandbox::connect_docker().await {
-            Ok(docker) => {
-                let (engine, image, detail) =
-                    ironclaw::sandbox::docker_status(&docker, &settings.sandbox.image).await;
+        match ironclaw::sandbox::Engine::connect().await {
+            Ok(engine) => {
+                let state = engine.status(&settings.sandbox.image).await;
                 line(
-                    engine,
+                    state.reachable,
                     "docker",
-                    if engine {
+                    if state.reachable {
                         "engine reachable".into()
                     } else {
-                        detail.clone()
+                        state.summary.clone()
                     },
                 );
                 line(
-                    image,
+                    state.image_present,
                     "sandbox image",
-                    if image {
+                    if state.image_present {
                         settings.sandbox.image.clone()
                     } else {
-                        detail
+                        state.summary
                     },
                 );
             }

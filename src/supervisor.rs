@@ -5,7 +5,14 @@
 //! tears a set down once the last socket has been gone for a grace period,
 //! or at once when the session is deleted.
 //!
-//! Messages: [`Join`], [`Leave`], [`Lookup`], [`EndSession`].
+//! It owns each set whole (agent, provider, approval, sandbox), so a
+//! session's container is removed in one place: here, through the set's
+//! sandbox actor, or by name when no set is live. It also answers for the
+//! Docker engine ([`EngineStatus`]); nothing outside the sandbox module
+//! holds a Docker client.
+//!
+//! Messages: [`Join`], [`Leave`], [`Lookup`], [`Live`], [`EndSession`],
+//! [`EngineStatus`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +25,18 @@ use crate::approval::ApprovalActor;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::provider::ProviderActor;
-use crate::sandbox::SandboxActor;
+use crate::sandbox::{Engine, EngineState, RemoveContainer, SandboxActor, SandboxError};
 
 /// The actors serving one live session.
 struct SessionSet {
     agent: Addr<AgentActor>,
+    /// Held so the set lives as long as its registry entry, not only as
+    /// long as the agent holds them.
+    _provider: Addr<ProviderActor>,
+    _approval: Addr<ApprovalActor>,
+    /// The session's container; removed through this actor when the set
+    /// stops.
+    sandbox: Addr<SandboxActor>,
     /// Sockets attached right now.
     sockets: usize,
     /// Scheduled teardown while no socket is attached.
@@ -33,7 +47,8 @@ pub struct SessionSupervisor {
     db: Db,
     settings: Arc<Settings>,
     http: reqwest::Client,
-    docker: bollard::Docker,
+    /// Docker, for the sandboxes and for removing containers by name.
+    engine: Engine,
     /// Labels this installation's containers.
     instance_id: String,
     sessions: HashMap<String, SessionSet>,
@@ -44,14 +59,14 @@ impl SessionSupervisor {
         db: Db,
         settings: Arc<Settings>,
         http: reqwest::Client,
-        docker: bollard::Docker,
+        engine: Engine,
         instance_id: String,
     ) -> Self {
         SessionSupervisor {
             db,
             settings,
             http,
-            docker,
+            engine,
             instance_id,
             sessions: HashMap::new(),
         }
@@ -66,46 +81,50 @@ impl SessionSupervisor {
             let provider = actix::Supervisor::start(move |_| {
                 ProviderActor::new(http.clone(), provider_settings.clone())
             });
-            let (id, db, settings) = (
-                session_id.to_string(),
-                self.db.clone(),
-                self.settings.clone(),
-            );
             let timeout = Duration::from_secs(self.settings.approval.timeout_secs);
             let approval = actix::Supervisor::start(move |_| ApprovalActor::new(timeout));
-            let workspace = self.settings.workspaces_dir().join(session_id);
-            let (docker, sandbox_settings, instance) = (
-                self.docker.clone(),
-                self.settings.sandbox.clone(),
-                self.instance_id.clone(),
-            );
-            let agent = actix::Supervisor::start(move |ctx: &mut Context<AgentActor>| {
-                let sandbox = SandboxActor::new(
-                    docker.clone(),
-                    sandbox_settings.clone(),
-                    id.clone(),
-                    instance.clone(),
-                    workspace.clone(),
-                    ctx.address().recipient(),
-                )
-                .start();
+            // The agent sends tool calls to the sandbox and the sandbox
+            // reports to the agent: the sandbox's context comes first so
+            // each can be given the other's address. An agent restarted by
+            // its supervisor keeps the same sandbox.
+            let sandbox_ctx = Context::<SandboxActor>::new();
+            let agent = {
+                let (id, db, settings) = (
+                    session_id.to_string(),
+                    self.db.clone(),
+                    self.settings.clone(),
+                );
+                let (provider, approval, sandbox) =
+                    (provider.clone(), approval.clone(), sandbox_ctx.address());
                 let peers = Peers {
                     complete: provider.clone().recipient(),
-                    cancel_completion: provider.clone().recipient(),
+                    cancel_completion: provider.recipient(),
                     review: approval.clone().recipient(),
                     decide: approval.clone().recipient(),
-                    withdraw: approval.clone().recipient(),
+                    withdraw: approval.recipient(),
                     exec: sandbox.clone().recipient(),
-                    cancel_exec: sandbox.clone().recipient(),
-                    remove_container: sandbox.recipient(),
+                    cancel_exec: sandbox.recipient(),
                 };
-                AgentActor::new(id.clone(), db.clone(), settings.clone(), peers)
-            });
+                actix::Supervisor::start(move |_| {
+                    AgentActor::new(id.clone(), db.clone(), settings.clone(), peers.clone())
+                })
+            };
+            let sandbox = sandbox_ctx.run(SandboxActor::new(
+                self.engine.clone(),
+                self.settings.sandbox.clone(),
+                session_id.to_string(),
+                self.instance_id.clone(),
+                self.settings.workspaces_dir().join(session_id),
+                agent.clone().recipient(),
+            ));
             log::info!("session {session_id}: actors started");
             self.sessions.insert(
                 session_id.to_string(),
                 SessionSet {
                     agent,
+                    _provider: provider,
+                    _approval: approval,
+                    sandbox,
                     sockets: 0,
                     teardown: None,
                 },
@@ -129,18 +148,24 @@ impl SessionSupervisor {
         let id = session_id.to_string();
         set.teardown = Some(ctx.run_later(grace, move |act, _| {
             if act.sessions.get(&id).is_some_and(|s| s.sockets == 0) {
-                act.stop_set(&id, "The session was idle.");
+                // The workspace stays; the next command makes a new container.
+                if let Some(sandbox) = act.stop_set(&id, "The session was idle.") {
+                    sandbox.do_send(RemoveContainer);
+                }
             }
         }));
     }
 
-    fn stop_set(&mut self, session_id: &str, reason: &str) {
-        if let Some(set) = self.sessions.remove(session_id) {
-            set.agent.do_send(Shutdown {
-                reason: reason.to_string(),
-            });
-            log::info!("session {session_id}: actors stopped");
-        }
+    /// Take a live set out of the registry and shut its agent down (which
+    /// closes the sockets). Answers the set's sandbox: the caller removes
+    /// the container through it, waiting or not.
+    fn stop_set(&mut self, session_id: &str, reason: &str) -> Option<Addr<SandboxActor>> {
+        let set = self.sessions.remove(session_id)?;
+        set.agent.do_send(Shutdown {
+            reason: reason.to_string(),
+        });
+        log::info!("session {session_id}: actors stopped");
+        Some(set.sandbox)
     }
 }
 
@@ -222,17 +247,53 @@ impl Handler<Live> for SessionSupervisor {
     }
 }
 
-/// The session was deleted: stop its actors now and close its sockets.
+/// The session was deleted: stop its actors now, close its sockets and
+/// remove its container. Resolves once the container is gone.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), SandboxError>")]
 pub struct EndSession {
     pub session_id: String,
 }
 
 impl Handler<EndSession> for SessionSupervisor {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), SandboxError>>;
 
-    fn handle(&mut self, msg: EndSession, _: &mut Context<Self>) {
-        self.stop_set(&msg.session_id, "This session was deleted.");
+    /// The one place a deleted session's container is removed: through its
+    /// sandbox actor when the set is live (that actor may be creating or
+    /// using it), else by name (a container left behind by a crash).
+    fn handle(&mut self, msg: EndSession, _: &mut Context<Self>) -> Self::Result {
+        let sandbox = self.stop_set(&msg.session_id, "This session was deleted.");
+        let engine = self.engine.clone();
+        let instance_id = self.instance_id.clone();
+        Box::pin(async move {
+            if let Some(sandbox) = sandbox {
+                match sandbox.send(RemoveContainer).await {
+                    Ok(removed) => return removed,
+                    // Stopped before it got the message: nothing was
+                    // removed yet, so remove by name below.
+                    Err(e) => log::warn!("session {}: sandbox gone ({e})", msg.session_id),
+                }
+            }
+            engine
+                .remove_session_container(&instance_id, &msg.session_id)
+                .await
+        })
+    }
+}
+
+/// Docker's state for the health route: whether the engine answers and has
+/// the sandbox image.
+#[derive(Message)]
+#[rtype(result = "EngineState")]
+pub struct EngineStatus;
+
+impl Handler<EngineStatus> for SessionSupervisor {
+    type Result = ResponseFuture<EngineState>;
+
+    /// Asks the engine without blocking the registry.
+    fn handle(&mut self, _: EngineStatus, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.engine.clone();
+        let image = self.settings.sandbox.image.clone();
+        Box::pin(async move { engine.status(&image).await })
     }
 }

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
@@ -23,7 +24,20 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Frames the codec accepts before our own size check; larger than
 /// `server.max_frame_bytes` so an oversized message gets a polite `error`
 /// instead of a dropped connection.
-pub const CODEC_MAX_FRAME: usize = 64 * 1024 * 1024;
+const CODEC_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Upgrade `req` to a WebSocket served by `socket`. The route has already
+/// authenticated the user and resolved the session, so a refused socket
+/// never opens.
+pub fn start_socket(
+    req: &HttpRequest,
+    stream: web::Payload,
+    socket: WsSession,
+) -> Result<HttpResponse, actix_web::Error> {
+    ws::WsResponseBuilder::new(socket, req, stream)
+        .frame_size(CODEC_MAX_FRAME)
+        .start()
+}
 
 /// A serialised event for this socket. Serialised once by the agent and
 /// shared by all of a session's tabs.

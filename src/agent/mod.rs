@@ -39,7 +39,7 @@ use crate::protocol::{
     RiskLevel, ServerEvent,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
-use crate::sandbox::{CancelExec, Exec, ExecChunk, RemoveContainer, SandboxError, SandboxNotice};
+use crate::sandbox::{CancelExec, Exec, ExecChunk, SandboxError, SandboxNotice};
 use crate::ws::{Disconnect, Outbound};
 use tabs::Tabs;
 use turn::{Effect, Input, ReviewOutcome, TurnConfig, TurnMachine};
@@ -109,7 +109,6 @@ pub struct Peers {
     pub withdraw: Recipient<Withdraw>,
     pub exec: Recipient<Exec>,
     pub cancel_exec: Recipient<CancelExec>,
-    pub remove_container: Recipient<RemoveContainer>,
 }
 
 pub struct AgentActor {
@@ -651,9 +650,7 @@ impl Handler<Shutdown> for AgentActor {
         self.shutting_down = true;
         self.abandon();
         self.tabs.close_all(ErrorCode::SessionClosed, &msg.reason);
-        // The workspace stays on the host; the container is made again on
-        // the next command.
-        self.peers.remove_container.do_send(RemoveContainer);
+        // The supervisor removes the container; the workspace stays.
         ctx.stop();
     }
 }

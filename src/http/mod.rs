@@ -13,7 +13,6 @@ use actix::Addr;
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use actix_web_actors::ws;
 use chrono::Utc;
 
 use crate::auth::{self, LoginLimiter, COOKIE_NAME};
@@ -24,9 +23,9 @@ use crate::protocol::{
     ErrorBody, ErrorCode, ErrorDetail, Health, LoginRequest, Me, ModelList, SessionDetail,
     SessionSummary, UpdateSession,
 };
-use crate::supervisor::{EndSession, Live, SessionSupervisor};
+use crate::supervisor::{EndSession, EngineStatus, Live, SessionSupervisor};
 use crate::workspace::FileError;
-use crate::ws::{WsSession, CODEC_MAX_FRAME};
+use crate::ws::{self, WsSession};
 
 /// Everything a route needs, shared by all workers.
 pub struct AppState {
@@ -39,9 +38,6 @@ pub struct AppState {
     /// several people.
     pub ip_limiter: LoginLimiter,
     pub http: reqwest::Client,
-    pub docker: bollard::Docker,
-    /// Labels this installation's containers.
-    pub instance_id: String,
 }
 
 // ------------------------------------------------------------------ errors
@@ -281,7 +277,10 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => format!("error: {e}"),
     };
     let provider = crate::provider::health(&state.http, &state.settings.provider).await;
-    let docker = crate::app::docker_summary(&state.docker, &state.settings).await;
+    let docker = match state.supervisor.send(EngineStatus).await {
+        Ok(engine) => engine.summary,
+        Err(e) => format!("error: {e}"),
+    };
     let status =
         if database == "ok" && provider.reachable && provider.model_available && docker == "ok" {
             "ok"
@@ -408,31 +407,45 @@ async fn update_session(
     Ok(HttpResponse::Ok().json(updated.summary()))
 }
 
+/// Delete a session: its actors and container first (the supervisor
+/// answers once the container is gone), then its rows, then its workspace.
 async fn delete_session(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = owned_session(&state, &user.0, &path).await?;
-    let _ = state
+    let ended = state
         .supervisor
         .send(EndSession {
             session_id: session.id.clone(),
         })
         .await;
+    match ended {
+        Ok(Ok(())) => {}
+        // The rows go anyway; the reaper removes the container at the next
+        // start.
+        Ok(Err(e)) => log::warn!("session {}: {e}", session.id),
+        Err(e) => log::warn!("session {}: supervisor unreachable ({e})", session.id),
+    }
     let id = session.id.clone();
     state
         .db
         .run(move |c| queries::delete_session(c, &id))
         .await?;
-    crate::app::remove_session_resources(
-        &state.docker,
-        &state.instance_id,
-        &state.settings,
-        &session.id,
-    )
-    .await;
+    remove_workspace(&state.settings, &session.id).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Remove a deleted session's workspace from disk (its container, which
+/// mounts it, is gone by now).
+async fn remove_workspace(settings: &Settings, session_id: &str) {
+    let dir = settings.workspaces_dir().join(session_id);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("could not remove the workspace of session {session_id}: {e}");
+        }
+    }
 }
 
 // --------------------------------------------------------------- websocket
@@ -475,9 +488,7 @@ async fn websocket(
         state.settings.server.max_frame_bytes,
         state.settings.server.outbound_queue,
     );
-    ws::WsResponseBuilder::new(actor, &req, stream)
-        .frame_size(CODEC_MAX_FRAME)
-        .start()
+    ws::start_socket(&req, stream, actor)
 }
 
 // ------------------------------------------------------------------- pages

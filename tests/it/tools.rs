@@ -275,3 +275,145 @@ async fn deleting_a_session_removes_its_container_and_workspace() {
     assert!(!workspace.exists(), "workspace removed");
     app.stop().await;
 }
+
+/// Container ids labelled with `session`, running or not.
+fn session_containers(session: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=ironclaw.session={session}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Seconds since the epoch, as `docker events` takes them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The container events (`create`, `destroy`, ...) of `session` between
+/// two instants.
+fn session_container_events(session: &str, since: f64, until: f64) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &format!("{since:.3}"),
+            "--until",
+            &format!("{until:.3}"),
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=ironclaw.session={session}"),
+            "--format",
+            "{{.Action}}",
+        ])
+        .output()
+        .expect("docker events");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn health_docker(alice: &Client) -> Value {
+    let health: Value = alice
+        .get("/api/health")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in ["status", "database", "docker", "provider"] {
+        assert!(health.get(key).is_some(), "{key} in {health}");
+    }
+    health["docker"].clone()
+}
+
+#[actix_rt::test]
+async fn deleting_a_live_session_removes_its_container_once_before_answering() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, mut ws) = setup(&llm, |_| {}).await;
+    assert_eq!(health_docker(&alice).await, "ok");
+    llm.push(Reply::tool("shell", json!({"command": "echo hi"})));
+    llm.push(Reply::text("ok"));
+    ws.say("say hi").await;
+    ws.turn().await;
+    let id = ws.session_id();
+    assert_eq!(
+        session_containers(&id).len(),
+        1,
+        "the session has a container"
+    );
+
+    let since = unix_now();
+    assert_eq!(
+        status(alice.delete(&format!("/api/sessions/{id}"))).await,
+        204
+    );
+    // No waiting: the route answers once the container is gone.
+    assert_eq!(session_containers(&id), Vec::<String>::new());
+    let until = unix_now() + 1.0;
+    assert!(
+        ws.closed_within(Duration::from_secs(5)).await,
+        "the socket is closed"
+    );
+    let events = session_container_events(&id, since, until);
+    assert_eq!(
+        events.iter().filter(|a| *a == "destroy").count(),
+        1,
+        "removed exactly once: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|a| a == "create"),
+        "nothing made a new container: {events:?}"
+    );
+    let live = app
+        .supervisor
+        .send(ironclaw::supervisor::Live {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(live.is_none(), "the session's actors are gone");
+    assert_eq!(health_docker(&alice).await, "ok");
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn deleting_a_session_without_live_actors_removes_its_leftover_container() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    // A container left behind (say, by a crash) under the session's name,
+    // with no actors of the session running.
+    let mut conn = ironclaw::db::connect(&app.data_dir.join("ironclaw.db")).unwrap();
+    let instance = ironclaw::db::queries::instance_id(&mut conn).unwrap();
+    let name = ironclaw::sandbox::container_name(&instance, &id);
+    let run = std::process::Command::new("docker")
+        .args(["run", "-d", "--network", "none", "--cap-drop", "ALL"])
+        .args(["--name", &name])
+        .args(["--label", &format!("ironclaw.session={id}")])
+        .args(["--label", &format!("ironclaw.instance={instance}")])
+        .args(["ironclaw-sandbox:latest", "sleep", "infinity"])
+        .output()
+        .expect("docker run");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(session_containers(&id).len(), 1);
+    assert_eq!(
+        status(alice.delete(&format!("/api/sessions/{id}"))).await,
+        204
+    );
+    assert_eq!(session_containers(&id), Vec::<String>::new());
+    app.stop().await;
+}

@@ -1,0 +1,648 @@
+//! The container's lifecycle: connecting to the Docker engine and checking
+//! it ([`Engine`]), creating a session's container with every hardening
+//! option and its labels, starting, stopping at idle, restarting as the
+//! last resort for a wedged exec, removing it, and the reaper that removes
+//! this installation's leftovers at start-up (DESIGN.md §4).
+//!
+//! Everything else in IronClaw reaches Docker through [`Engine`] or the
+//! [`SandboxActor`](super::SandboxActor); `bollard` stays inside this module
+//! tree.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::Recipient;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RestartContainerOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+
+use super::{SandboxError, SandboxNotice};
+use crate::config::SandboxSettings;
+use crate::protocol::LogLevel;
+
+/// The image's unprivileged user (`sandbox`). Fixed by `make sandbox-image`;
+/// the workspace on the host must be writable by it.
+pub const SANDBOX_UID: u32 = 1000;
+
+/// Where the session's workspace appears inside the container (DESIGN.md §4).
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+
+/// Label carrying the session id on every sandbox container.
+pub const LABEL_SESSION: &str = "ironclaw.session";
+
+/// Label carrying the server installation's id; the reaper removes by it.
+pub const LABEL_INSTANCE: &str = "ironclaw.instance";
+
+/// Seconds `docker stop` waits after SIGTERM before SIGKILL at idle stop.
+/// The container's only long-lived process is `sleep`, so no grace is
+/// needed beyond letting init pass the signal on.
+const STOP_GRACE_SECS: i32 = 2;
+
+// ---------------------------------------------------------------------------
+// Engine errors
+// ---------------------------------------------------------------------------
+
+/// Whether a bollard error means the engine itself could not be reached.
+pub(super) fn is_unreachable(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::IOError { .. }
+            | DockerError::HyperResponseError { .. }
+            | DockerError::HyperLegacyError { .. }
+            | DockerError::RequestTimeoutError
+            | DockerError::SocketNotFoundError(_)
+            | DockerError::HttpClientError { .. }
+    )
+}
+
+/// The HTTP status of an error the engine answered with.
+pub(super) fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub(super) fn container_error(name: &str, e: DockerError) -> SandboxError {
+    if is_unreachable(&e) {
+        SandboxError::DockerUnavailable {
+            detail: e.to_string(),
+        }
+    } else {
+        SandboxError::Container {
+            name: name.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The engine: connection, health, reaper, removal by name
+// ---------------------------------------------------------------------------
+
+/// A connection to the Docker engine. The rest of IronClaw holds this
+/// opaque handle (the supervisor, to start sandboxes and remove containers;
+/// start-up, to check and reap) and never the Docker client itself.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+/// What the health route and `ironclaw check` tell about Docker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineState {
+    /// The engine answered a ping.
+    pub reachable: bool,
+    /// The sandbox image is there.
+    pub image_present: bool,
+    /// `ok`, or what is wrong and what to do about it.
+    pub summary: String,
+}
+
+impl EngineState {
+    /// Ready to run sandboxes.
+    pub fn is_ok(&self) -> bool {
+        self.reachable && self.image_present
+    }
+}
+
+impl From<Docker> for Engine {
+    fn from(docker: Docker) -> Self {
+        Engine { docker }
+    }
+}
+
+impl Engine {
+    /// Connect to the local engine and settle on an API version; an error
+    /// when the engine is not reachable now (see [`connect_docker`]).
+    pub async fn connect() -> Result<Engine, SandboxError> {
+        connect_docker().await.map(Engine::from)
+    }
+
+    /// Like [`Engine::connect`], but an engine that is down now is not an
+    /// error: the client is kept with the default API version, so sandboxes
+    /// work as soon as the engine is up, and chat works meanwhile. Fails
+    /// only when no client can be made at all (e.g. a malformed
+    /// `DOCKER_HOST`).
+    pub async fn connect_or_wait() -> Result<Engine, SandboxError> {
+        match connect_docker().await {
+            Ok(docker) => Ok(Engine { docker }),
+            Err(e) => {
+                log::warn!("{e}");
+                Docker::connect_with_local_defaults()
+                    .map(Engine::from)
+                    .map_err(|e| SandboxError::DockerUnavailable {
+                        detail: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Whether the engine answers and has `image`.
+    pub async fn status(&self, image: &str) -> EngineState {
+        let (reachable, image_present, summary) = docker_status(&self.docker, image).await;
+        EngineState {
+            reachable,
+            image_present,
+            summary,
+        }
+    }
+
+    /// Remove this installation's leftover containers; see [`reap_orphans`].
+    pub async fn reap_orphans(&self, instance_id: &str) -> Result<usize, SandboxError> {
+        reap_orphans(&self.docker, instance_id).await
+    }
+
+    /// Remove a session's container by name, whether it runs or not, when
+    /// no sandbox actor of the session is live to do it. A container that
+    /// is already gone is not an error.
+    pub async fn remove_session_container(
+        &self,
+        instance_id: &str,
+        session_id: &str,
+    ) -> Result<(), SandboxError> {
+        let name = container_name(instance_id, session_id);
+        remove_by_name(&self.docker, &name).await.map(|_| ())
+    }
+}
+
+/// Force-remove a container; `Ok(false)` when there was none.
+async fn remove_by_name(docker: &Docker, name: &str) -> Result<bool, SandboxError> {
+    let removed = docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match removed {
+        Ok(()) => Ok(true),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
+        Err(e) => Err(container_error(name, e)),
+    }
+}
+
+/// Connect to the local engine (honours `DOCKER_HOST`) and settle on an API
+/// version it speaks, so an older engine (e.g. 20.10, API 1.41) works.
+pub async fn connect_docker() -> Result<Docker, SandboxError> {
+    let docker =
+        Docker::connect_with_local_defaults().map_err(|e| SandboxError::DockerUnavailable {
+            detail: e.to_string(),
+        })?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| SandboxError::DockerUnavailable {
+            detail: e.to_string(),
+        })
+}
+
+/// "ok" / actionable message; used by the health route and `ironclaw check`.
+/// Returns (docker ok, image present, detail).
+pub async fn docker_status(docker: &Docker, image: &str) -> (bool, bool, String) {
+    if let Err(e) = docker.ping().await {
+        let err = SandboxError::DockerUnavailable {
+            detail: e.to_string(),
+        };
+        return (false, false, err.to_string());
+    }
+    match docker.inspect_image(image).await {
+        Ok(_) => (true, true, "ok".to_string()),
+        Err(e) if status_of(&e) == Some(404) => (
+            true,
+            false,
+            SandboxError::ImageMissing {
+                image: image.to_string(),
+            }
+            .to_string(),
+        ),
+        Err(e) => (
+            true,
+            false,
+            format!("Could not inspect the sandbox image {image} ({e}). Check the Docker engine."),
+        ),
+    }
+}
+
+/// Remove every container labelled ironclaw.instance=<instance_id> (left over
+/// from a previous run of this installation). Returns how many.
+pub async fn reap_orphans(docker: &Docker, instance_id: &str) -> Result<usize, SandboxError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance_id}")],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| container_error("(any)", e))?;
+    let mut removed = 0;
+    for c in containers {
+        let Some(id) = c.id else { continue };
+        match docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => removed += 1,
+            // Removed meanwhile (or already being removed): nothing left to do.
+            Err(e) if matches!(status_of(&e), Some(404) | Some(409)) => {}
+            Err(e) => return Err(container_error(&id, e)),
+        }
+    }
+    if removed > 0 {
+        log::info!("removed {removed} leftover sandbox container(s) of instance {instance_id}");
+    }
+    Ok(removed)
+}
+
+/// The container's name: `ironclaw-<instance>-<session>`, with anything
+/// Docker does not allow in a name replaced by `-`.
+pub fn container_name(instance_id: &str, session_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("ironclaw-{}-{}", clean(instance_id), clean(session_id))
+}
+
+/// Create the session's workspace if needed, make it writable for the
+/// sandbox user, and return its absolute path (Docker binds need one).
+///
+/// When the directory belongs to someone else, it is handed to
+/// [`SANDBOX_UID`] (possible when IronClaw runs as root); failing that it is
+/// opened to everyone (mode 0777) so the sandbox can still write to it.
+pub async fn prepare_workspace(path: &Path) -> Result<PathBuf, SandboxError> {
+    let path = path.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, SandboxError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let io = |source| SandboxError::Workspace {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&path).map_err(io)?;
+        let abs = std::fs::canonicalize(&path).map_err(io)?;
+        let meta = std::fs::metadata(&abs).map_err(io)?;
+        if meta.uid() != SANDBOX_UID
+            && std::os::unix::fs::chown(&abs, Some(SANDBOX_UID), Some(SANDBOX_UID)).is_err()
+            && meta.permissions().mode() & 0o777 != 0o777
+        {
+            std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+        }
+        Ok(abs)
+    })
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(join) => Err(SandboxError::Workspace {
+            path: PathBuf::new(),
+            source: std::io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One session's container
+// ---------------------------------------------------------------------------
+
+/// What IronClaw believes about the container; guarded by a lock so creating,
+/// starting, stopping and removing never interleave.
+#[derive(Debug, Default)]
+struct ContainerState {
+    /// Believed to exist and run: execs go straight to `docker exec`.
+    running: bool,
+    /// This actor has had the container running before, so finding it gone
+    /// or stopped is news for the person.
+    seen: bool,
+}
+
+/// One session's container, as its sandbox actor and that actor's exec
+/// futures see it (all on the actor's thread).
+pub(super) struct Container {
+    pub(super) docker: Docker,
+    settings: SandboxSettings,
+    pub(super) session_id: String,
+    instance_id: String,
+    /// The session's workspace on the host, bind-mounted at `/workspace`.
+    workspace: PathBuf,
+    /// Container name, from [`container_name`].
+    pub(super) name: String,
+    /// Lifecycle lines for the person's log panel.
+    notices: Recipient<SandboxNotice>,
+    state: tokio::sync::Mutex<ContainerState>,
+}
+
+impl Container {
+    pub(super) fn new(
+        engine: Engine,
+        settings: SandboxSettings,
+        session_id: String,
+        instance_id: String,
+        workspace: PathBuf,
+        notices: Recipient<SandboxNotice>,
+    ) -> Self {
+        let name = container_name(&instance_id, &session_id);
+        Container {
+            docker: engine.docker,
+            settings,
+            session_id,
+            instance_id,
+            workspace,
+            name,
+            notices,
+            state: tokio::sync::Mutex::new(ContainerState::default()),
+        }
+    }
+
+    pub(super) fn notice(&self, level: LogLevel, message: impl Into<String>) {
+        let message = message.into();
+        log::info!("sandbox {}: {message}", self.session_id);
+        self.notices.do_send(SandboxNotice { level, message });
+    }
+
+    /// Make sure the container exists and runs. `suspect` forces a fresh
+    /// look even when it is believed running (an exec just failed on it).
+    pub(super) async fn ensure(&self, suspect: bool) -> Result<(), SandboxError> {
+        let mut state = self.state.lock().await;
+        if state.running && !suspect {
+            return Ok(());
+        }
+        let was_believed_running = state.running;
+        state.running = false;
+        match self.docker.inspect_container(&self.name, None).await {
+            Ok(info) => {
+                let labels = info
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default();
+                if labels.get(LABEL_SESSION) != Some(&self.session_id)
+                    || labels.get(LABEL_INSTANCE) != Some(&self.instance_id)
+                {
+                    return Err(SandboxError::NameConflict {
+                        name: self.name.clone(),
+                    });
+                }
+                let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+                if !running {
+                    self.start().await?;
+                    if was_believed_running {
+                        self.notice(LogLevel::Warn, "container had stopped; started it again");
+                    } else {
+                        self.notice(LogLevel::Info, "container started");
+                    }
+                } else if was_believed_running {
+                    // Running after all: the failure was something else.
+                } else {
+                    log::info!(
+                        "sandbox {}: reusing running container {}",
+                        self.session_id,
+                        self.name
+                    );
+                }
+            }
+            Err(e) if status_of(&e) == Some(404) => {
+                self.create().await?;
+                self.start().await?;
+                if state.seen {
+                    self.notice(LogLevel::Warn, "container was gone; recreated");
+                } else {
+                    self.notice(LogLevel::Info, format!("container {} created", self.name));
+                }
+            }
+            Err(e) => return Err(container_error(&self.name, e)),
+        }
+        state.running = true;
+        state.seen = true;
+        Ok(())
+    }
+
+    async fn create(&self) -> Result<(), SandboxError> {
+        let workspace = prepare_workspace(&self.workspace).await?;
+        let s = &self.settings;
+        let memory = i64::try_from(s.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+        let tmpfs_mb = s.tmpfs_mb;
+        let host_config = HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some(WORKSPACE_MOUNT.to_string()),
+                source: Some(workspace.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(false),
+                ..Default::default()
+            }]),
+            // `exec` on both: /workspace is executable anyway, so noexec
+            // would only break tools (pip, build scripts) that run from them.
+            tmpfs: Some(HashMap::from([
+                (
+                    "/tmp".to_string(),
+                    format!("rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"),
+                ),
+                (
+                    "/home/sandbox".to_string(),
+                    format!(
+                        "rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=700,uid={SANDBOX_UID},gid={SANDBOX_UID}"
+                    ),
+                ),
+            ])),
+            network_mode: Some(s.network.clone()),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            readonly_rootfs: Some(true),
+            pids_limit: Some(s.pids),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            // Non-positive means "no limit" rather than an engine error.
+            nano_cpus: (s.cpus > 0.0).then_some((s.cpus * 1e9) as i64),
+            init: Some(true),
+            // No shared memory with other containers, whatever the daemon's
+            // default.
+            ipc_mode: Some("private".to_string()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(s.image.clone()),
+            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+            user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
+            working_dir: Some(WORKSPACE_MOUNT.to_string()),
+            hostname: Some("sandbox".to_string()),
+            // UTF-8 output, and Python output streamed as printed rather
+            // than when its buffer fills.
+            env: Some(vec![
+                "HOME=/home/sandbox".to_string(),
+                "LANG=C.UTF-8".to_string(),
+                "PYTHONUNBUFFERED=1".to_string(),
+            ]),
+            labels: Some(HashMap::from([
+                (LABEL_SESSION.to_string(), self.session_id.clone()),
+                (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
+            ])),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(self.name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => {
+                for w in created.warnings {
+                    log::warn!("sandbox {}: docker: {w}", self.session_id);
+                }
+                Ok(())
+            }
+            Err(e) if status_of(&e) == Some(404) => Err(SandboxError::ImageMissing {
+                image: s.image.clone(),
+            }),
+            Err(e) => Err(container_error(&self.name, e)),
+        }
+    }
+
+    async fn start(&self) -> Result<(), SandboxError> {
+        // The bind mount fails to start if the workspace vanished meanwhile.
+        prepare_workspace(&self.workspace).await?;
+        match self.docker.start_container(&self.name, None).await {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(container_error(&self.name, e)),
+        }
+    }
+
+    /// Remove the container, killing anything running in it.
+    pub(super) async fn remove(&self) -> Result<(), SandboxError> {
+        let mut state = self.state.lock().await;
+        state.running = false;
+        if remove_by_name(&self.docker, &self.name).await? {
+            self.notice(LogLevel::Info, "container removed");
+        }
+        Ok(())
+    }
+
+    /// Last resort for an exec that survives kills: restart the container,
+    /// which ends every process in it.
+    pub(super) async fn restart(&self) {
+        let mut state = self.state.lock().await;
+        let restarted = self
+            .docker
+            .restart_container(
+                &self.name,
+                Some(RestartContainerOptions {
+                    t: Some(0),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match restarted {
+            Ok(()) => {
+                state.running = true;
+                self.notice(
+                    LogLevel::Warn,
+                    "a command did not stop when killed; the container was restarted",
+                );
+            }
+            Err(e) => {
+                state.running = false;
+                self.notice(
+                    LogLevel::Error,
+                    format!("a command did not stop when killed and the container could not be restarted: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Whether the container is surely not running (cheap: no wait for the
+    /// lock, so "don't know" answers `false`).
+    pub(super) fn surely_stopped(&self) -> bool {
+        self.state.try_lock().is_ok_and(|state| !state.running)
+    }
+
+    /// Stop the container after `idle_for` without use, if `still_idle`
+    /// holds once the lifecycle lock is taken (an exec may have started
+    /// while waiting for it). The next exec starts it again.
+    pub(super) async fn stop_idle(&self, idle_for: Duration, still_idle: impl Fn() -> bool) {
+        let mut state = self.state.lock().await;
+        if !state.running || !still_idle() {
+            return;
+        }
+        state.running = false;
+        let stopped = self
+            .docker
+            .stop_container(
+                &self.name,
+                Some(StopContainerOptions {
+                    t: Some(STOP_GRACE_SECS),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match stopped {
+            Ok(()) => self.notice(
+                LogLevel::Info,
+                format!("container stopped after {} idle", human_duration(idle_for)),
+            ),
+            // Already stopped or gone: the next exec sorts it out.
+            Err(e) if matches!(status_of(&e), Some(304) | Some(404)) => {}
+            Err(e) => self.notice(
+                LogLevel::Warn,
+                format!("could not stop the idle container: {e}"),
+            ),
+        }
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_valid_for_docker() {
+        let cases = [
+            ("inst", "sess", "ironclaw-inst-sess"),
+            ("a/b", "c d", "ironclaw-a-b-c-d"),
+            ("i.1_x", "ses-2", "ironclaw-i.1_x-ses-2"),
+            ("ü", "s", "ironclaw---s"),
+        ];
+        for (instance, session, want) in cases {
+            assert_eq!(container_name(instance, session), want);
+        }
+    }
+
+    #[test]
+    fn idle_durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_secs(900)), "15 min");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90 s");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 s");
+    }
+}

@@ -1,0 +1,366 @@
+//! The sandbox: one hardened Docker container per session and the tool
+//! calls run in it (DESIGN.md §4). This file is the [`SandboxActor`], its
+//! messages and their handlers; the rest is split by concern:
+//!
+//! - `container`: the container's lifecycle (create with the hardening
+//!   options and labels, start, idle stop, restart, remove), the reaper,
+//!   and [`Engine`], the handle on Docker the rest of IronClaw holds.
+//! - `exec`: the exec wrapper; how a tool call runs, streams, times out
+//!   (three layers) and is killed, and what its exit codes mean.
+//! - `output`: pure decoders for the exec's output (UTF-8 across chunks,
+//!   the model's head + tail copy).
+//!
+//! `bollard` is used nowhere outside this module tree.
+//!
+//! Messages: [`Exec`] (streams [`ExecChunk`]s, answers [`ExecOutcome`]),
+//! [`CancelExec`], [`RemoveContainer`]; the actor reports lifecycle lines
+//! as [`SandboxNotice`]s.
+
+mod container;
+mod exec;
+mod output;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::config::SandboxSettings;
+use crate::protocol::{LogLevel, OutputStream, Tool};
+
+use container::Container;
+use exec::CancelSignal;
+
+pub use container::{
+    connect_docker, container_name, docker_status, prepare_workspace, reap_orphans, Engine,
+    EngineState, LABEL_INSTANCE, LABEL_SESSION, SANDBOX_UID, WORKSPACE_MOUNT,
+};
+
+/// Largest program accepted for one tool call (DESIGN.md §4). Far above any
+/// code a model writes by hand; anything bigger belongs in a workspace file.
+pub const MAX_CODE_BYTES: usize = 1024 * 1024;
+
+/// Bounds for the idle check interval: often enough that a container stops
+/// close to `idle_stop_secs`, rarely enough to cost nothing.
+const IDLE_CHECK_MIN: Duration = Duration::from_secs(1);
+const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+/// A piece of live output.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ExecChunk {
+    pub call_id: String,
+    pub stream: OutputStream,
+    /// UTF-8 (invalid bytes replaced); a multi-byte character is never split
+    /// between chunks.
+    pub data: String,
+}
+
+/// A lifecycle line for the person's log panel: "container created",
+/// "container stopped after 15 min idle", "container was gone; recreated", ...
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct SandboxNotice {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Run one tool call. Resolves when the process has ended (exit, timeout, or
+/// cancel).
+#[derive(Message)]
+#[rtype(result = "Result<ExecOutcome, SandboxError>")]
+pub struct Exec {
+    pub call_id: String,
+    pub tool: Tool,
+    pub code: String,
+    pub timeout: Duration,
+    /// Receives the live output as [`ExecChunk`]s.
+    pub output: Recipient<ExecChunk>,
+    /// Bytes of output kept for the model (head and tail).
+    pub model_output_cap: usize,
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone)]
+pub struct ExecOutcome {
+    /// See the `exec` module docs for 124/125/137 and `None`.
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    pub duration_ms: u64,
+    /// stdout+stderr interleaved as they came, capped to model_output_cap
+    /// keeping head and tail with a "[... N bytes omitted ...]" marker
+    pub output_for_model: String,
+}
+
+/// Kill the running exec's whole process group (no-op if that call is not
+/// running).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelExec {
+    pub call_id: String,
+}
+
+/// Remove the container (session deleted). Also stops the actor afterwards.
+#[derive(Message)]
+#[rtype(result = "Result<(), SandboxError>")]
+pub struct RemoveContainer;
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// Everything that can go wrong between IronClaw and the Docker engine.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "Docker is not reachable ({detail}). Start the Docker engine and make sure IronClaw may use its socket (usually /var/run/docker.sock, or set DOCKER_HOST)."
+    )]
+    DockerUnavailable { detail: String },
+    #[error("The sandbox image {image} is missing: run `make sandbox-image`.")]
+    ImageMissing { image: String },
+    #[error(
+        "The program is {size} bytes, more than the sandbox accepts ({limit} bytes). Write the data to a file in the workspace and run a shorter program that reads it."
+    )]
+    CodeTooLarge { size: usize, limit: usize },
+    #[error(
+        "The session workspace {} cannot be used ({source}). Check that the data directory exists and IronClaw may write to it.",
+        path.display()
+    )]
+    Workspace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "A container named {name} exists but does not belong to this session. Remove it with `docker rm -f {name}`."
+    )]
+    NameConflict { name: String },
+    #[error(
+        "The sandbox container {name} could not be prepared ({detail}). Check `docker ps -a` and the Docker engine's log."
+    )]
+    Container { name: String, detail: String },
+    #[error("The command could not be run in the sandbox ({detail}). Try again; if it keeps failing, check the Docker engine.")]
+    ExecFailed { detail: String },
+}
+
+impl SandboxError {
+    /// Stable snake_case code for the wire (`error.code`).
+    pub fn code(&self) -> crate::protocol::ErrorCode {
+        match self {
+            SandboxError::DockerUnavailable { .. } => crate::protocol::ErrorCode::DockerUnavailable,
+            SandboxError::ImageMissing { .. } => crate::protocol::ErrorCode::ImageMissing,
+            SandboxError::CodeTooLarge { .. } => crate::protocol::ErrorCode::CodeTooLarge,
+            SandboxError::Workspace { .. } => crate::protocol::ErrorCode::WorkspaceUnavailable,
+            SandboxError::NameConflict { .. } => crate::protocol::ErrorCode::ContainerConflict,
+            SandboxError::Container { .. } => crate::protocol::ErrorCode::ContainerFailed,
+            SandboxError::ExecFailed { .. } => crate::protocol::ErrorCode::ExecFailed,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The actor
+// ---------------------------------------------------------------------------
+
+/// State shared by the actor and the futures it spawns (all on the actor's
+/// thread, hence `Rc`/`Cell`).
+struct Shared {
+    container: Container,
+    /// Execs in flight; the idle stop waits for zero.
+    active: Cell<usize>,
+    /// When the last exec started or ended.
+    last_used: Cell<Instant>,
+}
+
+impl Shared {
+    /// No exec running and none for `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        self.active.get() == 0 && self.last_used.get().elapsed() >= limit
+    }
+}
+
+/// One session's sandbox: its container and the tool calls running in it.
+pub struct SandboxActor {
+    shared: Rc<Shared>,
+    /// Running execs by sequence number, with their call id, for CancelExec.
+    runs: HashMap<u64, (String, Rc<CancelSignal>)>,
+    next_run: u64,
+    /// Stop the container after this long without an exec; zero never does.
+    idle_limit: Duration,
+    /// An idle stop is under way; don't start a second.
+    idle_stop_pending: bool,
+}
+
+impl SandboxActor {
+    /// The sandbox of `session_id`. The container is created or adopted
+    /// (by name) at the first exec. `engine` is an [`Engine`] or, in tests,
+    /// the Docker client itself.
+    pub fn new(
+        engine: impl Into<Engine>,
+        settings: SandboxSettings,
+        session_id: String,
+        instance_id: String,
+        workspace: PathBuf,
+        notices: Recipient<SandboxNotice>,
+    ) -> Self {
+        let idle_limit = Duration::from_secs(settings.idle_stop_secs);
+        let container = Container::new(
+            engine.into(),
+            settings,
+            session_id,
+            instance_id,
+            workspace,
+            notices,
+        );
+        SandboxActor {
+            shared: Rc::new(Shared {
+                container,
+                active: Cell::new(0),
+                last_used: Cell::new(Instant::now()),
+            }),
+            runs: HashMap::new(),
+            next_run: 0,
+            idle_limit,
+            idle_stop_pending: false,
+        }
+    }
+
+    fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.idle_limit;
+        // Cheap checks first; the stop re-checks under the container's lock.
+        if self.idle_stop_pending
+            || limit.is_zero()
+            || !self.shared.idle_for(limit)
+            || self.shared.container.surely_stopped()
+        {
+            return;
+        }
+        self.idle_stop_pending = true;
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move {
+                shared
+                    .container
+                    .stop_idle(limit, || shared.idle_for(limit))
+                    .await
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.idle_stop_pending = false),
+        );
+    }
+}
+
+impl Actor for SandboxActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = (self.idle_limit / 2).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX);
+        ctx.run_interval(every, |act, ctx| act.check_idle(ctx));
+    }
+
+    // No `stopping`: the container stays for reuse until idle stop or
+    // RemoveContainer; a restarted actor finds and adopts it.
+}
+
+impl Handler<Exec> for SandboxActor {
+    type Result = ResponseActFuture<Self, Result<ExecOutcome, SandboxError>>;
+
+    /// Runs the call as a future spawned into the actor's context, so the
+    /// mailbox stays free for CancelExec while it runs.
+    fn handle(&mut self, msg: Exec, _ctx: &mut Self::Context) -> Self::Result {
+        if msg.code.len() > MAX_CODE_BYTES {
+            let err = SandboxError::CodeTooLarge {
+                size: msg.code.len(),
+                limit: MAX_CODE_BYTES,
+            };
+            return Box::pin(fut::ready(Err(err)));
+        }
+        let run = self.next_run;
+        self.next_run += 1;
+        let cancel = Rc::new(CancelSignal::default());
+        self.runs.insert(run, (msg.call_id.clone(), cancel.clone()));
+        let shared = self.shared.clone();
+        shared.active.set(shared.active.get() + 1);
+        shared.last_used.set(Instant::now());
+        Box::pin(
+            async move { exec::run(&shared.container, msg, &cancel).await }
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    act.runs.remove(&run);
+                    let shared = &act.shared;
+                    shared.active.set(shared.active.get().saturating_sub(1));
+                    shared.last_used.set(Instant::now());
+                    result
+                }),
+        )
+    }
+}
+
+impl Handler<CancelExec> for SandboxActor {
+    type Result = ();
+
+    /// Signals the run; its own future kills the process group, so the kill
+    /// and the outcome stay in one place.
+    fn handle(&mut self, msg: CancelExec, _ctx: &mut Self::Context) {
+        for (call_id, signal) in self.runs.values() {
+            if *call_id == msg.call_id {
+                signal.cancel();
+            }
+        }
+    }
+}
+
+impl Handler<RemoveContainer> for SandboxActor {
+    type Result = ResponseActFuture<Self, Result<(), SandboxError>>;
+
+    /// Removes the container (killing anything running in it) and stops the
+    /// actor, whether or not the removal worked: the session is going away.
+    fn handle(&mut self, _msg: RemoveContainer, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(
+            async move { shared.container.remove().await }
+                .into_actor(self)
+                .map(|result, _act, ctx| {
+                    ctx.stop();
+                    result
+                }),
+        )
+    }
+}
+
+/// How an exec's wait for its output ended.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_have_stable_codes_and_say_what_to_do() {
+        let missing = SandboxError::ImageMissing {
+            image: "ironclaw-sandbox:latest".into(),
+        };
+        assert_eq!(missing.code(), "image_missing");
+        assert_eq!(
+            missing.to_string(),
+            "The sandbox image ironclaw-sandbox:latest is missing: run `make sandbox-image`."
+        );
+        let too_large = SandboxError::CodeTooLarge { size: 2, limit: 1 };
+        assert_eq!(too_large.code(), "code_too_large");
+        assert_eq!(
+            SandboxError::DockerUnavailable { detail: "x".into() }.code(),
+            "docker_unavailable"
+        );
+        assert_eq!(
+            SandboxError::ExecFailed { detail: "x".into() }.code(),
+            "exec_failed"
+        );
+    }
+}
