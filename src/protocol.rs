@@ -51,6 +51,22 @@ macro_rules! id_type {
             }
         }
 
+        /// Read as a string where one is wanted (queries, paths, labels);
+        /// the reverse, a string where an id is wanted, takes a `from`.
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<std::path::Path> for $name {
+            fn as_ref(&self) -> &std::path::Path {
+                std::path::Path::new(&self.0)
+            }
+        }
+
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
                 self.0 == other
@@ -65,6 +81,10 @@ macro_rules! id_type {
     };
 }
 
+id_type!(
+    /// One chat session: its conversation, workspace and sandbox.
+    SessionId
+);
 id_type!(
     /// One turn: a user message and everything the agent did for it.
     TurnId
@@ -382,7 +402,7 @@ pub enum TurnEndReason {
 pub enum ServerEvent {
     /// First frame after connect.
     Session {
-        session_id: String,
+        session_id: SessionId,
         title: String,
         user: String,
         provider: String,
@@ -391,7 +411,7 @@ pub enum ServerEvent {
     },
     /// The stored events of the session, in order.
     History {
-        session_id: String,
+        session_id: SessionId,
         events: Vec<ServerEvent>,
     },
     UserMessage {
@@ -567,7 +587,7 @@ pub struct Health {
 /// One chat session as listed in the sidebar.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct SessionSummary {
-    pub id: String,
+    pub id: SessionId,
     pub title: String,
     pub model: String,
     pub approval_mode: ApprovalMode,

@@ -24,6 +24,7 @@ use crate::agent::{AgentActor, Peers, Shutdown};
 use crate::approval::ApprovalActor;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::protocol::SessionId;
 use crate::provider::ProviderActor;
 use crate::sandbox::{Engine, EngineState, RemoveContainer, SandboxActor, SandboxError};
 
@@ -51,7 +52,7 @@ pub struct SessionSupervisor {
     engine: Engine,
     /// Labels this installation's containers.
     instance_id: String,
-    sessions: HashMap<String, SessionSet>,
+    sessions: HashMap<SessionId, SessionSet>,
 }
 
 impl SessionSupervisor {
@@ -74,7 +75,7 @@ impl SessionSupervisor {
 
     /// The session's set, started if needed. The caller has checked that
     /// the session exists and belongs to the requesting user.
-    fn ensure(&mut self, session_id: &str) -> &mut SessionSet {
+    fn ensure(&mut self, session_id: &SessionId) -> &mut SessionSet {
         if !self.sessions.contains_key(session_id) {
             let provider_settings = self.settings.provider.clone();
             let http = self.http.clone();
@@ -89,11 +90,8 @@ impl SessionSupervisor {
             // its supervisor keeps the same sandbox.
             let sandbox_ctx = Context::<SandboxActor>::new();
             let agent = {
-                let (id, db, settings) = (
-                    session_id.to_string(),
-                    self.db.clone(),
-                    self.settings.clone(),
-                );
+                let (id, db, settings) =
+                    (session_id.clone(), self.db.clone(), self.settings.clone());
                 let (provider, approval, sandbox) =
                     (provider.clone(), approval.clone(), sandbox_ctx.address());
                 let peers = Peers {
@@ -119,7 +117,7 @@ impl SessionSupervisor {
             ));
             log::info!("session {session_id}: actors started");
             self.sessions.insert(
-                session_id.to_string(),
+                session_id.clone(),
                 SessionSet {
                     agent,
                     _provider: provider,
@@ -137,7 +135,7 @@ impl SessionSupervisor {
 
     /// With no socket attached, stop the session's set after the grace
     /// period unless a socket attaches meanwhile.
-    fn schedule_idle_teardown(&mut self, session_id: &str, ctx: &mut Context<Self>) {
+    fn schedule_idle_teardown(&mut self, session_id: &SessionId, ctx: &mut Context<Self>) {
         let grace = Duration::from_secs(self.settings.server.session_grace_secs);
         let Some(set) = self.sessions.get_mut(session_id) else {
             return;
@@ -145,7 +143,7 @@ impl SessionSupervisor {
         if set.sockets > 0 || set.teardown.is_some() {
             return;
         }
-        let id = session_id.to_string();
+        let id = session_id.clone();
         set.teardown = Some(ctx.run_later(grace, move |act, _| {
             if act.sessions.get(&id).is_some_and(|s| s.sockets == 0) {
                 // The workspace stays; the next command makes a new container.
@@ -159,7 +157,7 @@ impl SessionSupervisor {
     /// Take a live set out of the registry and shut its agent down (which
     /// closes the sockets). Answers the set's sandbox: the caller removes
     /// the container through it, waiting or not.
-    fn stop_set(&mut self, session_id: &str, reason: &str) -> Option<Addr<SandboxActor>> {
+    fn stop_set(&mut self, session_id: &SessionId, reason: &str) -> Option<Addr<SandboxActor>> {
         let set = self.sessions.remove(session_id)?;
         set.agent.do_send(Shutdown {
             reason: reason.to_string(),
@@ -179,7 +177,7 @@ impl Actor for SessionSupervisor {
 #[derive(Message)]
 #[rtype(result = "Addr<AgentActor>")]
 pub struct Join {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Handler<Join> for SessionSupervisor {
@@ -199,7 +197,7 @@ impl Handler<Join> for SessionSupervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Handler<Leave> for SessionSupervisor {
@@ -218,7 +216,7 @@ impl Handler<Leave> for SessionSupervisor {
 #[derive(Message)]
 #[rtype(result = "Addr<AgentActor>")]
 pub struct Lookup {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Handler<Lookup> for SessionSupervisor {
@@ -236,7 +234,7 @@ impl Handler<Lookup> for SessionSupervisor {
 #[derive(Message)]
 #[rtype(result = "Option<Addr<AgentActor>>")]
 pub struct Live {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Handler<Live> for SessionSupervisor {
@@ -252,7 +250,7 @@ impl Handler<Live> for SessionSupervisor {
 #[derive(Message)]
 #[rtype(result = "Result<(), SandboxError>")]
 pub struct EndSession {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Handler<EndSession> for SessionSupervisor {

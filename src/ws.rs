@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
-use crate::protocol::{ClientMessage, ErrorCode, ServerEvent};
+use crate::protocol::{ClientMessage, ErrorCode, ServerEvent, SessionId};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 
 /// How often the server pings an idle socket.
@@ -56,7 +56,7 @@ pub struct Disconnect {
 pub struct WsSession {
     /// Unique per socket, for the agent's fan-out list.
     socket_id: u64,
-    session_id: String,
+    session_id: SessionId,
     username: String,
     supervisor: Addr<SessionSupervisor>,
     /// Set once the supervisor has answered `Join`.
@@ -74,7 +74,7 @@ pub struct WsSession {
 
 impl WsSession {
     pub fn new(
-        session_id: String,
+        session_id: SessionId,
         username: String,
         supervisor: Addr<SessionSupervisor>,
         max_frame_bytes: usize,

@@ -36,7 +36,7 @@ use crate::db::queries::{self, ChatSession};
 use crate::db::Db;
 use crate::protocol::{
     ApprovalMode, CallId, ClientMessage, DecidedBy, ErrorCode, LogSource, Resolution, Risk,
-    RiskLevel, ServerEvent,
+    RiskLevel, ServerEvent, SessionId,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
 use crate::sandbox::{CancelExec, Exec, ExecChunk, SandboxError, SandboxNotice};
@@ -112,7 +112,7 @@ pub struct Peers {
 }
 
 pub struct AgentActor {
-    session_id: String,
+    session_id: SessionId,
     db: Db,
     settings: Arc<Settings>,
     peers: Peers,
@@ -132,7 +132,7 @@ pub struct AgentActor {
 }
 
 impl AgentActor {
-    pub fn new(session_id: String, db: Db, settings: Arc<Settings>, peers: Peers) -> Self {
+    pub fn new(session_id: SessionId, db: Db, settings: Arc<Settings>, peers: Peers) -> Self {
         AgentActor {
             session_id,
             db,

@@ -255,7 +255,7 @@ mod tests {
         let session =
             queries::create_session(&mut c, user.user_id(), None, "m", ApprovalMode::Risky)
                 .unwrap();
-        (dir, c, session.id)
+        (dir, c, session.id.to_string())
     }
 
     #[test]

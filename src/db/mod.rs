@@ -11,6 +11,8 @@ pub mod queries;
 pub mod schema;
 
 use std::future::Future;
+
+use crate::protocol::SessionId;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -159,7 +161,7 @@ impl Db {
     /// Store one of the agent's records; hands it back for sending.
     pub fn write(
         &self,
-        session_id: String,
+        session_id: SessionId,
         record: journal::Record,
     ) -> impl Future<Output = Result<journal::Record, DbError>> + 'static {
         let db = self.clone();
@@ -172,7 +174,7 @@ impl Db {
     /// The session, its event log and its tool results.
     pub fn load_agent_state(
         &self,
-        session_id: String,
+        session_id: SessionId,
     ) -> impl Future<Output = Result<journal::Stored, DbError>> + 'static {
         let db = self.clone();
         async move { db.run(move |c| journal::load(c, &session_id)).await }
@@ -181,7 +183,7 @@ impl Db {
     /// The session's event log, for a tab that attaches.
     pub fn events(
         &self,
-        session_id: String,
+        session_id: SessionId,
     ) -> impl Future<Output = Result<Vec<crate::protocol::ServerEvent>, DbError>> + 'static {
         let db = self.clone();
         async move { db.run(move |c| queries::list_events(c, &session_id)).await }

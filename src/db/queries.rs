@@ -9,7 +9,9 @@ use diesel::sqlite::SqliteConnection;
 
 use super::schema::{chat_sessions, events, logins, meta, tool_calls, users};
 use super::DbError;
-use crate::protocol::{ApprovalMode, AuditEntry, Risk, ServerEvent, SessionSummary, Tool};
+use crate::protocol::{
+    ApprovalMode, AuditEntry, Risk, ServerEvent, SessionId, SessionSummary, Tool,
+};
 
 /// Now as RFC 3339 with milliseconds, which sorts as text.
 pub fn now() -> String {
@@ -194,7 +196,8 @@ pub fn delete_login(conn: &mut SqliteConnection, token_hash: &str) -> Result<(),
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = chat_sessions)]
 pub struct ChatSession {
-    pub id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub id: SessionId,
     pub user_id: i32,
     pub title: String,
     pub model: String,
@@ -234,7 +237,7 @@ pub fn create_session(
 ) -> Result<ChatSession, DbError> {
     let now = now();
     let row = ChatSession {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: SessionId::random(),
         user_id: user.0,
         title: title
             .map(str::trim)
@@ -432,6 +435,12 @@ impl TryFrom<String> for ApprovalMode {
             column: "approval mode",
             value,
         })
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.as_str().to_string()
     }
 }
 

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::{owned_session, ApiError, AppState, AuthUser};
 use crate::agent::FilesUploaded;
 use crate::db::queries;
-use crate::protocol::{AuditEntry, FileEntry};
+use crate::protocol::{AuditEntry, FileEntry, SessionId};
 use crate::supervisor::Lookup;
 use crate::workspace::{FileError, RelPath, UploadLimits, Workspace};
 
@@ -21,7 +21,7 @@ async fn workspace(
     state: &AppState,
     user: &AuthUser,
     id: &str,
-) -> Result<(String, Workspace), ApiError> {
+) -> Result<(SessionId, Workspace), ApiError> {
     let session = owned_session(state, &user.0, id).await?;
     let root = state.settings.workspaces_dir().join(&session.id);
     let ws = web::block(move || Workspace::open(root))
@@ -51,14 +51,14 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
 }
 
 /// Tell the live session (starting it if needed) that files arrived.
-async fn announce(state: &AppState, session_id: &str, paths: Vec<String>) {
+async fn announce(state: &AppState, session_id: &SessionId, paths: Vec<String>) {
     if paths.is_empty() {
         return;
     }
     if let Ok(agent) = state
         .supervisor
         .send(Lookup {
-            session_id: session_id.to_string(),
+            session_id: session_id.clone(),
         })
         .await
     {
@@ -91,7 +91,7 @@ async fn file_target(
     state: &AppState,
     user: &AuthUser,
     req: &HttpRequest,
-) -> Result<(String, Workspace, RelPath), ApiError> {
+) -> Result<(SessionId, Workspace, RelPath), ApiError> {
     let id = req.match_info().get("id").unwrap_or_default();
     let (session_id, ws) = workspace(state, user, id).await?;
     Ok((session_id, ws, file_path(req)?))

@@ -576,7 +576,7 @@ async fn a_failed_agent_is_restarted_and_the_session_continues() {
     let agent = app
         .supervisor
         .send(ironclaw::supervisor::Live {
-            session_id: ws.session_id(),
+            session_id: ws.session_id().into(),
         })
         .await
         .unwrap()
@@ -662,7 +662,7 @@ async fn a_tab_that_stops_reading_is_dropped_instead_of_buffered_for() {
     let agent = app
         .supervisor
         .send(ironclaw::supervisor::Live {
-            session_id: id.clone(),
+            session_id: id.clone().into(),
         })
         .await
         .unwrap()

@@ -382,7 +382,7 @@ async fn deleting_a_live_session_removes_its_container_once_before_answering() {
     let live = app
         .supervisor
         .send(ironclaw::supervisor::Live {
-            session_id: id.clone(),
+            session_id: id.clone().into(),
         })
         .await
         .unwrap();
