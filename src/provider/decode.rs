@@ -81,7 +81,7 @@ pub struct OllamaStream {
 impl OllamaStream {
     pub fn on_line(&mut self, line: &Value) -> Result<Vec<StreamItem>, ProviderError> {
         if let Some(err) = line.get("error") {
-            return Err(ProviderError::Remote(error_text(err)));
+            return Err(remote_error(error_text(err)));
         }
         let mut out = Vec::new();
         if let Some(msg) = line.get("message") {
@@ -172,7 +172,7 @@ impl OpenAiStream {
             ProviderError::Decode(format!("an event is not JSON ({e}): {data:.200}"))
         })?;
         if let Some(err) = chunk.get("error") {
-            return Err(ProviderError::Remote(error_text(err)));
+            return Err(remote_error(error_text(err)));
         }
         let mut out = Vec::new();
         let choices = chunk.get("choices").and_then(Value::as_array);
@@ -404,7 +404,7 @@ impl AnthropicStream {
                     if err.get("type").and_then(Value::as_str) == Some(ANTHROPIC_OVERLOADED) {
                         ProviderError::Overloaded(message)
                     } else {
-                        ProviderError::Remote(message)
+                        remote_error(message)
                     },
                 );
             }
@@ -488,6 +488,126 @@ pub fn error_text(err: &Value) -> String {
             .map(str::to_string)
             .unwrap_or_else(|| err.to_string()),
         other => other.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ errors
+
+/// Longest part of an error body quoted when no message can be read out of
+/// it (an HTML error page, say): enough to recognise it, short enough for
+/// one line of the page.
+pub const ERROR_QUOTE_CHARS: usize = 300;
+
+/// The server's message in the body of a refused request, as one clause
+/// (whitespace collapsed, no full stop: the templates punctuate). The body
+/// may be a JSON error (`{"error": …}` of OpenAI, Anthropic and Ollama,
+/// `{"message": …}` of vLLM, `{"detail": …}` of FastAPI servers), the same
+/// in SSE `data:` lines (LiteLLM answers a streamed request's errors so),
+/// or plain text.
+pub fn error_body(body: &str) -> String {
+    let body = body.trim();
+    let message = match json_error(body) {
+        Some(message) => message,
+        None => {
+            let events: Vec<String> = sse_payloads(body)
+                .into_iter()
+                .filter(|data| !data.is_empty() && data != "[DONE]")
+                .map(|data| json_error(&data).unwrap_or(data))
+                .collect();
+            if events.is_empty() {
+                body.to_string()
+            } else {
+                events.join(" ")
+            }
+        }
+    };
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = line.trim_end_matches('.');
+    if line.chars().count() > ERROR_QUOTE_CHARS {
+        let cut: String = line.chars().take(ERROR_QUOTE_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+/// The message of a JSON error body, if `text` is one.
+fn json_error(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let found = ["error", "message", "detail"]
+        .iter()
+        .find_map(|key| v.get(key))
+        .map(error_text);
+    match (found, &v) {
+        (Some(message), _) => Some(message),
+        (None, Value::String(s)) => Some(s.clone()),
+        (None, _) => None,
+    }
+}
+
+/// The `data:` payload of each event of an SSE body: its `data:` lines
+/// joined by newlines, as the SSE specification joins them.
+fn sse_payloads(body: &str) -> Vec<String> {
+    let mut events = Vec::new();
+    let mut data: Option<String> = None;
+    for line in body.lines() {
+        if line.is_empty() {
+            events.extend(data.take());
+            continue;
+        }
+        if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match data.as_mut() {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            }
+        }
+    }
+    events.extend(data);
+    events
+}
+
+/// What servers say when the prompt is over the model's context: Anthropic
+/// (`prompt is too long`), OpenAI (`context_length_exceeded`, `maximum
+/// context length`), vLLM and llama.cpp (`context length`, `context size`),
+/// LiteLLM (`ContextWindowExceededError`, `context window`). Lowercase.
+const CONTEXT_OVERFLOW: [&str; 7] = [
+    "prompt is too long",
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "exceeds the available context size",
+    "contextwindowexceedederror",
+    "context window",
+];
+
+/// Whether the server's message says the prompt is over the context.
+pub fn is_context_overflow(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    CONTEXT_OVERFLOW.iter().any(|t| lower.contains(t))
+}
+
+/// What servers say, with a 400, about a model they do not serve: LiteLLM
+/// (`Invalid model name passed in model=…`) and OpenAI's `model_not_found`
+/// code. Lowercase.
+const UNKNOWN_MODEL: [&str; 2] = ["invalid model name", "model_not_found"];
+
+/// Whether the server's message says it does not know the model.
+pub fn is_unknown_model(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    UNKNOWN_MODEL.iter().any(|t| lower.contains(t))
+}
+
+/// A mid-stream error reported by the server: a context overflow gets its
+/// own actionable message, anything else is quoted.
+pub fn remote_error(message: String) -> ProviderError {
+    if is_context_overflow(&message) {
+        ProviderError::ContextTooLong { detail: message }
+    } else {
+        ProviderError::Remote(message)
     }
 }
 
@@ -1006,5 +1126,99 @@ mod tests {
         assert_eq!(calls[0].arguments, json!({"command": "ls"}));
         assert_eq!(calls[1].id, "b");
         assert_eq!(calls[1].arguments, json!({"command": "pwd"}));
+    }
+
+    // ---------------------------------------------------------- errors
+
+    #[test]
+    fn error_bodies_are_read_whatever_their_form() {
+        let long = "x".repeat(ERROR_QUOTE_CHARS + 50);
+        let cut = format!("{}…", "x".repeat(ERROR_QUOTE_CHARS));
+        for (body, expected) in [
+            // OpenAI, and LiteLLM's stringified Python `None`s.
+            (
+                r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+                "Incorrect API key provided",
+            ),
+            // Anthropic.
+            (
+                r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}"#,
+                "model: claude-x",
+            ),
+            // Ollama.
+            (r#"{"error":"model \"x\" not found"}"#, r#"model "x" not found"#),
+            // vLLM and FastAPI servers.
+            (r#"{"object":"error","message":"bad temperature","code":400}"#, "bad temperature"),
+            (r#"{"detail":"Not authenticated"}"#, "Not authenticated"),
+            (r#"{"detail":[{"msg":"field required"}]}"#, r#"[{"msg":"field required"}]"#),
+            // LiteLLM's answer to a streamed request: SSE, CRLF or not.
+            (
+                "data: {\"error\": {\"message\": \"Invalid model name passed in model=x.\", \"type\": \"None\"}}\n\n",
+                "Invalid model name passed in model=x",
+            ),
+            (
+                "event: error\r\ndata: {\"error\": \"boom\"}\r\n\r\ndata: [DONE]\r\n\r\n",
+                "boom",
+            ),
+            ("data:not json\n\n", "not json"),
+            // Plain text, one line, cut when long.
+            ("upstream connect error\n  or disconnect/reset before headers.\n", "upstream connect error or disconnect/reset before headers"),
+            (long.as_str(), cut.as_str()),
+            ("", ""),
+        ] {
+            assert_eq!(error_body(body), expected, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn context_overflow_and_unknown_model_are_recognised_in_servers_words() {
+        for (message, overflow, unknown) in [
+            (
+                "prompt is too long: 210000 tokens > 200000 maximum",
+                true,
+                false,
+            ),
+            (
+                "This model's maximum context length is 8192 tokens.",
+                true,
+                false,
+            ),
+            (
+                "litellm.ContextWindowExceededError: VertexAIException - too many tokens",
+                true,
+                false,
+            ),
+            (
+                "Input is too long for the model's context window",
+                true,
+                false,
+            ),
+            (
+                "the request exceeds the available context size",
+                true,
+                false,
+            ),
+            (
+                "/chat/completions: Invalid model name passed in model=gpt-9",
+                false,
+                true,
+            ),
+            ("NotFoundError: model_not_found", false, true),
+            ("Incorrect API key provided", false, false),
+            ("temperature must be at most 2", false, false),
+        ] {
+            assert_eq!(is_context_overflow(message), overflow, "{message}");
+            assert_eq!(is_unknown_model(message), unknown, "{message}");
+            let e = remote_error(message.to_string());
+            assert_eq!(
+                e.code(),
+                if overflow {
+                    "provider_context_too_long"
+                } else {
+                    "provider_error"
+                },
+                "{message}"
+            );
+        }
     }
 }

@@ -70,9 +70,12 @@ impl ChatMessage {
     }
 }
 
+/// `kind` in the variants that name the server is [`kind_name`]'s word
+/// for it ("Ollama", "OpenAI-compatible", "Anthropic"); the templates say
+/// "the {kind} server" around it, so every kind reads as one phrase.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    #[error("{kind} is not reachable at {url} ({detail}). {hint}")]
+    #[error("The {kind} server is not reachable at {url} ({detail}). {hint}")]
     Unreachable {
         kind: String,
         url: String,
@@ -254,10 +257,11 @@ pub fn http_client(settings: &ProviderSettings) -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// The server's name as the error templates use it: "the {name} server".
 fn kind_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Ollama => "Ollama",
-        ProviderKind::Openai => "The OpenAI-compatible server",
+        ProviderKind::Openai => "OpenAI-compatible",
         ProviderKind::Anthropic => "Anthropic",
     }
 }
@@ -543,17 +547,6 @@ const TOOLS_REFUSED: [&str; 4] = [
     "tools param requires",
 ];
 
-/// What servers say when the prompt is over the model's context: Anthropic
-/// (`prompt is too long`), OpenAI (`context_length_exceeded`, `maximum
-/// context length`), vLLM and llama.cpp (`context length`, `context size`).
-const CONTEXT_OVERFLOW: [&str; 5] = [
-    "prompt is too long",
-    "context_length_exceeded",
-    "maximum context length",
-    "context length",
-    "exceeds the available context size",
-];
-
 /// The attempts of one completion, shared by the HTTP-status retries and
 /// the mid-stream `overloaded` retries so together they stay within
 /// `provider.max_retries`.
@@ -607,14 +600,16 @@ async fn open_stream(
         }
         let asked = retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").map(decode::error_text))
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = decode::error_body(&text);
         let code = status.as_u16();
         let lower = detail.to_lowercase();
         if body.get("tools").is_some() && TOOLS_REFUSED.iter().any(|t| lower.contains(t)) {
             return Err(ProviderError::ToolsUnsupported);
+        }
+        // Whatever the status: a gateway may wrap the upstream's 400 in a
+        // 5xx, and retrying an overflow cannot help.
+        if decode::is_context_overflow(&detail) {
+            return Err(ProviderError::ContextTooLong { detail });
         }
         let transient = code == 429 || code == 529 || status.is_server_error();
         if transient {
@@ -635,9 +630,6 @@ async fn open_stream(
             }
         }
         return Err(match code {
-            400 | 413 if CONTEXT_OVERFLOW.iter().any(|t| lower.contains(t)) => {
-                ProviderError::ContextTooLong { detail }
-            }
             401 | 403 => ProviderError::Auth {
                 kind: kind_name(settings.kind).to_string(),
                 status: code,
@@ -645,7 +637,12 @@ async fn open_stream(
                 hint: key_hint(settings),
             },
             404 if lower.contains("model") => ProviderError::ModelNotFound {
-                kind: settings.kind.as_str().to_string(),
+                kind: kind_name(settings.kind).to_string(),
+                model: model.to_string(),
+                hint: model_hint(settings, model),
+            },
+            400 if decode::is_unknown_model(&detail) => ProviderError::ModelNotFound {
+                kind: kind_name(settings.kind).to_string(),
                 model: model.to_string(),
                 hint: model_hint(settings, model),
             },
@@ -718,7 +715,7 @@ impl SseStream {
                     let message = serde_json::from_str::<Value>(&event.data)
                         .map(|v| decode::error_text(v.get("error").unwrap_or(&v)))
                         .unwrap_or_else(|_| event.data.clone());
-                    return Err(ProviderError::Remote(message));
+                    return Err(decode::remote_error(message));
                 }
                 acc.on_data(&event.data)
             }
@@ -963,7 +960,7 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
                 None => {
                     h.hint = Some(
                         ProviderError::ModelNotFound {
-                            kind: settings.kind.as_str().to_string(),
+                            kind: kind_name(settings.kind).to_string(),
                             model: settings.model.clone(),
                             hint: model_hint(settings, &settings.model),
                         }
@@ -1214,5 +1211,62 @@ mod tests {
         assert_eq!(url, "http://h/v1/chat/completions");
         assert!(body.get("tools").is_none());
         assert_eq!(body["messages"][0]["role"], "system");
+    }
+
+    #[test]
+    fn errors_naming_the_server_read_as_one_phrase_for_every_kind() {
+        let mut settings = crate::config::Settings::load(None).unwrap().provider;
+        settings.api_key = "k".into();
+        for (kind, name) in [
+            (ProviderKind::Ollama, "Ollama"),
+            (ProviderKind::Openai, "OpenAI-compatible"),
+            (ProviderKind::Anthropic, "Anthropic"),
+        ] {
+            settings.kind = kind;
+            let kind = kind_name(kind).to_string();
+            let messages = [
+                ProviderError::Unreachable {
+                    kind: kind.clone(),
+                    url: "http://h".into(),
+                    detail: "connection refused".into(),
+                    hint: "Start it.".into(),
+                }
+                .to_string(),
+                ProviderError::ModelNotFound {
+                    kind: kind.clone(),
+                    model: "m".into(),
+                    hint: "Pick another.".into(),
+                }
+                .to_string(),
+                ProviderError::Auth {
+                    kind: kind.clone(),
+                    status: 401,
+                    detail: "no".into(),
+                    hint: key_hint(&settings),
+                }
+                .to_string(),
+            ];
+            assert_eq!(
+                messages[0],
+                format!("The {name} server is not reachable at http://h (connection refused). Start it.")
+            );
+            assert_eq!(
+                messages[1],
+                format!("The model `m` is not available on the {name} server. Pick another.")
+            );
+            assert!(
+                messages[2].starts_with(&format!(
+                    "The {name} server refused the API key (HTTP 401): no. Check "
+                )),
+                "{}",
+                messages[2]
+            );
+            for m in &messages {
+                assert!(
+                    !m.contains("The The") && !m.contains("server server"),
+                    "{m}"
+                );
+            }
+        }
     }
 }

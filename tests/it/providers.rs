@@ -631,6 +631,144 @@ async fn a_prompt_over_the_models_context_says_which_setting_to_lower() {
     }
 }
 
+// ───────────────────────────── gateway errors ─────────────────────────────
+//
+// What a real gateway (the LiteLLM proxy) answers when things go wrong.
+
+/// The first error event of one turn of `reply`, on a fresh server of
+/// `kind`, and how many chat requests the fake saw.
+async fn error_of_turn(kind: ProviderKind, reply: Reply) -> (Value, usize) {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, kind, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    llm.push(reply);
+    ws.say("hello").await;
+    let events = ws.turn().await;
+    let error = error_of(&events);
+    let requests = llm.chat_requests().len();
+    drop(ws);
+    app.stop().await;
+    (error, requests)
+}
+
+#[actix_rt::test]
+async fn a_refused_key_reads_as_one_sentence_for_every_kind() {
+    for (kind, expected) in [
+        (
+            ProviderKind::Ollama,
+            "The Ollama server refused the API key (HTTP 401): request failed. Check provider.api_key (Ollama itself needs no key; a proxy in front of it may).",
+        ),
+        (
+            ProviderKind::Openai,
+            "The OpenAI-compatible server refused the API key (HTTP 401): Incorrect API key provided. Check the OPENAI_API_KEY environment variable or provider.api_key.",
+        ),
+        (
+            ProviderKind::Anthropic,
+            "The Anthropic server refused the API key (HTTP 401): invalid x-api-key. Check the ANTHROPIC_API_KEY environment variable or provider.api_key.",
+        ),
+    ] {
+        let (error, _) = error_of_turn(kind, Reply::status(401)).await;
+        assert_eq!(error["code"], "provider_auth", "{kind:?}");
+        assert_eq!(error["message"], expected, "{kind:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn an_error_body_in_sse_json_or_plain_text_is_decoded_into_the_message() {
+    let said = "litellm.BadRequestError: OpenAIException - temperature must be at most 2";
+    let json_error =
+        json!({"error": {"message": said, "type": "None", "param": "None", "code": "400"}});
+    for (label, body) in [
+        ("SSE", format!("data: {json_error}\n\n")),
+        (
+            "SSE with [DONE]",
+            format!("data: {json_error}\r\n\r\ndata: [DONE]\r\n\r\n"),
+        ),
+        ("JSON", json_error.to_string()),
+        ("plain text", format!("  {said}\n")),
+    ] {
+        let (error, requests) =
+            error_of_turn(ProviderKind::Openai, Reply::status(400).status_body(body)).await;
+        assert_eq!(error["code"], "provider_http", "{label}");
+        assert_eq!(
+            error["message"],
+            format!("The model server answered HTTP 400: {said}"),
+            "{label}"
+        );
+        assert_eq!(requests, 1, "{label}: no retry");
+    }
+}
+
+#[actix_rt::test]
+async fn an_invalid_model_name_from_the_gateway_is_a_missing_model() {
+    let said = "/chat/completions: Invalid model name passed in model=llama3.2. Call `/v1/models` to view available models for your key.";
+    let json_error =
+        json!({"error": {"message": said, "type": "None", "param": "None", "code": "400"}});
+    for (kind, body) in [
+        (ProviderKind::Openai, json_error.to_string()),
+        (ProviderKind::Openai, format!("data: {json_error}\n\n")),
+        (ProviderKind::Anthropic, format!("data: {json_error}\n\n")),
+    ] {
+        let (error, requests) = error_of_turn(kind, Reply::status(400).status_body(body)).await;
+        assert_eq!(error["code"], "model_not_found", "{kind:?}: {error}");
+        assert_eq!(
+            error["message"],
+            format!(
+                "The model `llama3.2` is not available on the {} server. Pick a model the server offers (provider.model).",
+                if kind == ProviderKind::Openai { "OpenAI-compatible" } else { "Anthropic" }
+            ),
+            "{kind:?}"
+        );
+        assert_eq!(requests, 1, "{kind:?}: no retry");
+    }
+}
+
+#[actix_rt::test]
+async fn a_context_window_error_from_the_gateway_says_which_setting_to_lower() {
+    let exceeded = "litellm.ContextWindowExceededError: VertexAIException - The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)";
+    let window = "Input is too long for the model's context window";
+    let body = |message: &str| {
+        json!({"error": {"message": message, "type": "None", "param": "None", "code": "400"}})
+            .to_string()
+    };
+    for (label, kind, reply) in [
+        (
+            "400, JSON",
+            ProviderKind::Openai,
+            Reply::status(400).status_body(body(exceeded)),
+        ),
+        (
+            "400, SSE",
+            ProviderKind::Anthropic,
+            Reply::status(400).status_body(format!("data: {}\n\n", body(window))),
+        ),
+        (
+            "500, never retried",
+            ProviderKind::Openai,
+            Reply::status(500).status_body(body(exceeded)),
+        ),
+        (
+            "mid-stream",
+            ProviderKind::Openai,
+            Reply::text("never shown").fault(Fault::GatewayErrorAfter(0, exceeded.into())),
+        ),
+    ] {
+        let (error, requests) = error_of_turn(kind, reply).await;
+        assert_eq!(
+            error["code"], "provider_context_too_long",
+            "{label}: {error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("provider.context_tokens")
+                && (message.contains(exceeded) || message.contains(window)),
+            "{label}: {message}"
+        );
+        assert_eq!(requests, 1, "{label}: no retry");
+    }
+}
+
 // ───────────────────────────── model choice ─────────────────────────────
 
 #[actix_rt::test]
