@@ -871,10 +871,15 @@ pub async fn list_models(
     let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
     let status = resp.status().as_u16();
     if status == 401 || status == 403 {
+        let said = decode::error_body(&resp.text().await.unwrap_or_default());
         return Err(ProviderError::Auth {
             kind: kind_name(settings.kind).to_string(),
             status,
-            detail: "the model list was refused".into(),
+            detail: if said.is_empty() {
+                "the model list was refused".into()
+            } else {
+                said
+            },
             hint: key_hint(settings),
         });
     }
@@ -969,7 +974,11 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
                 }
             }
         }
-        Err(e) => h.hint = Some(e.to_string()),
+        Err(e) => {
+            // Any answer, a refused key included, proves the server is there.
+            h.reachable = !matches!(e, ProviderError::Unreachable { .. });
+            h.hint = Some(e.to_string());
+        }
     }
     h
 }

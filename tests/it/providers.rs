@@ -675,6 +675,55 @@ async fn a_refused_key_reads_as_one_sentence_for_every_kind() {
 }
 
 #[actix_rt::test]
+async fn health_says_a_server_that_refused_the_key_is_reachable() {
+    for (kind, var) in [
+        (ProviderKind::Openai, "OPENAI_API_KEY"),
+        (ProviderKind::Anthropic, "ANTHROPIC_API_KEY"),
+    ] {
+        let llm = FakeLlm::start().await;
+        llm.set_api_key(Some(KEY));
+        let app = TestApp::builder(kind, &llm.base_url)
+            .settings(|s| s.provider.api_key = "sk-wrong-key-000000".into())
+            .start()
+            .await;
+        let health: Value = app
+            .http()
+            .get(format!("{}/api/health", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let provider = &health["provider"];
+        assert_eq!(provider["reachable"], true, "{kind:?}: {health}");
+        assert_eq!(provider["model_available"], false, "{kind:?}: {health}");
+        let hint = provider["hint"].as_str().unwrap();
+        assert!(
+            hint.contains("refused the API key") && hint.contains(var),
+            "{kind:?}: {hint}"
+        );
+        app.stop().await;
+    }
+
+    // `ironclaw check` says the same: the server is there, the key is not.
+    let llm = FakeLlm::start().await;
+    llm.set_api_key(Some("sk-another-key-999999"));
+    let out = run_check(&llm, ProviderKind::Openai).await;
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {what}: ")))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("provider").starts_with("OK"), "{out}");
+    assert!(
+        line("model").contains("refused the API key") && line("model").contains("OPENAI_API_KEY"),
+        "{out}"
+    );
+}
+
+#[actix_rt::test]
 async fn an_error_body_in_sse_json_or_plain_text_is_decoded_into_the_message() {
     let said = "litellm.BadRequestError: OpenAIException - temperature must be at most 2";
     let json_error =
