@@ -316,11 +316,16 @@ impl AnthropicStream {
         let payload: Value = serde_json::from_str(data).map_err(|e| {
             ProviderError::Decode(format!("an event is not JSON ({e}): {data:.200}"))
         })?;
-        let kind = payload
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or(event)
-            .to_string();
+        // An `{"error": …}` payload without `type` is an OpenAI-style error
+        // line: gateways (LiteLLM) put one in an Anthropic stream, with no
+        // `event:` name either, when the upstream fails mid-reply.
+        let untyped_error = payload.get("type").is_none() && payload.get("error").is_some();
+        let kind = match payload.get("type").and_then(Value::as_str) {
+            Some(kind) => kind,
+            None if untyped_error => "error",
+            None => event,
+        }
+        .to_string();
         let mut out = Vec::new();
         match kind.as_str() {
             "content_block_start" => {
@@ -1220,5 +1225,36 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn an_error_line_without_type_in_an_anthropic_stream_is_the_servers_message() {
+        let mut acc = AnthropicStream::default();
+        acc.on_event("content_block_start", &text_start(0).1.to_string())
+            .unwrap();
+        // LiteLLM: no `event:` name (so the SSE parser says `message`) and
+        // no `type` in the payload.
+        let e = acc
+            .on_event(
+                "message",
+                r#"{"error": {"message": "upstream connection lost", "type": "None", "param": "None", "code": "500"}}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_error");
+        assert!(e.to_string().contains("upstream connection lost"), "{e}");
+        let e = AnthropicStream::default()
+            .on_event(
+                "message",
+                r#"{"error": {"message": "Overloaded", "type": "overloaded_error"}}"#,
+            )
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::Overloaded(_)), "{e:?}");
+        let e = AnthropicStream::default()
+            .on_event(
+                "message",
+                r#"{"error": "litellm.ContextWindowExceededError: too long"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_context_too_long");
     }
 }

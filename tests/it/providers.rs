@@ -802,6 +802,11 @@ async fn a_context_window_error_from_the_gateway_says_which_setting_to_lower() {
             ProviderKind::Openai,
             Reply::text("never shown").fault(Fault::GatewayErrorAfter(0, exceeded.into())),
         ),
+        (
+            "mid-stream, Anthropic",
+            ProviderKind::Anthropic,
+            Reply::text("never shown").fault(Fault::GatewayErrorAfter(0, window.into())),
+        ),
     ] {
         let (error, requests) = error_of_turn(kind, reply).await;
         assert_eq!(
@@ -816,6 +821,36 @@ async fn a_context_window_error_from_the_gateway_says_which_setting_to_lower() {
         );
         assert_eq!(requests, 1, "{label}: no retry");
     }
+}
+
+#[actix_rt::test]
+async fn an_openai_style_error_line_inside_an_anthropic_stream_reports_the_servers_message() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Anthropic, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    let said = "litellm.APIConnectionError: AnthropicException - upstream connection lost";
+    for (shown, expected) in [(1, vec!["Starting to"]), (0, vec![])] {
+        llm.clear_requests();
+        llm.push(
+            Reply::text("Starting to")
+                .then_text(" answer")
+                .fault(Fault::GatewayErrorAfter(shown, said.into())),
+        );
+        ws.say("go").await;
+        let events = ws.turn().await;
+        let error = error_of(&events);
+        assert_eq!(error["code"], "provider_error", "after {shown}: {error}");
+        assert_eq!(
+            error["message"],
+            format!("The model server reported an error: {said}"),
+            "after {shown}"
+        );
+        assert_eq!(messages(&events), expected, "after {shown}: partial kept");
+        assert_eq!(llm.chat_requests().len(), 1, "after {shown}: no retry");
+    }
+    drop(ws);
+    app.stop().await;
 }
 
 // ───────────────────────────── model choice ─────────────────────────────
