@@ -1560,6 +1560,7 @@ impl Handler<ProviderEvent> for AgentActor {
             ProviderEvent::Finished {
                 request,
                 tool_calls,
+                ..
             } if Some(request) == current => self.on_finished(ctx, tool_calls),
             ProviderEvent::Failed {
                 request,

@@ -75,6 +75,9 @@ fn parse_line(line: &[u8]) -> Result<Option<Value>, ProviderError> {
 #[derive(Debug, Default)]
 pub struct OllamaStream {
     calls: Vec<ToolCallRequest>,
+    /// The last line's `done_reason` was `length`: the reply hit the
+    /// model's output limit.
+    length_limited: bool,
     done: bool,
 }
 
@@ -84,6 +87,9 @@ impl OllamaStream {
             return Err(remote_error(error_text(err)));
         }
         let mut out = Vec::new();
+        if line.get("done_reason").and_then(Value::as_str) == Some("length") {
+            self.length_limited = true;
+        }
         if let Some(msg) = line.get("message") {
             if let Some(text) = msg.get("content").and_then(Value::as_str) {
                 if !text.is_empty() {
@@ -122,6 +128,12 @@ impl OllamaStream {
             self.done = true;
         }
         Ok(out)
+    }
+
+    /// Whether the reply stopped at the model's output limit
+    /// (`done_reason: "length"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.length_limited
     }
 
     /// The tool calls, once the stream has ended; an error if it ended
@@ -233,6 +245,12 @@ impl OpenAiStream {
                 self.calls[slot].arguments.push_str(args);
             }
         }
+    }
+
+    /// Whether the reply stopped at the model's output limit
+    /// (`finish_reason: "length"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.truncated
     }
 
     /// The tool calls, once the stream has ended; an error if it ended
@@ -433,13 +451,19 @@ impl AnthropicStream {
         }
     }
 
+    /// Whether the reply stopped at the model's output limit
+    /// (`stop_reason: "max_tokens"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.stop_reason.as_deref() == Some("max_tokens")
+    }
+
     /// The tool calls, once the stream has ended; an error if it ended
     /// without `message_stop`.
     pub fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
         if !self.done {
             return Err(ProviderError::StreamCut);
         }
-        let truncated = self.stop_reason.as_deref() == Some("max_tokens");
+        let truncated = self.length_limited();
         let mut calls = Vec::new();
         for block in self.blocks.into_values() {
             let AnthropicBlock::ToolUse {
@@ -1131,6 +1155,54 @@ mod tests {
         assert_eq!(calls[0].arguments, json!({"command": "ls"}));
         assert_eq!(calls[1].id, "b");
         assert_eq!(calls[1].arguments, json!({"command": "pwd"}));
+    }
+
+    // ---------------------------------------------------------- length
+
+    #[test]
+    fn each_decoder_says_when_the_text_stopped_at_the_output_limit() {
+        let ollama = |reason: &str| {
+            let mut s = OllamaStream::default();
+            s.on_line(&json!({"message":{"role":"assistant","content":"Half a sen"},"done":false}))
+                .unwrap();
+            s.on_line(&json!({"message":{"role":"assistant","content":""},"done":true,"done_reason":reason}))
+                .unwrap();
+            let limited = s.length_limited();
+            assert!(s.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(ollama("length"));
+        assert!(!ollama("stop"));
+
+        let openai = |reason: &str| {
+            let mut s = OpenAiStream::default();
+            s.on_data(r#"{"choices":[{"index":0,"delta":{"content":"Half a sen"}}]}"#)
+                .unwrap();
+            s.on_data(&format!(
+                r#"{{"choices":[{{"index":0,"delta":{{}},"finish_reason":"{reason}"}}]}}"#
+            ))
+            .unwrap();
+            s.on_data("[DONE]").unwrap();
+            let limited = s.length_limited();
+            assert!(s.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(openai("length"));
+        assert!(!openai("stop"));
+
+        let anthropic = |reason: &str| {
+            let mut events = vec![text_start(0), text_delta(0, "Half a sen"), stop(0)];
+            events.extend(message_end(reason));
+            let mut acc = AnthropicStream::default();
+            for (name, data) in &events {
+                acc.on_event(name, &data.to_string()).unwrap();
+            }
+            let limited = acc.length_limited();
+            assert!(acc.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(anthropic("max_tokens"));
+        assert!(!anthropic("end_turn"));
     }
 
     // ---------------------------------------------------------- errors

@@ -159,6 +159,10 @@ pub enum ProviderEvent {
     Finished {
         request: u64,
         tool_calls: Vec<ToolCallRequest>,
+        /// The model stopped at its output limit (`provider.max_tokens`,
+        /// or the server's own), so the text may end mid-sentence and the
+        /// person should be told.
+        length_limited: bool,
     },
     /// The request failed. `output_started` says whether any text had been
     /// delivered (then no retry was attempted).
@@ -683,9 +687,13 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
         }
     };
     let event = match result {
-        Ok(tool_calls) => ProviderEvent::Finished {
+        Ok(Reply {
+            tool_calls,
+            length_limited,
+        }) => ProviderEvent::Finished {
             request,
             tool_calls,
+            length_limited,
         },
         Err(error) => ProviderEvent::Failed {
             request,
@@ -694,6 +702,24 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
         },
     };
     let _ = reply_to.send(event).await;
+}
+
+/// How a completed stream ended.
+struct Reply {
+    tool_calls: Vec<ToolCallRequest>,
+    /// The model stopped at its output limit.
+    length_limited: bool,
+}
+
+impl Reply {
+    /// What is reported when the receiver went away mid-stream: nobody
+    /// reads it.
+    fn abandoned() -> Reply {
+        Reply {
+            tool_calls: Vec::new(),
+            length_limited: false,
+        }
+    }
 }
 
 /// The SSE accumulator of the configured wire format.
@@ -723,11 +749,19 @@ impl SseStream {
         }
     }
 
-    fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
-        match self {
-            SseStream::OpenAi(acc) => acc.finish(),
-            SseStream::Anthropic(acc) => acc.finish(),
-        }
+    fn finish(self) -> Result<Reply, ProviderError> {
+        let length_limited = match &self {
+            SseStream::OpenAi(acc) => acc.length_limited(),
+            SseStream::Anthropic(acc) => acc.length_limited(),
+        };
+        let tool_calls = match self {
+            SseStream::OpenAi(acc) => acc.finish()?,
+            SseStream::Anthropic(acc) => acc.finish()?,
+        };
+        Ok(Reply {
+            tool_calls,
+            length_limited,
+        })
     }
 }
 
@@ -740,7 +774,7 @@ async fn run_stream(
     msg: &Complete,
     started: &mut bool,
     retries: &mut Retries,
-) -> Result<Vec<ToolCallRequest>, ProviderError> {
+) -> Result<Reply, ProviderError> {
     let (url, body) = build_request(settings, &msg.model, &msg.messages, msg.tools);
     let resp = open_stream(client, settings, &url, &body, &msg.model, retries).await?;
     let idle = Duration::from_secs(settings.stream_idle_secs);
@@ -772,11 +806,15 @@ async fn run_stream(
                             for StreamItem::Text(t) in acc.on_line(line)? {
                                 *started = true;
                                 if !deliver(t).await {
-                                    return Ok(Vec::new());
+                                    return Ok(Reply::abandoned());
                                 }
                             }
                         }
-                        return acc.finish();
+                        let length_limited = acc.length_limited();
+                        return Ok(Reply {
+                            tool_calls: acc.finish()?,
+                            length_limited,
+                        });
                     }
                 };
                 // Everything one read brought is one delta: a burst from the
@@ -790,7 +828,7 @@ async fn run_stream(
                 if !text.is_empty() {
                     *started = true;
                     if !deliver(text).await {
-                        return Ok(Vec::new());
+                        return Ok(Reply::abandoned());
                     }
                 }
             }
@@ -835,7 +873,7 @@ async fn run_stream(
         if !text.is_empty() {
             *started = true;
             if !deliver(text).await {
-                return Ok(Vec::new());
+                return Ok(Reply::abandoned());
             }
         }
         if let Some(e) = failure {
