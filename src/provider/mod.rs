@@ -820,9 +820,20 @@ async fn run_stream(
                 // Everything one read brought is one delta: a burst from the
                 // server becomes one event per socket, not thousands.
                 let mut text = String::new();
+                let mut failure = None;
                 for line in &lines {
-                    for StreamItem::Text(t) in acc.on_line(line)? {
-                        text.push_str(&t);
+                    match acc.on_line(line) {
+                        Ok(items) => {
+                            for StreamItem::Text(t) in items {
+                                text.push_str(&t);
+                            }
+                        }
+                        // The text before the error in this read is still
+                        // shown, as it would be had it come in its own read.
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
                 if !text.is_empty() {
@@ -830,6 +841,9 @@ async fn run_stream(
                     if !deliver(text).await {
                         return Ok(Reply::abandoned());
                     }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
                 }
             }
         }
@@ -851,11 +865,19 @@ async fn run_stream(
         let mut failure = None;
         for item in batch {
             match item {
-                Ok(event) => {
-                    for StreamItem::Text(t) in sse.on_event(&event)? {
-                        text.push_str(&t);
+                Ok(event) => match sse.on_event(&event) {
+                    Ok(items) => {
+                        for StreamItem::Text(t) in items {
+                            text.push_str(&t);
+                        }
                     }
-                }
+                    // The text before the error in this batch is still
+                    // shown, as it would be had it come in its own read.
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
                 Err(eventsource_stream::EventStreamError::Utf8(e)) => {
                     failure = Some(ProviderError::Decode(e.to_string()));
                     break;

@@ -445,6 +445,29 @@ async fn mid_stream_errors_end_the_turn_with_the_servers_message() {
 }
 
 #[actix_rt::test]
+async fn text_in_the_same_read_as_a_mid_stream_error_is_still_shown() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(
+            Reply::text("Starting to")
+                .then_text(" answer")
+                .fault(Fault::ErrorAfter(1, "the model runner crashed".into()))
+                .split(Split::Coalesced),
+        );
+        ws.say("go").await;
+        let events = ws.turn().await;
+        assert_eq!(error_of(&events)["code"], "provider_error", "{kind:?}");
+        assert_eq!(messages(&events), ["Starting to"], "{kind:?}: partial kept");
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
 async fn anthropic_overloaded_is_retried_before_output_and_reported_after() {
     let llm = FakeLlm::start().await;
     let app = start(&llm, ProviderKind::Anthropic, |s| {
