@@ -11,7 +11,8 @@
 //! of growing memory.
 //!
 //! Transient failures (429, 5xx, Anthropic's 529 and mid-stream
-//! `overloaded_error`) are retried with backoff, honouring `retry-after`,
+//! `overloaded_error`, a connection dropped before the first token) are
+//! retried with backoff, honouring `retry-after`,
 //! but only before any reply text has been delivered: after that a retry
 //! would repeat what the person already saw.
 
@@ -587,6 +588,9 @@ impl Retries {
 
 /// Send the request, retrying transient failures (429, 5xx, 529) with
 /// backoff; nothing has reached the person yet, so a retry is invisible.
+/// A connection that fails before the response headers, once it was made,
+/// is a [`ProviderError::StreamCut`] for the caller to retry; one that
+/// cannot be made at all means the server is not there.
 async fn open_stream(
     client: &reqwest::Client,
     settings: &ProviderSettings,
@@ -597,7 +601,14 @@ async fn open_stream(
 ) -> Result<reqwest::Response, ProviderError> {
     loop {
         let req = authorize(client.post(url).json(body), settings);
-        let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(settings, &e)),
+            Err(e) => {
+                log::warn!("provider closed the connection before answering: {e}");
+                return Err(ProviderError::StreamCut);
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -671,16 +682,16 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
     let mut retries = Retries::new(&settings);
     let result = loop {
         match run_stream(&client, &settings, &msg, &mut started, &mut retries).await {
-            // Overloaded before any text: the person has seen nothing, so
-            // this is as transient as a 529.
-            Err(ProviderError::Overloaded(detail)) if !started => {
+            // Overloaded, or the connection dropped, before any text: the
+            // person has seen nothing, so this is as transient as a 529.
+            Err(error @ (ProviderError::Overloaded(_) | ProviderError::StreamCut)) if !started => {
                 let attempt = retries.made;
                 match retries.next_wait(None) {
                     Some(wait) => {
-                        log::warn!("provider overloaded mid-stream ({detail}); retrying in {wait:?} (attempt {attempt})");
+                        log::warn!("provider failed before the first token ({error}); retrying in {wait:?} (attempt {attempt})");
                         tokio::time::sleep(wait).await;
                     }
-                    None => break Err(ProviderError::Overloaded(detail)),
+                    None => break Err(error),
                 }
             }
             other => break other,

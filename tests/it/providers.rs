@@ -876,6 +876,64 @@ async fn an_openai_style_error_line_inside_an_anthropic_stream_reports_the_serve
     app.stop().await;
 }
 
+#[actix_rt::test]
+async fn a_connection_dropped_before_the_first_token_is_retried() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        for (label, first) in [
+            (
+                "cut before any text",
+                Reply::text("lost").fault(Fault::CutAfter(0)),
+            ),
+            (
+                "cut before any text, close-delimited",
+                Reply::text("lost")
+                    .fault(Fault::CutAfter(0))
+                    .quirks(quirks(|q| q.close_delimited = true)),
+            ),
+            (
+                "closed before the headers",
+                Reply::text("lost").fault(Fault::Hangup),
+            ),
+        ] {
+            llm.clear_requests();
+            llm.push(first);
+            llm.push(Reply::text("the second try"));
+            ws.say("hello").await;
+            let events = ws.turn().await;
+            assert!(
+                of_type(&events, "error").is_empty(),
+                "{kind:?}, {label}: {events:#?}"
+            );
+            assert_eq!(messages(&events), ["the second try"], "{kind:?}, {label}");
+            assert_eq!(llm.chat_requests().len(), 2, "{kind:?}, {label}");
+        }
+        drop(ws);
+        app.stop().await;
+    }
+
+    // Within the retry budget: dropped every time, it is reported.
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Openai, |s| s.provider.max_retries = 1).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    for _ in 0..3 {
+        llm.push(Reply::text("lost").fault(Fault::Hangup));
+    }
+    ws.say("hello").await;
+    let events = ws.turn().await;
+    assert_eq!(error_of(&events)["code"], "provider_stream_cut");
+    assert_eq!(
+        llm.chat_requests().len(),
+        2,
+        "max_retries = 1: two attempts"
+    );
+    drop(ws);
+    app.stop().await;
+}
 // ───────────────────────────── model choice ─────────────────────────────
 
 #[actix_rt::test]
