@@ -254,7 +254,8 @@ impl OpenAiStream {
     }
 
     /// The tool calls, once the stream has ended; an error if it ended
-    /// without `data: [DONE]`.
+    /// without `data: [DONE]`. A stream with `[DONE]` but no finish reason
+    /// is complete: some servers never send one.
     pub fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
         if !self.done {
             return Err(ProviderError::StreamCut);

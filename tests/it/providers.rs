@@ -934,6 +934,37 @@ async fn a_connection_dropped_before_the_first_token_is_retried() {
     drop(ws);
     app.stop().await;
 }
+
+/// A gateway whose upstream died mid-reply may still end the stream the
+/// normal way, only without a finish reason. IronClaw cannot tell that from
+/// a server that never sends one (some do not), so the text so far is the
+/// reply.
+#[actix_rt::test]
+async fn a_stream_that_ends_normally_after_its_upstream_died_is_the_reply_so_far() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(
+            Reply::text("The first half")
+                .then_text(" and the second half")
+                .fault(Fault::EndAfter(1)),
+        );
+        ws.say("tell me").await;
+        let events = ws.turn().await;
+        assert!(
+            of_type(&events, "error").is_empty(),
+            "{kind:?}: {events:#?}"
+        );
+        assert_eq!(messages(&events), ["The first half"], "{kind:?}");
+        assert_eq!(events.last().unwrap()["reason"], "completed", "{kind:?}");
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
 // ───────────────────────────── model choice ─────────────────────────────
 
 #[actix_rt::test]
