@@ -579,9 +579,11 @@ impl Handler<ProviderEvent> for AgentActor {
             ProviderEvent::Finished {
                 request,
                 tool_calls,
+                length_limited,
             } => Input::Finished {
                 request,
                 tool_calls,
+                length_limited,
             },
             ProviderEvent::Failed {
                 request,

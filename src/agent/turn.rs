@@ -59,6 +59,8 @@ pub enum Input {
     Finished {
         request: u64,
         tool_calls: Vec<ToolCall>,
+        /// It stopped at the output limit, so its text may be cut short.
+        length_limited: bool,
     },
     /// The model's request failed.
     Failed {
@@ -164,6 +166,8 @@ struct Turn {
     context_noted: bool,
 }
 
+/// Told to the person when a reply stopped at the model's output limit.
+pub const CUT_SHORT: &str = "The model's reply stopped at its length limit, so it may end mid-sentence. Ask it to go on, or raise provider.max_tokens.";
 /// Told to the model for a call that was not run because the turn was
 /// cancelled.
 pub const CANCELLED: &str = "The person cancelled the turn; the command was not run.";
@@ -229,7 +233,8 @@ impl TurnMachine {
             Input::Finished {
                 request,
                 tool_calls,
-            } => self.on_finished(request, tool_calls),
+                length_limited,
+            } => self.on_finished(request, tool_calls, length_limited),
             Input::Failed {
                 request,
                 error,
@@ -432,7 +437,7 @@ impl TurnMachine {
         self.out.push(Effect::Send(event));
     }
 
-    fn on_finished(&mut self, request: u64, mut tool_calls: Vec<ToolCall>) {
+    fn on_finished(&mut self, request: u64, mut tool_calls: Vec<ToolCall>, length_limited: bool) {
         let tools = self.tools;
         let Some(turn) = self.current(request) else {
             return;
@@ -443,17 +448,27 @@ impl TurnMachine {
             // blocks; they take the same approval and execution path.
             tool_calls = conversation::fenced_calls(&text);
         }
-        let message = (!text.is_empty()).then(|| ServerEvent::AssistantMessage {
-            turn_id: turn.id.clone(),
-            text,
-        });
+        let mut events: Vec<ServerEvent> = (!text.is_empty())
+            .then(|| ServerEvent::AssistantMessage {
+                turn_id: turn.id.clone(),
+                text,
+            })
+            .into_iter()
+            .collect();
+        if length_limited {
+            events.push(ServerEvent::log(
+                LogLevel::Warn,
+                LogSource::Provider,
+                CUT_SHORT,
+            ));
+        }
         if tool_calls.is_empty() {
-            self.end_turn(TurnEndReason::Completed, message.into_iter().collect());
+            self.end_turn(TurnEndReason::Completed, events);
             return;
         }
         turn.calls = tool_calls.into();
-        if let Some(message) = message {
-            self.store(Record::Events(vec![message]));
+        if !events.is_empty() {
+            self.store(Record::Events(events));
         }
         self.next_call();
     }
@@ -956,6 +971,7 @@ mod tests {
             self.step(Input::Finished {
                 request,
                 tool_calls: calls,
+                length_limited: false,
             })
         }
 
@@ -1286,6 +1302,26 @@ mod tests {
         assert!(h.events.iter().any(
             |e| matches!(e, ServerEvent::Error { code, .. } if *code == ErrorCode::StepLimit)
         ));
+    }
+
+    #[test]
+    fn a_reply_cut_at_the_length_limit_tells_the_person() {
+        let mut h = Harness::new();
+        let r1 = h.say("write an essay");
+        h.step(Input::Delta {
+            request: r1,
+            text: "Once upon a".into(),
+        });
+        h.step(Input::Finished {
+            request: r1,
+            tool_calls: vec![],
+            length_limited: true,
+        });
+        assert_eq!(&h.kinds()[1..], ["assistant_message", "log", "turn_done"]);
+        assert!(h.events.iter().any(
+            |e| matches!(e, ServerEvent::Log { level: LogLevel::Warn, message, .. } if message == CUT_SHORT)
+        ));
+        assert_eq!(turn_end(&h), Some(TurnEndReason::Completed));
     }
 
     #[test]

@@ -75,15 +75,21 @@ fn parse_line(line: &[u8]) -> Result<Option<Value>, ProviderError> {
 #[derive(Debug, Default)]
 pub struct OllamaStream {
     calls: Vec<ToolCallRequest>,
+    /// The last line's `done_reason` was `length`: the reply hit the
+    /// model's output limit.
+    length_limited: bool,
     done: bool,
 }
 
 impl OllamaStream {
     pub fn on_line(&mut self, line: &Value) -> Result<Vec<StreamItem>, ProviderError> {
         if let Some(err) = line.get("error") {
-            return Err(ProviderError::Remote(error_text(err)));
+            return Err(remote_error(error_text(err)));
         }
         let mut out = Vec::new();
+        if line.get("done_reason").and_then(Value::as_str) == Some("length") {
+            self.length_limited = true;
+        }
         if let Some(msg) = line.get("message") {
             if let Some(text) = msg.get("content").and_then(Value::as_str) {
                 if !text.is_empty() {
@@ -122,6 +128,12 @@ impl OllamaStream {
             self.done = true;
         }
         Ok(out)
+    }
+
+    /// Whether the reply stopped at the model's output limit
+    /// (`done_reason: "length"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.length_limited
     }
 
     /// The tool calls, once the stream has ended; an error if it ended
@@ -172,7 +184,7 @@ impl OpenAiStream {
             ProviderError::Decode(format!("an event is not JSON ({e}): {data:.200}"))
         })?;
         if let Some(err) = chunk.get("error") {
-            return Err(ProviderError::Remote(error_text(err)));
+            return Err(remote_error(error_text(err)));
         }
         let mut out = Vec::new();
         let choices = chunk.get("choices").and_then(Value::as_array);
@@ -235,8 +247,15 @@ impl OpenAiStream {
         }
     }
 
+    /// Whether the reply stopped at the model's output limit
+    /// (`finish_reason: "length"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.truncated
+    }
+
     /// The tool calls, once the stream has ended; an error if it ended
-    /// without `data: [DONE]`.
+    /// without `data: [DONE]`. A stream with `[DONE]` but no finish reason
+    /// is complete: some servers never send one.
     pub fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
         if !self.done {
             return Err(ProviderError::StreamCut);
@@ -316,11 +335,16 @@ impl AnthropicStream {
         let payload: Value = serde_json::from_str(data).map_err(|e| {
             ProviderError::Decode(format!("an event is not JSON ({e}): {data:.200}"))
         })?;
-        let kind = payload
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or(event)
-            .to_string();
+        // An `{"error": …}` payload without `type` is an OpenAI-style error
+        // line: gateways (LiteLLM) put one in an Anthropic stream, with no
+        // `event:` name either, when the upstream fails mid-reply.
+        let untyped_error = payload.get("type").is_none() && payload.get("error").is_some();
+        let kind = match payload.get("type").and_then(Value::as_str) {
+            Some(kind) => kind,
+            None if untyped_error => "error",
+            None => event,
+        }
+        .to_string();
         let mut out = Vec::new();
         match kind.as_str() {
             "content_block_start" => {
@@ -404,7 +428,7 @@ impl AnthropicStream {
                     if err.get("type").and_then(Value::as_str) == Some(ANTHROPIC_OVERLOADED) {
                         ProviderError::Overloaded(message)
                     } else {
-                        ProviderError::Remote(message)
+                        remote_error(message)
                     },
                 );
             }
@@ -428,13 +452,19 @@ impl AnthropicStream {
         }
     }
 
+    /// Whether the reply stopped at the model's output limit
+    /// (`stop_reason: "max_tokens"`) rather than where the model ended it.
+    pub fn length_limited(&self) -> bool {
+        self.stop_reason.as_deref() == Some("max_tokens")
+    }
+
     /// The tool calls, once the stream has ended; an error if it ended
     /// without `message_stop`.
     pub fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
         if !self.done {
             return Err(ProviderError::StreamCut);
         }
-        let truncated = self.stop_reason.as_deref() == Some("max_tokens");
+        let truncated = self.length_limited();
         let mut calls = Vec::new();
         for block in self.blocks.into_values() {
             let AnthropicBlock::ToolUse {
@@ -488,6 +518,126 @@ pub fn error_text(err: &Value) -> String {
             .map(str::to_string)
             .unwrap_or_else(|| err.to_string()),
         other => other.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ errors
+
+/// Longest part of an error body quoted when no message can be read out of
+/// it (an HTML error page, say): enough to recognise it, short enough for
+/// one line of the page.
+pub const ERROR_QUOTE_CHARS: usize = 300;
+
+/// The server's message in the body of a refused request, as one clause
+/// (whitespace collapsed, no full stop: the templates punctuate). The body
+/// may be a JSON error (`{"error": …}` of OpenAI, Anthropic and Ollama,
+/// `{"message": …}` of vLLM, `{"detail": …}` of FastAPI servers), the same
+/// in SSE `data:` lines (LiteLLM answers a streamed request's errors so),
+/// or plain text.
+pub fn error_body(body: &str) -> String {
+    let body = body.trim();
+    let message = match json_error(body) {
+        Some(message) => message,
+        None => {
+            let events: Vec<String> = sse_payloads(body)
+                .into_iter()
+                .filter(|data| !data.is_empty() && data != "[DONE]")
+                .map(|data| json_error(&data).unwrap_or(data))
+                .collect();
+            if events.is_empty() {
+                body.to_string()
+            } else {
+                events.join(" ")
+            }
+        }
+    };
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = line.trim_end_matches('.');
+    if line.chars().count() > ERROR_QUOTE_CHARS {
+        let cut: String = line.chars().take(ERROR_QUOTE_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+/// The message of a JSON error body, if `text` is one.
+fn json_error(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let found = ["error", "message", "detail"]
+        .iter()
+        .find_map(|key| v.get(key))
+        .map(error_text);
+    match (found, &v) {
+        (Some(message), _) => Some(message),
+        (None, Value::String(s)) => Some(s.clone()),
+        (None, _) => None,
+    }
+}
+
+/// The `data:` payload of each event of an SSE body: its `data:` lines
+/// joined by newlines, as the SSE specification joins them.
+fn sse_payloads(body: &str) -> Vec<String> {
+    let mut events = Vec::new();
+    let mut data: Option<String> = None;
+    for line in body.lines() {
+        if line.is_empty() {
+            events.extend(data.take());
+            continue;
+        }
+        if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match data.as_mut() {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            }
+        }
+    }
+    events.extend(data);
+    events
+}
+
+/// What servers say when the prompt is over the model's context: Anthropic
+/// (`prompt is too long`), OpenAI (`context_length_exceeded`, `maximum
+/// context length`), vLLM and llama.cpp (`context length`, `context size`),
+/// LiteLLM (`ContextWindowExceededError`, `context window`). Lowercase.
+const CONTEXT_OVERFLOW: [&str; 7] = [
+    "prompt is too long",
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "exceeds the available context size",
+    "contextwindowexceedederror",
+    "context window",
+];
+
+/// Whether the server's message says the prompt is over the context.
+pub fn is_context_overflow(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    CONTEXT_OVERFLOW.iter().any(|t| lower.contains(t))
+}
+
+/// What servers say, with a 400, about a model they do not serve: LiteLLM
+/// (`Invalid model name passed in model=…`) and OpenAI's `model_not_found`
+/// code. Lowercase.
+const UNKNOWN_MODEL: [&str; 2] = ["invalid model name", "model_not_found"];
+
+/// Whether the server's message says it does not know the model.
+pub fn is_unknown_model(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    UNKNOWN_MODEL.iter().any(|t| lower.contains(t))
+}
+
+/// A mid-stream error reported by the server: a context overflow gets its
+/// own actionable message, anything else is quoted.
+pub fn remote_error(message: String) -> ProviderError {
+    if is_context_overflow(&message) {
+        ProviderError::ContextTooLong { detail: message }
+    } else {
+        ProviderError::Remote(message)
     }
 }
 
@@ -1006,5 +1156,178 @@ mod tests {
         assert_eq!(calls[0].arguments, json!({"command": "ls"}));
         assert_eq!(calls[1].id, "b");
         assert_eq!(calls[1].arguments, json!({"command": "pwd"}));
+    }
+
+    // ---------------------------------------------------------- length
+
+    #[test]
+    fn each_decoder_says_when_the_text_stopped_at_the_output_limit() {
+        let ollama = |reason: &str| {
+            let mut s = OllamaStream::default();
+            s.on_line(&json!({"message":{"role":"assistant","content":"Half a sen"},"done":false}))
+                .unwrap();
+            s.on_line(&json!({"message":{"role":"assistant","content":""},"done":true,"done_reason":reason}))
+                .unwrap();
+            let limited = s.length_limited();
+            assert!(s.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(ollama("length"));
+        assert!(!ollama("stop"));
+
+        let openai = |reason: &str| {
+            let mut s = OpenAiStream::default();
+            s.on_data(r#"{"choices":[{"index":0,"delta":{"content":"Half a sen"}}]}"#)
+                .unwrap();
+            s.on_data(&format!(
+                r#"{{"choices":[{{"index":0,"delta":{{}},"finish_reason":"{reason}"}}]}}"#
+            ))
+            .unwrap();
+            s.on_data("[DONE]").unwrap();
+            let limited = s.length_limited();
+            assert!(s.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(openai("length"));
+        assert!(!openai("stop"));
+
+        let anthropic = |reason: &str| {
+            let mut events = vec![text_start(0), text_delta(0, "Half a sen"), stop(0)];
+            events.extend(message_end(reason));
+            let mut acc = AnthropicStream::default();
+            for (name, data) in &events {
+                acc.on_event(name, &data.to_string()).unwrap();
+            }
+            let limited = acc.length_limited();
+            assert!(acc.finish().unwrap().is_empty());
+            limited
+        };
+        assert!(anthropic("max_tokens"));
+        assert!(!anthropic("end_turn"));
+    }
+
+    // ---------------------------------------------------------- errors
+
+    #[test]
+    fn error_bodies_are_read_whatever_their_form() {
+        let long = "x".repeat(ERROR_QUOTE_CHARS + 50);
+        let cut = format!("{}…", "x".repeat(ERROR_QUOTE_CHARS));
+        for (body, expected) in [
+            // OpenAI, and LiteLLM's stringified Python `None`s.
+            (
+                r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+                "Incorrect API key provided",
+            ),
+            // Anthropic.
+            (
+                r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}"#,
+                "model: claude-x",
+            ),
+            // Ollama.
+            (r#"{"error":"model \"x\" not found"}"#, r#"model "x" not found"#),
+            // vLLM and FastAPI servers.
+            (r#"{"object":"error","message":"bad temperature","code":400}"#, "bad temperature"),
+            (r#"{"detail":"Not authenticated"}"#, "Not authenticated"),
+            (r#"{"detail":[{"msg":"field required"}]}"#, r#"[{"msg":"field required"}]"#),
+            // LiteLLM's answer to a streamed request: SSE, CRLF or not.
+            (
+                "data: {\"error\": {\"message\": \"Invalid model name passed in model=x.\", \"type\": \"None\"}}\n\n",
+                "Invalid model name passed in model=x",
+            ),
+            (
+                "event: error\r\ndata: {\"error\": \"boom\"}\r\n\r\ndata: [DONE]\r\n\r\n",
+                "boom",
+            ),
+            ("data:not json\n\n", "not json"),
+            // Plain text, one line, cut when long.
+            ("upstream connect error\n  or disconnect/reset before headers.\n", "upstream connect error or disconnect/reset before headers"),
+            (long.as_str(), cut.as_str()),
+            ("", ""),
+        ] {
+            assert_eq!(error_body(body), expected, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn context_overflow_and_unknown_model_are_recognised_in_servers_words() {
+        for (message, overflow, unknown) in [
+            (
+                "prompt is too long: 210000 tokens > 200000 maximum",
+                true,
+                false,
+            ),
+            (
+                "This model's maximum context length is 8192 tokens.",
+                true,
+                false,
+            ),
+            (
+                "litellm.ContextWindowExceededError: VertexAIException - too many tokens",
+                true,
+                false,
+            ),
+            (
+                "Input is too long for the model's context window",
+                true,
+                false,
+            ),
+            (
+                "the request exceeds the available context size",
+                true,
+                false,
+            ),
+            (
+                "/chat/completions: Invalid model name passed in model=gpt-9",
+                false,
+                true,
+            ),
+            ("NotFoundError: model_not_found", false, true),
+            ("Incorrect API key provided", false, false),
+            ("temperature must be at most 2", false, false),
+        ] {
+            assert_eq!(is_context_overflow(message), overflow, "{message}");
+            assert_eq!(is_unknown_model(message), unknown, "{message}");
+            let e = remote_error(message.to_string());
+            assert_eq!(
+                e.code(),
+                if overflow {
+                    "provider_context_too_long"
+                } else {
+                    "provider_error"
+                },
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_line_without_type_in_an_anthropic_stream_is_the_servers_message() {
+        let mut acc = AnthropicStream::default();
+        acc.on_event("content_block_start", &text_start(0).1.to_string())
+            .unwrap();
+        // LiteLLM: no `event:` name (so the SSE parser says `message`) and
+        // no `type` in the payload.
+        let e = acc
+            .on_event(
+                "message",
+                r#"{"error": {"message": "upstream connection lost", "type": "None", "param": "None", "code": "500"}}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_error");
+        assert!(e.to_string().contains("upstream connection lost"), "{e}");
+        let e = AnthropicStream::default()
+            .on_event(
+                "message",
+                r#"{"error": {"message": "Overloaded", "type": "overloaded_error"}}"#,
+            )
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::Overloaded(_)), "{e:?}");
+        let e = AnthropicStream::default()
+            .on_event(
+                "message",
+                r#"{"error": "litellm.ContextWindowExceededError: too long"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "provider_context_too_long");
     }
 }

@@ -11,7 +11,8 @@
 //! of growing memory.
 //!
 //! Transient failures (429, 5xx, Anthropic's 529 and mid-stream
-//! `overloaded_error`) are retried with backoff, honouring `retry-after`,
+//! `overloaded_error`, a connection dropped before the first token) are
+//! retried with backoff, honouring `retry-after`,
 //! but only before any reply text has been delivered: after that a retry
 //! would repeat what the person already saw.
 
@@ -129,9 +130,12 @@ impl ChatMessage {
     }
 }
 
+/// `kind` in the variants that name the server is [`kind_name`]'s word
+/// for it ("Ollama", "OpenAI-compatible", "Anthropic"); the templates say
+/// "the {kind} server" around it, so every kind reads as one phrase.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    #[error("{kind} is not reachable at {url} ({detail}). {hint}")]
+    #[error("The {kind} server is not reachable at {url} ({detail}). {hint}")]
     Unreachable {
         kind: String,
         url: String,
@@ -218,6 +222,10 @@ pub enum ProviderEvent {
     Finished {
         request: u64,
         tool_calls: Vec<ToolCall>,
+        /// The model stopped at its output limit (`provider.max_tokens`,
+        /// or the server's own), so the text may end mid-sentence and the
+        /// person should be told.
+        length_limited: bool,
     },
     /// The request failed. `output_started` says whether any text had been
     /// delivered (then no retry was attempted).
@@ -316,10 +324,11 @@ pub fn http_client(settings: &ProviderSettings) -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// The server's name as the error templates use it: "the {name} server".
 fn kind_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Ollama => "Ollama",
-        ProviderKind::Openai => "The OpenAI-compatible server",
+        ProviderKind::Openai => "OpenAI-compatible",
         ProviderKind::Anthropic => "Anthropic",
     }
 }
@@ -602,17 +611,6 @@ const TOOLS_REFUSED: [&str; 4] = [
     "tools param requires",
 ];
 
-/// What servers say when the prompt is over the model's context: Anthropic
-/// (`prompt is too long`), OpenAI (`context_length_exceeded`, `maximum
-/// context length`), vLLM and llama.cpp (`context length`, `context size`).
-const CONTEXT_OVERFLOW: [&str; 5] = [
-    "prompt is too long",
-    "context_length_exceeded",
-    "maximum context length",
-    "context length",
-    "exceeds the available context size",
-];
-
 /// The attempts of one completion, shared by the HTTP-status retries and
 /// the mid-stream `overloaded` retries so together they stay within
 /// `provider.max_retries`.
@@ -649,6 +647,9 @@ impl Retries {
 
 /// Send the request, retrying transient failures (429, 5xx, 529) with
 /// backoff; nothing has reached the person yet, so a retry is invisible.
+/// A connection that fails before the response headers, once it was made,
+/// is a [`ProviderError::StreamCut`] for the caller to retry; one that
+/// cannot be made at all means the server is not there.
 async fn open_stream(
     client: &reqwest::Client,
     settings: &ProviderSettings,
@@ -659,21 +660,30 @@ async fn open_stream(
 ) -> Result<reqwest::Response, ProviderError> {
     loop {
         let req = authorize(client.post(url).json(body), settings);
-        let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(settings, &e)),
+            Err(e) => {
+                log::warn!("provider closed the connection before answering: {e}");
+                return Err(ProviderError::StreamCut);
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let asked = retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").map(decode::error_text))
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = decode::error_body(&text);
         let code = status.as_u16();
         let lower = detail.to_lowercase();
         if body.get("tools").is_some() && TOOLS_REFUSED.iter().any(|t| lower.contains(t)) {
             return Err(ProviderError::ToolsUnsupported);
+        }
+        // Whatever the status: a gateway may wrap the upstream's 400 in a
+        // 5xx, and retrying an overflow cannot help.
+        if decode::is_context_overflow(&detail) {
+            return Err(ProviderError::ContextTooLong { detail });
         }
         let transient = code == 429 || code == 529 || status.is_server_error();
         if transient {
@@ -694,9 +704,6 @@ async fn open_stream(
             }
         }
         return Err(match code {
-            400 | 413 if CONTEXT_OVERFLOW.iter().any(|t| lower.contains(t)) => {
-                ProviderError::ContextTooLong { detail }
-            }
             401 | 403 => ProviderError::Auth {
                 kind: kind_name(settings.kind).to_string(),
                 status: code,
@@ -704,7 +711,12 @@ async fn open_stream(
                 hint: key_hint(settings),
             },
             404 if lower.contains("model") => ProviderError::ModelNotFound {
-                kind: settings.kind.as_str().to_string(),
+                kind: kind_name(settings.kind).to_string(),
+                model: model.to_string(),
+                hint: model_hint(settings, model),
+            },
+            400 if decode::is_unknown_model(&detail) => ProviderError::ModelNotFound {
+                kind: kind_name(settings.kind).to_string(),
                 model: model.to_string(),
                 hint: model_hint(settings, model),
             },
@@ -729,26 +741,30 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
     let mut retries = Retries::new(&settings);
     let result = loop {
         match run_stream(&client, &settings, &msg, &mut started, &mut retries).await {
-            // Overloaded before any text: the person has seen nothing, so
-            // this is as transient as a 529.
-            Err(ProviderError::Overloaded(detail)) if !started => {
+            // Overloaded, or the connection dropped, before any text: the
+            // person has seen nothing, so this is as transient as a 529.
+            Err(error @ (ProviderError::Overloaded(_) | ProviderError::StreamCut)) if !started => {
                 let attempt = retries.made;
                 match retries.next_wait(None) {
                     Some(wait) => {
-                        log::warn!("provider overloaded mid-stream ({detail}); retrying in {wait:?} (attempt {attempt})");
+                        log::warn!("provider failed before the first token ({error}); retrying in {wait:?} (attempt {attempt})");
                         tokio::time::sleep(wait).await;
                     }
-                    None => break Err(ProviderError::Overloaded(detail)),
+                    None => break Err(error),
                 }
             }
             other => break other,
         }
     };
-    let decoded = result.and_then(|calls| calls.into_iter().map(ToolCall::decode).collect());
+    let decoded = result.and_then(|reply| {
+        let calls = reply.tool_calls.into_iter().map(ToolCall::decode);
+        Ok((calls.collect::<Result<Vec<_>, _>>()?, reply.length_limited))
+    });
     let event = match decoded {
-        Ok(tool_calls) => ProviderEvent::Finished {
+        Ok((tool_calls, length_limited)) => ProviderEvent::Finished {
             request,
             tool_calls,
+            length_limited,
         },
         Err(error) => ProviderEvent::Failed {
             request,
@@ -757,6 +773,24 @@ async fn stream_completion(client: reqwest::Client, settings: ProviderSettings, 
         },
     };
     let _ = reply_to.send(event).await;
+}
+
+/// How a completed stream ended.
+struct Reply {
+    tool_calls: Vec<ToolCallRequest>,
+    /// The model stopped at its output limit.
+    length_limited: bool,
+}
+
+impl Reply {
+    /// What is reported when the receiver went away mid-stream: nobody
+    /// reads it.
+    fn abandoned() -> Reply {
+        Reply {
+            tool_calls: Vec::new(),
+            length_limited: false,
+        }
+    }
 }
 
 /// The SSE accumulator of the configured wire format.
@@ -778,7 +812,7 @@ impl SseStream {
                     let message = serde_json::from_str::<Value>(&event.data)
                         .map(|v| decode::error_text(v.get("error").unwrap_or(&v)))
                         .unwrap_or_else(|_| event.data.clone());
-                    return Err(ProviderError::Remote(message));
+                    return Err(decode::remote_error(message));
                 }
                 acc.on_data(&event.data)
             }
@@ -786,11 +820,19 @@ impl SseStream {
         }
     }
 
-    fn finish(self) -> Result<Vec<ToolCallRequest>, ProviderError> {
-        match self {
-            SseStream::OpenAi(acc) => acc.finish(),
-            SseStream::Anthropic(acc) => acc.finish(),
-        }
+    fn finish(self) -> Result<Reply, ProviderError> {
+        let length_limited = match &self {
+            SseStream::OpenAi(acc) => acc.length_limited(),
+            SseStream::Anthropic(acc) => acc.length_limited(),
+        };
+        let tool_calls = match self {
+            SseStream::OpenAi(acc) => acc.finish()?,
+            SseStream::Anthropic(acc) => acc.finish()?,
+        };
+        Ok(Reply {
+            tool_calls,
+            length_limited,
+        })
     }
 }
 
@@ -803,7 +845,7 @@ async fn run_stream(
     msg: &Complete,
     started: &mut bool,
     retries: &mut Retries,
-) -> Result<Vec<ToolCallRequest>, ProviderError> {
+) -> Result<Reply, ProviderError> {
     let (url, body) = build_request(settings, &msg.model, &msg.messages, msg.tools);
     let resp = open_stream(client, settings, &url, &body, &msg.model, retries).await?;
     let idle = Duration::from_secs(settings.stream_idle_secs);
@@ -835,26 +877,44 @@ async fn run_stream(
                             for StreamItem::Text(t) in acc.on_line(line)? {
                                 *started = true;
                                 if !deliver(t).await {
-                                    return Ok(Vec::new());
+                                    return Ok(Reply::abandoned());
                                 }
                             }
                         }
-                        return acc.finish();
+                        let length_limited = acc.length_limited();
+                        return Ok(Reply {
+                            tool_calls: acc.finish()?,
+                            length_limited,
+                        });
                     }
                 };
                 // Everything one read brought is one delta: a burst from the
                 // server becomes one event per socket, not thousands.
                 let mut text = String::new();
+                let mut failure = None;
                 for line in &lines {
-                    for StreamItem::Text(t) in acc.on_line(line)? {
-                        text.push_str(&t);
+                    match acc.on_line(line) {
+                        Ok(items) => {
+                            for StreamItem::Text(t) in items {
+                                text.push_str(&t);
+                            }
+                        }
+                        // The text before the error in this read is still
+                        // shown, as it would be had it come in its own read.
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
                 if !text.is_empty() {
                     *started = true;
                     if !deliver(text).await {
-                        return Ok(Vec::new());
+                        return Ok(Reply::abandoned());
                     }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
                 }
             }
         }
@@ -876,11 +936,19 @@ async fn run_stream(
         let mut failure = None;
         for item in batch {
             match item {
-                Ok(event) => {
-                    for StreamItem::Text(t) in sse.on_event(&event)? {
-                        text.push_str(&t);
+                Ok(event) => match sse.on_event(&event) {
+                    Ok(items) => {
+                        for StreamItem::Text(t) in items {
+                            text.push_str(&t);
+                        }
                     }
-                }
+                    // The text before the error in this batch is still
+                    // shown, as it would be had it come in its own read.
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
                 Err(eventsource_stream::EventStreamError::Utf8(e)) => {
                     failure = Some(ProviderError::Decode(e.to_string()));
                     break;
@@ -898,7 +966,7 @@ async fn run_stream(
         if !text.is_empty() {
             *started = true;
             if !deliver(text).await {
-                return Ok(Vec::new());
+                return Ok(Reply::abandoned());
             }
         }
         if let Some(e) = failure {
@@ -934,10 +1002,15 @@ pub async fn list_models(
     let resp = req.send().await.map_err(|e| unreachable(settings, &e))?;
     let status = resp.status().as_u16();
     if status == 401 || status == 403 {
+        let said = decode::error_body(&resp.text().await.unwrap_or_default());
         return Err(ProviderError::Auth {
             kind: kind_name(settings.kind).to_string(),
             status,
-            detail: "the model list was refused".into(),
+            detail: if said.is_empty() {
+                "the model list was refused".into()
+            } else {
+                said
+            },
             hint: key_hint(settings),
         });
     }
@@ -1023,7 +1096,7 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
                 None => {
                     h.hint = Some(
                         ProviderError::ModelNotFound {
-                            kind: settings.kind.as_str().to_string(),
+                            kind: kind_name(settings.kind).to_string(),
                             model: settings.model.clone(),
                             hint: model_hint(settings, &settings.model),
                         }
@@ -1032,7 +1105,11 @@ pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> Pr
                 }
             }
         }
-        Err(e) => h.hint = Some(e.to_string()),
+        Err(e) => {
+            // Any answer, a refused key included, proves the server is there.
+            h.reachable = !matches!(e, ProviderError::Unreachable { .. });
+            h.hint = Some(e.to_string());
+        }
     }
     h
 }
@@ -1274,5 +1351,62 @@ mod tests {
         assert_eq!(url, "http://h/v1/chat/completions");
         assert!(body.get("tools").is_none());
         assert_eq!(body["messages"][0]["role"], "system");
+    }
+
+    #[test]
+    fn errors_naming_the_server_read_as_one_phrase_for_every_kind() {
+        let mut settings = crate::config::Settings::load(None).unwrap().provider;
+        settings.api_key = "k".into();
+        for (kind, name) in [
+            (ProviderKind::Ollama, "Ollama"),
+            (ProviderKind::Openai, "OpenAI-compatible"),
+            (ProviderKind::Anthropic, "Anthropic"),
+        ] {
+            settings.kind = kind;
+            let kind = kind_name(kind).to_string();
+            let messages = [
+                ProviderError::Unreachable {
+                    kind: kind.clone(),
+                    url: "http://h".into(),
+                    detail: "connection refused".into(),
+                    hint: "Start it.".into(),
+                }
+                .to_string(),
+                ProviderError::ModelNotFound {
+                    kind: kind.clone(),
+                    model: "m".into(),
+                    hint: "Pick another.".into(),
+                }
+                .to_string(),
+                ProviderError::Auth {
+                    kind: kind.clone(),
+                    status: 401,
+                    detail: "no".into(),
+                    hint: key_hint(&settings),
+                }
+                .to_string(),
+            ];
+            assert_eq!(
+                messages[0],
+                format!("The {name} server is not reachable at http://h (connection refused). Start it.")
+            );
+            assert_eq!(
+                messages[1],
+                format!("The model `m` is not available on the {name} server. Pick another.")
+            );
+            assert!(
+                messages[2].starts_with(&format!(
+                    "The {name} server refused the API key (HTTP 401): no. Check "
+                )),
+                "{}",
+                messages[2]
+            );
+            for m in &messages {
+                assert!(
+                    !m.contains("The The") && !m.contains("server server"),
+                    "{m}"
+                );
+            }
+        }
     }
 }

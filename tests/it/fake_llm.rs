@@ -166,8 +166,10 @@ pub enum Fault {
     /// when overloaded) with that message.
     ErrorAfter(usize, String),
     /// Answer this HTTP status with the wire's error body instead of a
-    /// stream. `body` replaces the JSON body verbatim; `retry_after` adds a
-    /// `Retry-After: <seconds>` header.
+    /// stream. `body` replaces the JSON body verbatim (sent as
+    /// `text/event-stream` when it is SSE, as LiteLLM labels the errors of
+    /// streamed requests, and as plain text when it is not JSON);
+    /// `retry_after` adds a `Retry-After: <seconds>` header.
     Status {
         code: u16,
         retry_after: Option<u64>,
@@ -179,6 +181,19 @@ pub enum Fault {
     /// Read the request and never answer, not even a status line, until the
     /// client goes away (counted in [`FakeLlm::client_aborts`]).
     NoResponse,
+    /// Read the request, then close the connection without a status line:
+    /// a gateway whose upstream connection died before it answered.
+    Hangup,
+    /// Send N parts, then LiteLLM's mid-stream failure on every wire: an
+    /// OpenAI-style `data: {"error": {…}}` line with no `event:` name (an
+    /// `{"error": …}` line on Ollama), Anthropic streams included, then end
+    /// the body cleanly. On a non-streaming request: HTTP 500 with that
+    /// message.
+    GatewayErrorAfter(usize, String),
+    /// Send N parts, then end the stream the normal way (`[DONE]`,
+    /// `message_stop`, `"done":true`) with no finish reason: what a gateway
+    /// sends when its upstream died mid-reply.
+    EndAfter(usize),
 }
 
 /// How the response body is cut into socket writes. Every write is flushed
@@ -216,6 +231,10 @@ pub struct Quirks {
     /// No finish reason: OpenAI skips the `finish_reason` chunk, Anthropic
     /// sends `stop_reason: null`, Ollama leaves out `done_reason`.
     pub no_finish_reason: bool,
+    /// The reply stopped at the output limit: OpenAI `finish_reason:
+    /// "length"`, Anthropic `stop_reason: "max_tokens"`, Ollama
+    /// `done_reason: "length"` (streams).
+    pub length_limit: bool,
     /// OpenAI: tool-call deltas carry no `index`.
     pub omit_index: bool,
     /// OpenAI: every tool call uses `index` 0; a new call shows only by its
@@ -1187,10 +1206,11 @@ async fn chat(
                 .iter()
                 .map(|s| ("Retry-After", s.to_string()))
                 .collect();
-            let content_type = if wire == Wire::Ollama {
-                OLLAMA_JSON
-            } else {
-                JSON
+            let content_type = match raw.as_deref().map(str::trim_start) {
+                Some(raw) if raw.starts_with("data:") || raw.starts_with("event:") => SSE,
+                Some(raw) if !raw.starts_with('{') => TEXT,
+                _ if wire == Wire::Ollama => OLLAMA_JSON,
+                _ => JSON,
             };
             return respond(stream, *code, content_type, &extra, text.as_bytes()).await;
         }
@@ -1199,6 +1219,7 @@ async fn chat(
             lock(state).client_aborts += 1;
             return Ok(());
         }
+        Some(Fault::Hangup) => return Ok(()),
         _ => {}
     }
 
@@ -1230,10 +1251,15 @@ async fn chat(
         .and_then(Value::as_bool)
         .unwrap_or(wire == Wire::Ollama);
     if streaming {
+        // The upstream died before it could say why the reply ended.
+        let mut scripted = reply.clone();
+        if matches!(reply.fault, Some(Fault::EndAfter(_))) {
+            scripted.quirks.no_finish_reason = true;
+        }
         let script = match wire {
-            Wire::Ollama => ollama_stream(&reply, &ctx),
-            Wire::OpenAi => openai_stream(&reply, &ctx),
-            Wire::Anthropic => anthropic_stream(&reply, &ctx),
+            Wire::Ollama => ollama_stream(&scripted, &ctx),
+            Wire::OpenAi => openai_stream(&scripted, &ctx),
+            Wire::Anthropic => anthropic_stream(&scripted, &ctx),
         };
         play_stream(stream, wire, script, &reply, state).await
     } else {
@@ -1308,9 +1334,13 @@ async fn play_stream(
     stream.flush().await?;
 
     let shown = match &reply.fault {
-        Some(Fault::CutAfter(n) | Fault::HangAfter(n) | Fault::ErrorAfter(n, _)) => {
-            (*n).min(script.parts.len())
-        }
+        Some(
+            Fault::CutAfter(n)
+            | Fault::HangAfter(n)
+            | Fault::ErrorAfter(n, _)
+            | Fault::GatewayErrorAfter(n, _)
+            | Fault::EndAfter(n),
+        ) => (*n).min(script.parts.len()),
         _ => script.parts.len(),
     };
     let mut body = BodyWriter::new(stream, chunked, reply);
@@ -1331,6 +1361,11 @@ async fn play_stream(
         }
         Some(Fault::ErrorAfter(_, message)) => {
             body.event(&error_frame(wire, message, quirks)).await?;
+            body.finish().await
+        }
+        Some(Fault::GatewayErrorAfter(_, message)) => {
+            body.event(&gateway_error_frame(wire, message, quirks))
+                .await?;
             body.finish().await
         }
         _ => {
@@ -1355,7 +1390,7 @@ async fn play_whole(
         JSON
     };
     match &reply.fault {
-        Some(Fault::ErrorAfter(_, message)) => {
+        Some(Fault::ErrorAfter(_, message) | Fault::GatewayErrorAfter(_, message)) => {
             let overloaded = wire == Wire::Anthropic && message.contains("verloaded");
             let mut failed = status_error(wire, if overloaded { 529 } else { 500 });
             failed.message = message.clone();
@@ -2141,6 +2176,23 @@ fn error_frame(wire: Wire, message: &str, quirks: &Quirks) -> Vec<u8> {
     }
 }
 
+/// LiteLLM's mid-stream error line: OpenAI's error object, with the
+/// Python `None`s it stringifies, as a bare `data:` line whatever the wire.
+fn gateway_error_frame(wire: Wire, message: &str, quirks: &Quirks) -> Vec<u8> {
+    match wire {
+        Wire::Ollama => ndjson(Obj::new().f("error", message).end()),
+        Wire::OpenAi | Wire::Anthropic => {
+            let inner = Obj::new()
+                .f("message", message)
+                .f("type", "None")
+                .f("param", "None")
+                .f("code", "500")
+                .end();
+            sse_data(&Obj::new().raw("error", inner).end(), quirks)
+        }
+    }
+}
+
 // ── Ollama ──
 
 /// Ollama's `created_at`: RFC 3339 in UTC with nanoseconds.
@@ -2206,7 +2258,14 @@ fn ollama_done(ctx: &Ctx, quirks: &Quirks, message: String, eval_count: u64) -> 
         .f("created_at", rfc3339_now())
         .raw("message", message);
     if !quirks.no_finish_reason {
-        done = done.f("done_reason", "stop");
+        done = done.f(
+            "done_reason",
+            if quirks.length_limit {
+                "length"
+            } else {
+                "stop"
+            },
+        );
     }
     done = done.f("done", true);
     if !quirks.no_usage {
@@ -2420,7 +2479,11 @@ fn openai_stream(reply: &Reply, ctx: &Ctx) -> Script {
     }
     let mut tail = Vec::new();
     if !quirks.no_finish_reason {
-        let finish = if tool_count > 0 { "tool_calls" } else { "stop" };
+        let finish = match (tool_count > 0, quirks.length_limit) {
+            (_, true) => "length",
+            (true, false) => "tool_calls",
+            (false, false) => "stop",
+        };
         tail.push(delta_chunk("{}".to_string(), Some(finish)));
     }
     if (ctx.include_usage || quirks.always_usage) && !quirks.no_usage {
@@ -2634,7 +2697,9 @@ fn anthropic_stream(reply: &Reply, ctx: &Ctx) -> Script {
     if !pinged {
         tail.push(ping());
     }
-    let stop_reason = if tool_count > 0 {
+    let stop_reason = if quirks.length_limit {
+        "max_tokens"
+    } else if tool_count > 0 {
         "tool_use"
     } else {
         "end_turn"

@@ -445,6 +445,29 @@ async fn mid_stream_errors_end_the_turn_with_the_servers_message() {
 }
 
 #[actix_rt::test]
+async fn text_in_the_same_read_as_a_mid_stream_error_is_still_shown() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(
+            Reply::text("Starting to")
+                .then_text(" answer")
+                .fault(Fault::ErrorAfter(1, "the model runner crashed".into()))
+                .split(Split::Coalesced),
+        );
+        ws.say("go").await;
+        let events = ws.turn().await;
+        assert_eq!(error_of(&events)["code"], "provider_error", "{kind:?}");
+        assert_eq!(messages(&events), ["Starting to"], "{kind:?}: partial kept");
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
 async fn anthropic_overloaded_is_retried_before_output_and_reported_after() {
     let llm = FakeLlm::start().await;
     let app = start(&llm, ProviderKind::Anthropic, |s| {
@@ -626,6 +649,317 @@ async fn a_prompt_over_the_models_context_says_which_setting_to_lower() {
             "{kind:?}: {error}"
         );
         assert_eq!(llm.chat_requests().len(), 1, "{kind:?}: no retry");
+        drop(ws);
+        app.stop().await;
+    }
+}
+
+// ───────────────────────────── gateway errors ─────────────────────────────
+//
+// What a real gateway (the LiteLLM proxy) answers when things go wrong.
+
+/// The first error event of one turn of `reply`, on a fresh server of
+/// `kind`, and how many chat requests the fake saw.
+async fn error_of_turn(kind: ProviderKind, reply: Reply) -> (Value, usize) {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, kind, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    llm.push(reply);
+    ws.say("hello").await;
+    let events = ws.turn().await;
+    let error = error_of(&events);
+    let requests = llm.chat_requests().len();
+    drop(ws);
+    app.stop().await;
+    (error, requests)
+}
+
+#[actix_rt::test]
+async fn a_refused_key_reads_as_one_sentence_for_every_kind() {
+    for (kind, expected) in [
+        (
+            ProviderKind::Ollama,
+            "The Ollama server refused the API key (HTTP 401): request failed. Check provider.api_key (Ollama itself needs no key; a proxy in front of it may).",
+        ),
+        (
+            ProviderKind::Openai,
+            "The OpenAI-compatible server refused the API key (HTTP 401): Incorrect API key provided. Check the OPENAI_API_KEY environment variable or provider.api_key.",
+        ),
+        (
+            ProviderKind::Anthropic,
+            "The Anthropic server refused the API key (HTTP 401): invalid x-api-key. Check the ANTHROPIC_API_KEY environment variable or provider.api_key.",
+        ),
+    ] {
+        let (error, _) = error_of_turn(kind, Reply::status(401)).await;
+        assert_eq!(error["code"], "provider_auth", "{kind:?}");
+        assert_eq!(error["message"], expected, "{kind:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn health_says_a_server_that_refused_the_key_is_reachable() {
+    for (kind, var) in [
+        (ProviderKind::Openai, "OPENAI_API_KEY"),
+        (ProviderKind::Anthropic, "ANTHROPIC_API_KEY"),
+    ] {
+        let llm = FakeLlm::start().await;
+        llm.set_api_key(Some(KEY));
+        let app = TestApp::builder(kind, &llm.base_url)
+            .settings(|s| s.provider.api_key = "sk-wrong-key-000000".into())
+            .start()
+            .await;
+        let health: Value = app
+            .http()
+            .get(format!("{}/api/health", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let provider = &health["provider"];
+        assert_eq!(provider["reachable"], true, "{kind:?}: {health}");
+        assert_eq!(provider["model_available"], false, "{kind:?}: {health}");
+        let hint = provider["hint"].as_str().unwrap();
+        assert!(
+            hint.contains("refused the API key") && hint.contains(var),
+            "{kind:?}: {hint}"
+        );
+        app.stop().await;
+    }
+
+    // `ironclaw check` says the same: the server is there, the key is not.
+    let llm = FakeLlm::start().await;
+    llm.set_api_key(Some("sk-another-key-999999"));
+    let out = run_check(&llm, ProviderKind::Openai).await;
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {what}: ")))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("provider").starts_with("OK"), "{out}");
+    assert!(
+        line("model").contains("refused the API key") && line("model").contains("OPENAI_API_KEY"),
+        "{out}"
+    );
+}
+
+#[actix_rt::test]
+async fn an_error_body_in_sse_json_or_plain_text_is_decoded_into_the_message() {
+    let said = "litellm.BadRequestError: OpenAIException - temperature must be at most 2";
+    let json_error =
+        json!({"error": {"message": said, "type": "None", "param": "None", "code": "400"}});
+    for (label, body) in [
+        ("SSE", format!("data: {json_error}\n\n")),
+        (
+            "SSE with [DONE]",
+            format!("data: {json_error}\r\n\r\ndata: [DONE]\r\n\r\n"),
+        ),
+        ("JSON", json_error.to_string()),
+        ("plain text", format!("  {said}\n")),
+    ] {
+        let (error, requests) =
+            error_of_turn(ProviderKind::Openai, Reply::status(400).status_body(body)).await;
+        assert_eq!(error["code"], "provider_http", "{label}");
+        assert_eq!(
+            error["message"],
+            format!("The model server answered HTTP 400: {said}"),
+            "{label}"
+        );
+        assert_eq!(requests, 1, "{label}: no retry");
+    }
+}
+
+#[actix_rt::test]
+async fn an_invalid_model_name_from_the_gateway_is_a_missing_model() {
+    let said = "/chat/completions: Invalid model name passed in model=llama3.2. Call `/v1/models` to view available models for your key.";
+    let json_error =
+        json!({"error": {"message": said, "type": "None", "param": "None", "code": "400"}});
+    for (kind, body) in [
+        (ProviderKind::Openai, json_error.to_string()),
+        (ProviderKind::Openai, format!("data: {json_error}\n\n")),
+        (ProviderKind::Anthropic, format!("data: {json_error}\n\n")),
+    ] {
+        let (error, requests) = error_of_turn(kind, Reply::status(400).status_body(body)).await;
+        assert_eq!(error["code"], "model_not_found", "{kind:?}: {error}");
+        assert_eq!(
+            error["message"],
+            format!(
+                "The model `llama3.2` is not available on the {} server. Pick a model the server offers (provider.model).",
+                if kind == ProviderKind::Openai { "OpenAI-compatible" } else { "Anthropic" }
+            ),
+            "{kind:?}"
+        );
+        assert_eq!(requests, 1, "{kind:?}: no retry");
+    }
+}
+
+#[actix_rt::test]
+async fn a_context_window_error_from_the_gateway_says_which_setting_to_lower() {
+    let exceeded = "litellm.ContextWindowExceededError: VertexAIException - The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)";
+    let window = "Input is too long for the model's context window";
+    let body = |message: &str| {
+        json!({"error": {"message": message, "type": "None", "param": "None", "code": "400"}})
+            .to_string()
+    };
+    for (label, kind, reply) in [
+        (
+            "400, JSON",
+            ProviderKind::Openai,
+            Reply::status(400).status_body(body(exceeded)),
+        ),
+        (
+            "400, SSE",
+            ProviderKind::Anthropic,
+            Reply::status(400).status_body(format!("data: {}\n\n", body(window))),
+        ),
+        (
+            "500, never retried",
+            ProviderKind::Openai,
+            Reply::status(500).status_body(body(exceeded)),
+        ),
+        (
+            "mid-stream",
+            ProviderKind::Openai,
+            Reply::text("never shown").fault(Fault::GatewayErrorAfter(0, exceeded.into())),
+        ),
+        (
+            "mid-stream, Anthropic",
+            ProviderKind::Anthropic,
+            Reply::text("never shown").fault(Fault::GatewayErrorAfter(0, window.into())),
+        ),
+    ] {
+        let (error, requests) = error_of_turn(kind, reply).await;
+        assert_eq!(
+            error["code"], "provider_context_too_long",
+            "{label}: {error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("provider.context_tokens")
+                && (message.contains(exceeded) || message.contains(window)),
+            "{label}: {message}"
+        );
+        assert_eq!(requests, 1, "{label}: no retry");
+    }
+}
+
+#[actix_rt::test]
+async fn an_openai_style_error_line_inside_an_anthropic_stream_reports_the_servers_message() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Anthropic, |_| {}).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    let said = "litellm.APIConnectionError: AnthropicException - upstream connection lost";
+    for (shown, expected) in [(1, vec!["Starting to"]), (0, vec![])] {
+        llm.clear_requests();
+        llm.push(
+            Reply::text("Starting to")
+                .then_text(" answer")
+                .fault(Fault::GatewayErrorAfter(shown, said.into())),
+        );
+        ws.say("go").await;
+        let events = ws.turn().await;
+        let error = error_of(&events);
+        assert_eq!(error["code"], "provider_error", "after {shown}: {error}");
+        assert_eq!(
+            error["message"],
+            format!("The model server reported an error: {said}"),
+            "after {shown}"
+        );
+        assert_eq!(messages(&events), expected, "after {shown}: partial kept");
+        assert_eq!(llm.chat_requests().len(), 1, "after {shown}: no retry");
+    }
+    drop(ws);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_connection_dropped_before_the_first_token_is_retried() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        for (label, first) in [
+            (
+                "cut before any text",
+                Reply::text("lost").fault(Fault::CutAfter(0)),
+            ),
+            (
+                "cut before any text, close-delimited",
+                Reply::text("lost")
+                    .fault(Fault::CutAfter(0))
+                    .quirks(quirks(|q| q.close_delimited = true)),
+            ),
+            (
+                "closed before the headers",
+                Reply::text("lost").fault(Fault::Hangup),
+            ),
+        ] {
+            llm.clear_requests();
+            llm.push(first);
+            llm.push(Reply::text("the second try"));
+            ws.say("hello").await;
+            let events = ws.turn().await;
+            assert!(
+                of_type(&events, "error").is_empty(),
+                "{kind:?}, {label}: {events:#?}"
+            );
+            assert_eq!(messages(&events), ["the second try"], "{kind:?}, {label}");
+            assert_eq!(llm.chat_requests().len(), 2, "{kind:?}, {label}");
+        }
+        drop(ws);
+        app.stop().await;
+    }
+
+    // Within the retry budget: dropped every time, it is reported.
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Openai, |s| s.provider.max_retries = 1).await;
+    let alice = app.login("alice").await;
+    let mut ws = alice.connect(None).await;
+    for _ in 0..3 {
+        llm.push(Reply::text("lost").fault(Fault::Hangup));
+    }
+    ws.say("hello").await;
+    let events = ws.turn().await;
+    assert_eq!(error_of(&events)["code"], "provider_stream_cut");
+    assert_eq!(
+        llm.chat_requests().len(),
+        2,
+        "max_retries = 1: two attempts"
+    );
+    drop(ws);
+    app.stop().await;
+}
+
+/// A gateway whose upstream died mid-reply may still end the stream the
+/// normal way, only without a finish reason. IronClaw cannot tell that from
+/// a server that never sends one (some do not), so the text so far is the
+/// reply.
+#[actix_rt::test]
+async fn a_stream_that_ends_normally_after_its_upstream_died_is_the_reply_so_far() {
+    for kind in KINDS {
+        let llm = FakeLlm::start().await;
+        let app = start(&llm, kind, |_| {}).await;
+        let alice = app.login("alice").await;
+        let mut ws = alice.connect(None).await;
+        llm.push(
+            Reply::text("The first half")
+                .then_text(" and the second half")
+                .fault(Fault::EndAfter(1)),
+        );
+        ws.say("tell me").await;
+        let events = ws.turn().await;
+        assert!(
+            of_type(&events, "error").is_empty(),
+            "{kind:?}: {events:#?}"
+        );
+        assert_eq!(messages(&events), ["The first half"], "{kind:?}");
+        assert_eq!(events.last().unwrap()["reason"], "completed", "{kind:?}");
+        assert_eq!(llm.chat_requests().len(), 1, "{kind:?}");
         drop(ws);
         app.stop().await;
     }
@@ -946,4 +1280,25 @@ async fn a_200_turn_conversation_stays_inside_the_context_budget_and_keeps_worki
     );
     drop(ws);
     app.stop().await;
+}
+
+/// A text reply that stops at the model's output limit is kept, and the
+/// person is told it may be cut short, on every wire.
+#[actix_rt::test]
+async fn a_reply_cut_at_the_length_limit_is_kept_and_the_person_is_told() {
+    let llm = FakeLlm::start().await;
+    for kind in KINDS {
+        let app = start(&llm, kind, |_| {}).await;
+        let (_alice, mut ws) = unattended(&app).await;
+        llm.push(Reply::text("Once upon a time there").quirks(quirks(|q| q.length_limit = true)));
+        ws.say("tell me a story").await;
+        let events = ws.turn().await;
+        assert_eq!(messages(&events), ["Once upon a time there"], "{kind:?}");
+        let warned = of_type(&events, "log").iter().any(|l| {
+            l["level"] == "warn" && l["message"].as_str().unwrap().contains("length limit")
+        });
+        assert!(warned, "{kind:?}: {events:#?}");
+        assert_eq!(of_type(&events, "turn_done")[0]["reason"], "completed");
+        app.stop().await;
+    }
 }
