@@ -94,6 +94,14 @@ id_type!(
     /// (fenced blocks).
     CallId
 );
+impl CallId {
+    /// A new call id in the form every provider accepts back
+    /// (`[A-Za-z0-9_-]`, as Anthropic requires).
+    pub fn fresh_call() -> Self {
+        CallId(format!("call_{}", uuid::Uuid::new_v4().simple()))
+    }
+}
+
 id_type!(
     /// One pending approval request.
     ApprovalId

@@ -307,7 +307,7 @@ pub fn fenced_calls(text: &str) -> Vec<ToolCall> {
             continue;
         }
         calls.push(ToolCall {
-            id: CallId::from(format!("call_{}", uuid::Uuid::new_v4().simple())),
+            id: CallId::fresh_call(),
             tool,
             code,
         });

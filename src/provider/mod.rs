@@ -51,6 +51,11 @@ pub struct ToolCall {
 impl ToolCall {
     /// Decode a raw call: `shell {command}` or `python {code}`, nothing
     /// else. Anything else is the model's mistake, reported as such.
+    ///
+    /// The call gets an id of IronClaw's own: providers' ids are not unique
+    /// (some count from 0 in every reply), and the id keys the audit. The
+    /// provider's id is not needed again: every request carries the whole
+    /// conversation, and any id pairs a call with its result there.
     pub fn decode(raw: ToolCallRequest) -> Result<ToolCall, ProviderError> {
         let tool = match raw.name.as_str() {
             "shell" => Some(Tool::Shell),
@@ -60,7 +65,7 @@ impl ToolCall {
         let code = tool.and_then(|t| raw.arguments.get(t.argument()).and_then(Value::as_str));
         match (tool, code) {
             (Some(tool), Some(code)) => Ok(ToolCall {
-                id: CallId::from(raw.id),
+                id: CallId::fresh_call(),
                 tool,
                 code: code.to_string(),
             }),

@@ -235,6 +235,9 @@ pub struct Quirks {
     /// "length"`, Anthropic `stop_reason: "max_tokens"`, Ollama
     /// `done_reason: "length"` (streams).
     pub length_limit: bool,
+    /// Tool-call ids count from 1 in every reply, as some servers do, so
+    /// the same id comes back again and again.
+    pub repeat_tool_ids: bool,
     /// OpenAI: tool-call deltas carry no `index`.
     pub omit_index: bool,
     /// OpenAI: every tool call uses `index` 0; a new call shows only by its
@@ -1187,7 +1190,12 @@ async fn chat(
         for part in &reply.parts {
             if matches!(part, Part::ToolCall { .. }) {
                 st.tool_call_seq += 1;
-                ids.push(format!("{prefix}{:024}", st.tool_call_seq));
+                let n = if reply.quirks.repeat_tool_ids {
+                    ids.len() + 1
+                } else {
+                    st.tool_call_seq as usize
+                };
+                ids.push(format!("{prefix}{n:024}"));
             }
         }
         (reply, ids)

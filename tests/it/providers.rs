@@ -1302,3 +1302,39 @@ async fn a_reply_cut_at_the_length_limit_is_kept_and_the_person_is_told() {
         app.stop().await;
     }
 }
+
+/// A provider that repeats its tool-call ids (every reply's first call is
+/// `call_…1`) works for every user and every turn: IronClaw keys calls by
+/// ids of its own.
+#[actix_rt::test]
+async fn repeated_provider_call_ids_do_not_collide() {
+    let llm = FakeLlm::start().await;
+    let app = start(&llm, ProviderKind::Openai, |_| {}).await;
+    let repeat = || quirks(|q| q.repeat_tool_ids = true);
+    let mut call_ids = Vec::new();
+    for user in ["alice", "bob"] {
+        let client = app.login(user).await;
+        let id = client.new_session().await;
+        client.set_mode(&id, "never").await;
+        let mut ws = client.connect(Some(&id)).await;
+        for turn in 0..2 {
+            llm.push(
+                Reply::tool("shell", json!({"command": format!("echo {user}{turn}")}))
+                    .quirks(repeat()),
+            );
+            llm.push(Reply::text("done"));
+            ws.say("go").await;
+            let events = ws.turn().await;
+            assert_eq!(stdouts(&events), [format!("{user}{turn}\n")], "{events:#?}");
+            assert_eq!(of_type(&events, "turn_done")[0]["reason"], "completed");
+            call_ids.push(of_type(&events, "tool_call")[0]["call_id"].clone());
+        }
+    }
+    let requests = llm.chat_requests();
+    assert!(requests.len() >= 8);
+    let mut unique = call_ids.clone();
+    unique.sort_by_key(|v| v.to_string());
+    unique.dedup();
+    assert_eq!(unique.len(), call_ids.len(), "{call_ids:?}");
+    app.stop().await;
+}
