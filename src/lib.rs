@@ -14,16 +14,26 @@
 //!   (the only user of actix-web-actors).
 //! - [`supervisor`]: the SessionSupervisor, registry of live sessions and
 //!   owner of each one's actor set; removes a deleted session's container.
-//! - [`agent`]: the AgentActor, one per live session: the conversation loop.
-//! - [`provider`]: the ProviderActor and the LLM wire formats it decodes.
-//! - [`approval`]: the ApprovalActor, pending approvals; [`risk`] classifies.
+//! - [`agent`]: the AgentActor, one per live session, which carries out
+//!   what its turn machine decides: `agent/turn.rs` (the pure turn state
+//!   machine: inputs in, effects out), `agent/conversation.rs` (what the
+//!   model sees, folded from the stored log), `agent/tabs.rs` (fan-out to
+//!   the session's sockets).
+//! - [`provider`]: the ProviderActor and the LLM wire formats it decodes
+//!   (`provider/decode.rs` for the streams, `provider/anthropic.rs` for
+//!   the Messages API's shape); tool calls leave it typed, as `ToolCall`.
+//! - [`approval`]: the ApprovalActor: judges each call's risk with
+//!   [`risk`] (the shell and Python classifiers) and holds pending
+//!   approvals.
 //! - [`sandbox`]: the SandboxActor, one container per live session
 //!   (`sandbox/mod.rs`), split into `container` (lifecycle, hardening,
 //!   reaper, the `Engine` handle), `exec` (the wrapper, timeouts, kill) and
 //!   `output` (pure output decoders). The only user of bollard.
 //! - [`workspace`]: the session's files on the host, confined paths,
 //!   snapshots.
-//! - [`db`]: diesel/SQLite, the PersistenceActor pool and the queries.
+//! - [`db`]: diesel/SQLite, the PersistenceActor pool, the queries
+//!   (`db/queries.rs`) and the agent's named writes (`db/journal.rs`). The
+//!   only user of diesel.
 //! - [`auth`]: password hashes, login tokens, the failed-login limiter.
 
 pub mod agent;

@@ -665,3 +665,231 @@ impl Handler<InjectFailure> for AgentActor {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The actor with stand-ins for its peers: a real SQLite file, but no
+    //! model server, no approval logic and no Docker. What the tab sees is
+    //! what a browser would.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::approval::{ApprovalError, Reviewed};
+    use crate::protocol::{Risk, RiskLevel, Tool};
+    use crate::sandbox::ExecOutcome;
+
+    type Frames = Arc<Mutex<Vec<serde_json::Value>>>;
+
+    /// Replies with a tool call first, then with text.
+    struct Model {
+        calls: usize,
+    }
+    impl Actor for Model {
+        type Context = Context<Self>;
+    }
+    impl Handler<Complete> for Model {
+        type Result = ();
+        fn handle(&mut self, msg: Complete, _: &mut Context<Self>) {
+            self.calls += 1;
+            let (text, tool_calls) = if self.calls == 1 {
+                let call = ToolCall {
+                    id: CallId::fresh_call(),
+                    tool: Tool::Shell,
+                    code: "echo hi".into(),
+                };
+                ("Looking. ", vec![call])
+            } else {
+                ("It said hi.", vec![])
+            };
+            let request = msg.request;
+            msg.reply_to.do_send(ProviderEvent::Delta {
+                request,
+                text: text.into(),
+            });
+            msg.reply_to.do_send(ProviderEvent::Finished {
+                request,
+                tool_calls,
+                length_limited: false,
+            });
+        }
+    }
+    impl Handler<CancelCompletion> for Model {
+        type Result = ();
+        fn handle(&mut self, _: CancelCompletion, _: &mut Context<Self>) {}
+    }
+
+    /// Judges everything low and lets it run.
+    struct Approver;
+    impl Actor for Approver {
+        type Context = Context<Self>;
+    }
+    impl Handler<ReviewCall> for Approver {
+        type Result = MessageResult<ReviewCall>;
+        fn handle(&mut self, _: ReviewCall, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(Reviewed {
+                risk: Risk {
+                    level: RiskLevel::Low,
+                    reasons: vec!["reads only".into()],
+                },
+                review: Review::Decided(Verdict {
+                    resolution: Resolution::Approved,
+                    by: DecidedBy::Policy,
+                }),
+            })
+        }
+    }
+    impl Handler<Decide> for Approver {
+        type Result = Result<(), ApprovalError>;
+        fn handle(&mut self, _: Decide, _: &mut Context<Self>) -> Self::Result {
+            Err(ApprovalError::Unknown)
+        }
+    }
+    impl Handler<Withdraw> for Approver {
+        type Result = ();
+        fn handle(&mut self, _: Withdraw, _: &mut Context<Self>) {}
+    }
+
+    /// Prints `hi` for any command.
+    struct Sandbox;
+    impl Actor for Sandbox {
+        type Context = Context<Self>;
+    }
+    impl Handler<Exec> for Sandbox {
+        type Result = Result<ExecOutcome, SandboxError>;
+        fn handle(&mut self, msg: Exec, _: &mut Context<Self>) -> Self::Result {
+            msg.output.do_send(ExecChunk {
+                call_id: msg.call_id,
+                stream: crate::protocol::OutputStream::Stdout,
+                data: "hi\n".into(),
+            });
+            Ok(ExecOutcome {
+                exit_code: Some(0),
+                timed_out: false,
+                cancelled: false,
+                duration_ms: 1,
+                output_for_model: "hi\n".into(),
+            })
+        }
+    }
+    impl Handler<CancelExec> for Sandbox {
+        type Result = ();
+        fn handle(&mut self, _: CancelExec, _: &mut Context<Self>) {}
+    }
+
+    /// A browser tab that keeps every frame.
+    struct Tab(Frames);
+    impl Actor for Tab {
+        type Context = Context<Self>;
+    }
+    impl Handler<Outbound> for Tab {
+        type Result = ();
+        fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+            if let (Ok(v), Ok(mut frames)) = (serde_json::from_str(&msg.0), self.0.lock()) {
+                frames.push(v);
+            }
+        }
+    }
+    impl Handler<Disconnect> for Tab {
+        type Result = ();
+        fn handle(&mut self, _: Disconnect, _: &mut Context<Self>) {}
+    }
+
+    #[actix_rt::test]
+    async fn a_turn_runs_with_stand_ins_for_every_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None).unwrap();
+        settings.data.dir = dir.path().to_path_buf();
+        let db = Db::start(&dir.path().join("t.db")).unwrap();
+        let session = db
+            .run(|c| {
+                let user = queries::create_user(c, "alice", "h", ApprovalMode::Risky)?;
+                queries::create_session(c, user.user_id(), None, "m", ApprovalMode::Risky)
+            })
+            .await
+            .unwrap();
+        let (model, approver, sandbox) = (
+            Model { calls: 0 }.start(),
+            Approver.start(),
+            Sandbox.start(),
+        );
+        let peers = Peers {
+            complete: model.clone().recipient(),
+            cancel_completion: model.recipient(),
+            review: approver.clone().recipient(),
+            decide: approver.clone().recipient(),
+            withdraw: approver.recipient(),
+            exec: sandbox.clone().recipient(),
+            cancel_exec: sandbox.recipient(),
+        };
+        let agent =
+            AgentActor::new(session.id.clone(), db.clone(), Arc::new(settings), peers).start();
+        let frames: Frames = Arc::default();
+        let tab = Tab(frames.clone()).start();
+        agent.do_send(Attach {
+            socket_id: 1,
+            username: "alice".into(),
+            outbound: tab.clone().recipient(),
+            control: tab.recipient(),
+        });
+        agent.do_send(Inbound {
+            socket_id: 1,
+            message: ClientMessage::UserMessage {
+                text: "say hi".into(),
+            },
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let kinds = loop {
+            let kinds: Vec<String> = frames
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|f| f["type"].as_str().unwrap_or_default().to_string())
+                .collect();
+            if kinds.last().map(String::as_str) == Some("turn_done")
+                || std::time::Instant::now() > deadline
+            {
+                break kinds;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            kinds,
+            [
+                "session",
+                "history",
+                "user_message",
+                "assistant_delta",
+                "assistant_message",
+                "tool_call",
+                "exec_output",
+                "exec_done",
+                "assistant_delta",
+                "assistant_message",
+                "turn_done"
+            ]
+        );
+        // Everything but the deltas and the live output is in the database,
+        // in the order the tab saw it.
+        let stored = db.events(session.id.clone()).await.unwrap();
+        let stored: Vec<&str> = stored.iter().map(ServerEvent::kind).collect();
+        assert_eq!(
+            stored,
+            [
+                "user_message",
+                "assistant_message",
+                "tool_call",
+                "exec_output",
+                "exec_done",
+                "assistant_message",
+                "turn_done"
+            ]
+        );
+        let titled = db
+            .run(move |c| queries::load_session(c, &session.id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(titled.title, "say hi");
+    }
+}
