@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod fake_llm;
 mod files;
+mod layout;
 mod providers;
 mod sandbox;
 mod support;
