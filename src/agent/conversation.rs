@@ -6,6 +6,12 @@
 //! stores; a restart folds the rows it loads. Both take the same steps, so
 //! the conversation after a restart is the one the model saw before it.
 //!
+//! The log keeps no step boundary between tool calls: a step that asks
+//! for calls without any text joins the calls of the step before it, so the
+//! model may later see two steps' calls as one message with all their
+//! results after it. Every call is still answered in order, and live and
+//! restarted agents see exactly the same thing.
+//!
 //! Also here: the events that close what a crash left open, the context
 //! window that trims a long conversation to the model's budget, the notes
 //! that tell the model about uploads, and the fenced-block fallback for
