@@ -322,6 +322,48 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_remembered_approval_covers_the_same_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.sh"), "rm -f x\n").unwrap();
+        let addr = ApprovalActor::new(Duration::from_secs(60), dir.path().to_path_buf()).start();
+        let reviewed = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert_eq!(reviewed.files.len(), 1);
+        assert_eq!(reviewed.files[0].path, "a.sh");
+        let Review::Ask { approval_id, .. } = reviewed.review else {
+            panic!("did not ask for a script that deletes")
+        };
+        addr.send(Decide {
+            approval_id,
+            decision: Decision::Approve,
+            remember: true,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let again = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again.review, Review::Decided(_)),
+            "same file: remembered"
+        );
+        // The same command over a changed file is a new question.
+        std::fs::write(dir.path().join("a.sh"), "rm -rf .\n").unwrap();
+        let changed = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert!(
+            matches!(changed.review, Review::Ask { .. }),
+            "changed file: asked"
+        );
+    }
+
+    #[actix_rt::test]
     async fn decide_remember_and_expiry() {
         let addr =
             ApprovalActor::new(Duration::from_millis(200), PathBuf::from("/nonexistent")).start();
