@@ -8,9 +8,17 @@
 //! Pending approvals are `approval id -> oneshot::Sender<Verdict>`: the
 //! AgentActor holds the receiving end and carries on when it resolves.
 //!
+//! The classifier sees the session's workspace (through the confined
+//! [`Workspace`] view), so a call that runs a workspace file is judged on
+//! that file. The review hands back the SHA-256 of every file it read; the
+//! sandbox refuses to run the call if any of them changed (what is approved
+//! is what runs), and a remembered approval only covers the same code over
+//! the same files.
+//!
 //! Messages: [`ReviewCall`], [`Decide`], [`Withdraw`].
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,6 +29,8 @@ use crate::protocol::{
     ApprovalId, ApprovalMode, DecidedBy, Decision, Resolution, Risk, RiskLevel, Tool,
 };
 use crate::provider::ToolCall;
+use crate::risk::{sha256_hex, EmptyWorkspace, JudgedFile, Judgement};
+use crate::workspace::Workspace;
 
 /// How a review ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +44,9 @@ pub struct Verdict {
 #[derive(Debug)]
 pub struct Reviewed {
     pub risk: Risk,
+    /// The workspace files the risk rests on, with their hashes: the call
+    /// may only run while they are unchanged.
+    pub files: Vec<JudgedFile>,
     pub review: Review,
 }
 
@@ -91,9 +104,13 @@ pub enum ApprovalError {
     Unknown,
 }
 
+/// What a remembered approval covers: the tool, the SHA-256 of the code,
+/// and the workspace files it was judged on with their hashes.
+type Remembered = (Tool, String, Vec<JudgedFile>);
+
 struct Pending {
-    tool: Tool,
-    code: String,
+    /// What `remember` would store.
+    covers: Remembered,
     reply: oneshot::Sender<Verdict>,
     expiry: SpawnHandle,
 }
@@ -102,16 +119,19 @@ pub struct ApprovalActor {
     /// A pending approval is denied after this long.
     timeout: Duration,
     pending: HashMap<ApprovalId, Pending>,
-    /// Commands approved with `remember`, by tool and exact text.
-    remembered: HashSet<(Tool, String)>,
+    /// Commands approved with `remember`: tool, code and judged files.
+    remembered: HashSet<Remembered>,
+    /// The session's workspace on the host; the classifier reads it.
+    workspace: PathBuf,
 }
 
 impl ApprovalActor {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, workspace: PathBuf) -> Self {
         ApprovalActor {
             timeout,
             pending: HashMap::new(),
             remembered: HashSet::new(),
+            workspace,
         }
     }
 }
@@ -130,9 +150,15 @@ impl ApprovalActor {
         &mut self,
         call: ToolCall,
         mode: ApprovalMode,
-        risk: &Risk,
+        judgement: &Judgement,
         ctx: &mut Context<Self>,
     ) -> Review {
+        let risk = &judgement.risk;
+        let covers = (
+            call.tool,
+            sha256_hex(call.code.as_bytes()),
+            judgement.files.clone(),
+        );
         let policy = |resolution| {
             Review::Decided(Verdict {
                 resolution,
@@ -142,7 +168,7 @@ impl ApprovalActor {
         if !needs_person(mode, risk.level) {
             return policy(Resolution::Approved);
         }
-        if self.remembered.contains(&(call.tool, call.code.clone())) {
+        if self.remembered.contains(&covers) {
             return policy(Resolution::Approved);
         }
         let approval_id = ApprovalId::random();
@@ -162,8 +188,7 @@ impl ApprovalActor {
         self.pending.insert(
             approval_id.clone(),
             Pending {
-                tool: call.tool,
-                code: call.code,
+                covers,
                 reply: tx,
                 expiry,
             },
@@ -177,14 +202,35 @@ impl ApprovalActor {
 }
 
 /// Classify the call's code on a blocking thread: a large program takes a
-/// while to parse, and the actor must keep answering decisions meanwhile.
-async fn classify(tool: Tool, code: String) -> Risk {
-    tokio::task::spawn_blocking(move || crate::risk::classify(tool, &code))
-        .await
-        .unwrap_or_else(|_| Risk {
+/// while to parse, the workspace files it runs are read from disk, and the
+/// actor must keep answering decisions meanwhile.
+async fn classify(tool: Tool, code: String, workspace: PathBuf) -> Judgement {
+    tokio::task::spawn_blocking(move || {
+        // A session whose workspace does not exist yet holds no files; the
+        // check must not create it.
+        if workspace.is_dir() {
+            match Workspace::open(workspace) {
+                Ok(view) => crate::risk::classify_with(tool, &code, &view),
+                Err(_) => unchecked(),
+            }
+        } else {
+            crate::risk::classify_with(tool, &code, &EmptyWorkspace)
+        }
+    })
+    .await
+    .unwrap_or_else(|_| unchecked())
+}
+
+/// The verdict when the check itself failed: high, so nothing unchecked
+/// runs without the person.
+fn unchecked() -> Judgement {
+    Judgement {
+        risk: Risk {
             level: RiskLevel::High,
             reasons: vec!["the command could not be checked".into()],
-        })
+        },
+        files: Vec::new(),
+    }
 }
 
 impl Handler<ReviewCall> for ApprovalActor {
@@ -193,11 +239,15 @@ impl Handler<ReviewCall> for ApprovalActor {
     fn handle(&mut self, msg: ReviewCall, _: &mut Context<Self>) -> Self::Result {
         let (tool, code) = (msg.call.tool, msg.call.code.clone());
         Box::pin(
-            classify(tool, code)
+            classify(tool, code, self.workspace.clone())
                 .into_actor(self)
-                .map(move |risk, act, ctx| {
-                    let review = act.decide(msg.call, msg.mode, &risk, ctx);
-                    Reviewed { risk, review }
+                .map(move |judgement, act, ctx| {
+                    let review = act.decide(msg.call, msg.mode, &judgement, ctx);
+                    Reviewed {
+                        risk: judgement.risk,
+                        files: judgement.files,
+                        review,
+                    }
                 }),
         )
     }
@@ -215,7 +265,7 @@ impl Handler<Decide> for ApprovalActor {
         let resolution = match msg.decision {
             Decision::Approve => {
                 if msg.remember {
-                    self.remembered.insert((p.tool, p.code));
+                    self.remembered.insert(p.covers);
                 }
                 Resolution::Approved
             }
@@ -272,8 +322,51 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_remembered_approval_covers_the_same_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.sh"), "rm -f x\n").unwrap();
+        let addr = ApprovalActor::new(Duration::from_secs(60), dir.path().to_path_buf()).start();
+        let reviewed = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert_eq!(reviewed.files.len(), 1);
+        assert_eq!(reviewed.files[0].path, "a.sh");
+        let Review::Ask { approval_id, .. } = reviewed.review else {
+            panic!("did not ask for a script that deletes")
+        };
+        addr.send(Decide {
+            approval_id,
+            decision: Decision::Approve,
+            remember: true,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let again = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again.review, Review::Decided(_)),
+            "same file: remembered"
+        );
+        // The same command over a changed file is a new question.
+        std::fs::write(dir.path().join("a.sh"), "rm -rf .\n").unwrap();
+        let changed = addr
+            .send(review("bash a.sh", ApprovalMode::Risky))
+            .await
+            .unwrap();
+        assert!(
+            matches!(changed.review, Review::Ask { .. }),
+            "changed file: asked"
+        );
+    }
+
+    #[actix_rt::test]
     async fn decide_remember_and_expiry() {
-        let addr = ApprovalActor::new(Duration::from_millis(200)).start();
+        let addr =
+            ApprovalActor::new(Duration::from_millis(200), PathBuf::from("/nonexistent")).start();
         // Low risk in risky mode: policy, and the risk is the classifier's.
         let reviewed = addr.send(review("ls", ApprovalMode::Risky)).await.unwrap();
         assert_eq!(reviewed.risk.level, RiskLevel::Low);

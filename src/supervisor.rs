@@ -83,7 +83,9 @@ impl SessionSupervisor {
                 ProviderActor::new(http.clone(), provider_settings.clone())
             });
             let timeout = Duration::from_secs(self.settings.approval.timeout_secs);
-            let approval = actix::Supervisor::start(move |_| ApprovalActor::new(timeout));
+            let workspace = self.settings.workspaces_dir().join(session_id);
+            let approval =
+                actix::Supervisor::start(move |_| ApprovalActor::new(timeout, workspace.clone()));
             // The agent sends tool calls to the sandbox and the sandbox
             // reports to the agent: the sandbox's context comes first so
             // each can be given the other's address. An agent restarted by

@@ -988,6 +988,54 @@ pub fn changed_paths(before: &Snapshot, after: &Snapshot) -> Vec<String> {
     changed
 }
 
+/// The risk classifier's window on the workspace (DESIGN.md §5): what is at
+/// a path, and the contents of the files a call runs. Every look goes
+/// through the same `openat` confinement as the REST routes, so a symlink
+/// in the workspace never leads the review outside it; a link is reported
+/// as such, never followed.
+impl crate::risk::WorkspaceView for Workspace {
+    fn entry(&self, path: &str) -> crate::risk::Entry {
+        use crate::risk::Entry;
+        let Ok(rel) = Workspace::clean_path(path) else {
+            return Entry::Other;
+        };
+        let Some((parent, name)) = rel.split_last() else {
+            return Entry::Folder;
+        };
+        let dir = match self.open_dir(&parent, None) {
+            Ok(dir) => dir,
+            Err(FileError::NotFound(_)) => return Entry::Missing,
+            Err(_) => return Entry::Other,
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => match FileType::from_raw_mode(stat.st_mode) {
+                FileType::RegularFile => Entry::File {
+                    size: file_size(&stat),
+                },
+                FileType::Directory => Entry::Folder,
+                FileType::Symlink => Entry::Link,
+                _ => Entry::Other,
+            },
+            Err(Errno::NOENT) => Entry::Missing,
+            Err(_) => Entry::Other,
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let rel = Workspace::clean_path(path).ok()?;
+        let (file, len) = self.open_read_sync(&rel).ok()?;
+        let limit = crate::risk::MAX_JUDGED_FILE_BYTES as u64;
+        if len > limit {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        // One byte past the limit tells a file that grew meanwhile.
+        file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= limit).then_some(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ use crate::protocol::{
     RiskLevel, ServerEvent, SessionId,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
+use crate::risk::JudgedFile;
 use crate::sandbox::{CancelExec, Exec, ExecChunk, SandboxError, SandboxNotice};
 use crate::ws::{Disconnect, Outbound};
 use tabs::Tabs;
@@ -225,7 +226,7 @@ impl AgentActor {
                 Effect::Withdraw(approval_id) => {
                     self.peers.withdraw.do_send(Withdraw { approval_id })
                 }
-                Effect::Run(call) => self.run(ctx, call),
+                Effect::Run(call, files) => self.run(ctx, call, files),
                 Effect::CancelRun(call_id) => self.peers.cancel_exec.do_send(CancelExec {
                     call_id: call_id.to_string(),
                 }),
@@ -276,9 +277,13 @@ impl AgentActor {
         let mode = self.mode();
         let review = self.peers.review.send(ReviewCall { call, mode });
         ctx.spawn(review.into_actor(self).map(move |res, act, ctx| {
-            let (risk, outcome) = match res {
-                Ok(Reviewed { risk, review }) => match review {
-                    Review::Decided(verdict) => (risk, ReviewOutcome::Decided(verdict)),
+            let (risk, files, outcome) = match res {
+                Ok(Reviewed {
+                    risk,
+                    files,
+                    review,
+                }) => match review {
+                    Review::Decided(verdict) => (risk, files, ReviewOutcome::Decided(verdict)),
                     Review::Ask {
                         approval_id,
                         expires_at,
@@ -302,6 +307,7 @@ impl AgentActor {
                         }));
                         (
                             risk,
+                            files,
                             ReviewOutcome::Ask {
                                 approval_id,
                                 expires_at,
@@ -315,6 +321,7 @@ impl AgentActor {
                         level: RiskLevel::High,
                         reasons: vec!["the command could not be checked".into()],
                     },
+                    Vec::new(),
                     ReviewOutcome::Decided(Verdict {
                         resolution: Resolution::Denied,
                         by: DecidedBy::Policy,
@@ -326,6 +333,7 @@ impl AgentActor {
                 Input::Reviewed {
                     call_id,
                     risk,
+                    files,
                     mode,
                     outcome,
                 },
@@ -334,12 +342,13 @@ impl AgentActor {
     }
 
     /// Run a call in the sandbox, noting which workspace paths it changed.
-    fn run(&mut self, ctx: &mut Context<Self>, call: ToolCall) {
+    fn run(&mut self, ctx: &mut Context<Self>, call: ToolCall, files: Vec<JudgedFile>) {
         let call_id = call.id.clone();
         let exec = Exec {
             call_id: call.id.to_string(),
             tool: call.tool,
             code: call.code,
+            files,
             timeout: Duration::from_secs(self.settings.sandbox.exec_timeout_secs),
             output: ctx.address().recipient(),
             model_output_cap: self.settings.agent.tool_output_for_model_bytes,
@@ -399,7 +408,7 @@ impl AgentActor {
                 | Effect::Send(_)
                 | Effect::Complete { .. }
                 | Effect::Review(_)
-                | Effect::Run(_) => {}
+                | Effect::Run(..) => {}
             }
         }
         self.machine = None;

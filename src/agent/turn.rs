@@ -24,6 +24,7 @@ use crate::protocol::{
     Resolution, Risk, ServerEvent, TurnEndReason, TurnId,
 };
 use crate::provider::{ChatMessage, ProviderError, ToolCall};
+use crate::risk::JudgedFile;
 use crate::sandbox::{ExecOutcome, SandboxError};
 
 use super::conversation::{self, Conversation};
@@ -72,6 +73,8 @@ pub enum Input {
     Reviewed {
         call_id: CallId,
         risk: Risk,
+        /// The workspace files the risk rests on, with their hashes.
+        files: Vec<JudgedFile>,
         mode: ApprovalMode,
         outcome: ReviewOutcome,
     },
@@ -125,8 +128,9 @@ pub enum Effect {
     Review(ToolCall),
     /// Drop a pending approval nobody waits for any more.
     Withdraw(ApprovalId),
-    /// Run the call in the sandbox; answers chunks and [`Input::ExecDone`].
-    Run(ToolCall),
+    /// Run the call in the sandbox, only while the judged files still have
+    /// their hashes; answers chunks and [`Input::ExecDone`].
+    Run(ToolCall, Vec<JudgedFile>),
     /// Kill the running call.
     CancelRun(CallId),
 }
@@ -164,6 +168,8 @@ struct Turn {
     output: OutputLog,
     /// The person has been told this turn's context was trimmed.
     context_noted: bool,
+    /// The files the current call was judged on (what the approval covers).
+    judged: Vec<JudgedFile>,
 }
 
 /// Told to the person when a reply stopped at the model's output limit.
@@ -243,9 +249,10 @@ impl TurnMachine {
             Input::Reviewed {
                 call_id,
                 risk,
+                files,
                 mode,
                 outcome,
-            } => self.on_reviewed(call_id, risk, mode, outcome),
+            } => self.on_reviewed(call_id, risk, files, mode, outcome),
             Input::Verdict { call_id, verdict } => self.on_verdict(call_id, verdict),
             Input::ExecChunk {
                 call_id,
@@ -332,6 +339,7 @@ impl TurnMachine {
             cancelled: false,
             output: OutputLog::default(),
             context_noted: false,
+            judged: Vec::new(),
         });
         self.store(Record::StartTurn {
             message: ServerEvent::UserMessage {
@@ -521,6 +529,7 @@ impl TurnMachine {
         &mut self,
         call_id: CallId,
         risk: Risk,
+        files: Vec<JudgedFile>,
         mode: ApprovalMode,
         outcome: ReviewOutcome,
     ) {
@@ -536,6 +545,9 @@ impl TurnMachine {
             }
             return;
         };
+        if let Some(turn) = self.turn.as_mut() {
+            turn.judged = files;
+        }
         let mut events = vec![ServerEvent::ToolCall {
             turn_id: turn_id.clone(),
             call_id: call.id.clone(),
@@ -614,6 +626,7 @@ impl TurnMachine {
             Resolution::Denied => Some(DENIED),
             Resolution::TimedOut => Some(TIMED_OUT),
         };
+        let judged = std::mem::take(&mut turn.judged);
         if refusal.is_none() {
             turn.stage = Stage::Executing(call.clone());
             turn.output = OutputLog::default();
@@ -626,7 +639,7 @@ impl TurnMachine {
             events,
         });
         match refusal {
-            None => self.out.push(Effect::Run(call)),
+            None => self.out.push(Effect::Run(call, judged)),
             Some(_) => self.next_call(),
         }
     }
@@ -977,6 +990,7 @@ mod tests {
 
         fn review(&mut self, id: &str, level: RiskLevel, outcome: ReviewOutcome) -> Vec<Effect> {
             self.step(Input::Reviewed {
+                files: Vec::new(),
                 call_id: id.into(),
                 risk: risk(level),
                 mode: ApprovalMode::Risky,
@@ -1036,7 +1050,10 @@ mod tests {
         assert_eq!(effects.last(), Some(&Effect::Review(shell("c1", "ls"))));
 
         let effects = h.review("c1", RiskLevel::Low, policy(Resolution::Approved));
-        assert_eq!(effects.last(), Some(&Effect::Run(shell("c1", "ls"))));
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::Run(shell("c1", "ls"), Vec::new()))
+        );
         let live = h.step(Input::ExecChunk {
             call_id: "c1".into(),
             stream: OutputStream::Stdout,
@@ -1099,7 +1116,7 @@ mod tests {
                 by: DecidedBy::User,
             },
         });
-        assert!(!effects.iter().any(|e| matches!(e, Effect::Run(_))));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Run(..))));
         let sent = messages_of(&effects);
         assert!(
             matches!(sent.last(), Some(ChatMessage::ToolResult { content, .. }) if content == DENIED)

@@ -13,14 +13,22 @@
 //!   table;
 //! - `tests.rs`: the tables of cases.
 //!
-//! Everything here is a pure function of the text: no file is read, no
-//! program is run. What cannot be decided from the text is high risk.
+//! Everything here is a pure function of the text and of a
+//! [`WorkspaceView`]: the classifier itself reads no file and runs no
+//! program. The view answers what the workspace holds (the real one in
+//! [`crate::workspace`], confined to the workspace; an in-memory one in the
+//! tests), so a call that runs a workspace file is judged on that file's
+//! contents, and a write onto an existing file is told apart from a new one.
+//! What cannot be decided is high risk.
 
 mod python;
 mod shell;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
 use tree_sitter::Node;
 
 use crate::protocol::{Risk, RiskLevel, Tool};
@@ -51,40 +59,165 @@ const SHELL_LOW_REASON: &str = "only reads files or shows information";
 /// The reason given when a Python program only computes and reads.
 const PYTHON_LOW_REASON: &str = "only computes, reads files and prints; changes nothing";
 
-/// Classifies one tool call.
+/// Largest workspace file the classifier reads to judge it. The same as the
+/// largest code accepted for one call: a script bigger than that is not
+/// something a person reviews, and reading it must not stall the review.
+pub const MAX_JUDGED_FILE_BYTES: usize = MAX_CODE_BYTES;
+
+/// How many workspace files one call may be judged on (a script that runs
+/// scripts that import modules …). Real projects stay far below; past it the
+/// call is high rather than the review slow.
+const MAX_JUDGED_FILES: usize = 64;
+
+/// What the workspace holds at one path (workspace-relative, normalised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Missing,
+    File {
+        size: u64,
+    },
+    Folder,
+    /// A symbolic link: writing to it writes wherever it points, which may
+    /// be outside the workspace.
+    Link,
+    /// A fifo, socket or device, or a path that could not be looked at.
+    Other,
+}
+
+/// The classifier's window on the workspace. Paths are relative to the
+/// workspace root, already normalised (no `.`, `..` or leading `/`).
+pub trait WorkspaceView {
+    fn entry(&self, path: &str) -> Entry;
+    /// The contents of the regular file at `path`; `None` when it is not one
+    /// or is larger than [`MAX_JUDGED_FILE_BYTES`].
+    fn read(&self, path: &str) -> Option<Vec<u8>>;
+}
+
+/// A view of an empty workspace, for callers that only have the text.
+pub struct EmptyWorkspace;
+
+impl WorkspaceView for EmptyWorkspace {
+    fn entry(&self, _: &str) -> Entry {
+        Entry::Missing
+    }
+    fn read(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// A workspace file the judgement read, with the SHA-256 of what it read.
+/// The call may only run while the file still has that hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JudgedFile {
+    /// Workspace-relative.
+    pub path: String,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+/// A classification and the files it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub risk: Risk,
+    /// Sorted by path; empty when the call runs no workspace file.
+    pub files: Vec<JudgedFile>,
+}
+
+/// The SHA-256 of `bytes` in lowercase hex, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Classifies one tool call against an empty workspace.
 pub fn classify(tool: Tool, code: &str) -> Risk {
-    match tool {
-        Tool::Shell => classify_shell(code),
-        Tool::Python => classify_python(code),
+    classify_with(tool, code, &EmptyWorkspace).risk
+}
+
+/// Classifies one tool call against what the workspace holds now.
+pub fn classify_with(tool: Tool, code: &str, view: &dyn WorkspaceView) -> Judgement {
+    let mut found = Assessment::new(view);
+    let low_reason = match tool {
+        Tool::Shell => {
+            shell::assess(code, &mut found, 0);
+            SHELL_LOW_REASON
+        }
+        Tool::Python => {
+            python::assess(code, &mut found, 0);
+            PYTHON_LOW_REASON
+        }
+    };
+    let files = found
+        .judged
+        .iter()
+        .map(|(path, sha256)| JudgedFile {
+            path: path.clone(),
+            sha256: sha256.clone(),
+        })
+        .collect();
+    Judgement {
+        risk: found.into_risk(low_reason),
+        files,
     }
 }
 
 /// Classifies a command line as `bash -c` would run it.
+#[cfg(test)]
 pub fn classify_shell(command: &str) -> Risk {
-    let mut found = Assessment::default();
-    shell::assess(command, &mut found, 0);
-    found.into_risk(SHELL_LOW_REASON)
+    classify(Tool::Shell, command)
 }
 
 /// Classifies a Python program as `python3` would run it.
+#[cfg(test)]
 pub fn classify_python(code: &str) -> Risk {
-    let mut found = Assessment::default();
-    python::assess(code, &mut found, 0);
-    found.into_risk(PYTHON_LOW_REASON)
+    classify(Tool::Python, code)
+}
+
+/// The language of a workspace file that a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileLanguage {
+    Shell,
+    Python,
+    /// Decided by the file's `#!` line (a program run by path).
+    ByShebang,
+    /// An interpreter the checker has no grammar for (`perl x.pl`).
+    Other(&'static str),
 }
 
 /// The findings of one classification, in the order they were made.
-#[derive(Debug, Default)]
-struct Assessment {
+struct Assessment<'v> {
     /// Each finding with its level; duplicates are dropped at the end.
     findings: Vec<(RiskLevel, String)>,
     /// Set once a command may have moved the working directory out of the
     /// workspace (`cd /etc`, `os.chdir(path)`): from then on a relative path
     /// no longer means "inside the workspace".
     left_workspace: bool,
+    view: &'v dyn WorkspaceView,
+    /// Workspace files whose contents were judged: path -> SHA-256.
+    judged: BTreeMap<String, String>,
+    /// Files being judged right now, innermost last: a script that runs
+    /// itself is judged once.
+    judging: Vec<String>,
+    /// Workspace paths this call writes, so far in the walk. A file the
+    /// call writes and then runs or imports cannot be judged beforehand.
+    written: BTreeSet<String>,
+    /// Where Python looks for modules first (`sys.path[0]`): the folder of
+    /// the Python file being judged, the workspace root otherwise.
+    module_dirs: Vec<String>,
 }
 
-impl Assessment {
+impl<'v> Assessment<'v> {
+    fn new(view: &'v dyn WorkspaceView) -> Self {
+        Assessment {
+            findings: Vec::new(),
+            left_workspace: false,
+            view,
+            judged: BTreeMap::new(),
+            judging: Vec::new(),
+            written: BTreeSet::new(),
+            module_dirs: Vec::new(),
+        }
+    }
+
     fn add(&mut self, level: RiskLevel, reason: impl Into<String>) {
         self.findings.push((level, reason.into()));
     }
@@ -109,6 +242,35 @@ impl Assessment {
     /// itself for a redirection). `None` is a path only known at run time;
     /// `shown` is how the person sees it in that case.
     fn write_to(&mut self, path: Option<&str>, shown: &str, actor: &str) {
+        self.write(path, shown, actor, Write::Replace);
+    }
+
+    /// Judges a write that keeps what the file holds (`>>`, `touch`,
+    /// `mkdir`): only where it lands matters.
+    fn append_to(&mut self, path: Option<&str>, shown: &str, actor: &str) {
+        self.write(path, shown, actor, Write::Keep);
+    }
+
+    fn write(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
+        if let Some(inside) = path.and_then(|p| self.workspace_path(p)) {
+            self.written.insert(inside.clone());
+            match self.view.entry(&inside) {
+                Entry::File { size } if how == Write::Replace => self.high(format!(
+                    "overwrites {} ({})",
+                    shell::show(&inside),
+                    human_size(size)
+                )),
+                Entry::Link => self.high(format!(
+                    "writes through the link {}, which may lead outside the workspace",
+                    shell::show(&inside)
+                )),
+                Entry::Other => self.high(format!(
+                    "writes to {}, which is not a regular file",
+                    shell::show(&inside)
+                )),
+                Entry::Missing | Entry::Folder | Entry::File { .. } => {}
+            }
+        }
         let Some(path) = path else {
             self.high(format!(
                 "writes to a place only known at run time (`{shown}`), which cannot be checked"
@@ -125,6 +287,151 @@ impl Assessment {
                 "writes to `{path}` after moving to a folder that may be outside the workspace"
             )),
             Place::Outside => self.high(format!("writes outside the workspace (`{path}`)")),
+        }
+    }
+
+    /// `path` relative to the workspace root when it lies inside it (the root
+    /// itself is `""`).
+    fn workspace_path(&self, path: &str) -> Option<String> {
+        workspace_path(path, self.left_workspace)
+    }
+
+    /// Judges running the workspace file at `path` (as the command sees
+    /// it): its contents are classified as `language`, the strictest
+    /// finding wins, and the reasons name the file. A file that cannot be
+    /// read or parsed makes the call high.
+    fn run_file(&mut self, path: &str, language: FileLanguage, nesting: usize) {
+        self.load_file(path, language, nesting, "runs");
+    }
+
+    /// Judges the workspace file at `path` that the call loads; `verb` says
+    /// how in the reasons ("runs", "imports"). Importing a module that only
+    /// defines things adds nothing of its own.
+    fn load_file(&mut self, path: &str, language: FileLanguage, nesting: usize, verb: &str) {
+        let Some(inside) = self.workspace_path(path) else {
+            self.high(format!(
+                "runs `{}`, which is outside the workspace and cannot be checked",
+                shell::show(path)
+            ));
+            return;
+        };
+        let shown = shell::show(&inside);
+        if self.judging.contains(&inside) {
+            return;
+        }
+        if self.written.contains(&inside) {
+            self.high(format!(
+                "runs {shown}, which this same call writes first, so what runs cannot be checked"
+            ));
+            return;
+        }
+        if nesting > MAX_NESTING || self.judged.len() >= MAX_JUDGED_FILES {
+            self.high(format!(
+                "runs {shown}, one file too many or too deep to check"
+            ));
+            return;
+        }
+        let contents = match self.view.entry(&inside) {
+            Entry::File { .. } => self.view.read(&inside),
+            Entry::Missing => {
+                self.high(format!(
+                    "runs {shown}, which is not in the workspace, so it cannot be checked"
+                ));
+                return;
+            }
+            Entry::Folder | Entry::Link | Entry::Other => None,
+        };
+        let Some(bytes) = contents else {
+            self.high(format!(
+                "runs {shown}, which cannot be read, so it cannot be checked"
+            ));
+            return;
+        };
+        self.judged.insert(inside.clone(), sha256_hex(&bytes));
+        let Ok(text) = String::from_utf8(bytes) else {
+            self.high(format!(
+                "runs {shown}, a binary program that cannot be checked"
+            ));
+            return;
+        };
+        let language = match language {
+            FileLanguage::ByShebang => shebang_language(&text),
+            other => other,
+        };
+        if verb == "runs" {
+            self.medium(format!("runs {shown}"));
+        }
+        // The file's findings are collected apart, then re-worded to name it.
+        let outer = std::mem::take(&mut self.findings);
+        let left_workspace = self.left_workspace;
+        self.judging.push(inside.clone());
+        match language {
+            FileLanguage::Shell | FileLanguage::ByShebang => {
+                shell::assess(&text, self, nesting + 1)
+            }
+            FileLanguage::Python => {
+                let dir = inside.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                self.module_dirs.push(dir.to_string());
+                python::assess(&text, self, nesting + 1);
+                self.module_dirs.pop();
+            }
+            FileLanguage::Other(language) => {
+                if shell::has_risky_words(&text) {
+                    self.high(format!(
+                        "is a {language} program that may run commands, change files or use the network"
+                    ));
+                } else {
+                    self.medium(format!("is a {language} program"));
+                }
+            }
+        }
+        self.judging.pop();
+        self.left_workspace = left_workspace;
+        let inner = std::mem::replace(&mut self.findings, outer);
+        for (level, reason) in inner {
+            if level >= RiskLevel::Medium {
+                self.add(level, format!("{verb} {shown}, which {reason}"));
+            }
+        }
+    }
+
+    /// Judges importing the Python module `module` (dotted): every workspace
+    /// file the import would load is judged like a program.
+    fn import_module(&mut self, module: &str, nesting: usize) {
+        let dir = self.module_dirs.last().cloned().unwrap_or_default();
+        let mut prefix = String::new();
+        for part in module.split('.') {
+            if part.is_empty() {
+                return;
+            }
+            prefix = if prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{prefix}/{part}")
+            };
+            let base = if dir.is_empty() {
+                prefix.clone()
+            } else {
+                format!("{dir}/{prefix}")
+            };
+            let mut found_one = false;
+            for candidate in [format!("{base}.py"), format!("{base}/__init__.py")] {
+                if self.written.contains(&candidate) {
+                    self.high(format!(
+                        "imports {}, which this same call writes first, so what runs cannot be checked",
+                        shell::show(&candidate)
+                    ));
+                    return;
+                }
+                if matches!(self.view.entry(&candidate), Entry::Missing) {
+                    continue;
+                }
+                found_one = true;
+                self.load_file(&candidate, FileLanguage::Python, nesting, "imports");
+            }
+            if !found_one && !matches!(self.view.entry(&base), Entry::Folder) {
+                return;
+            }
         }
     }
 
@@ -163,6 +470,81 @@ impl Assessment {
         }
         Risk { level, reasons }
     }
+}
+
+/// Whether a write replaces what a file holds or keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Replace,
+    Keep,
+}
+
+/// A size as a person reads it: "812 bytes", "14 KB", "3.2 MB".
+fn human_size(bytes: u64) -> String {
+    const KB: u64 = 1024;
+    const MB: u64 = 1024 * KB;
+    if bytes < KB {
+        format!("{bytes} bytes")
+    } else if bytes < MB {
+        format!("{} KB", bytes.div_ceil(KB))
+    } else {
+        format!("{:.1} MB", bytes as f64 / MB as f64)
+    }
+}
+
+/// The language a `#!` line names; a file without one runs under the shell.
+fn shebang_language(text: &str) -> FileLanguage {
+    let Some(line) = text.lines().next().and_then(|l| l.strip_prefix("#!")) else {
+        return FileLanguage::Shell;
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let program = match words.as_slice() {
+        [env, rest @ ..] if env.ends_with("/env") => rest
+            .iter()
+            .find(|w| !w.starts_with('-'))
+            .copied()
+            .unwrap_or_default(),
+        [program, ..] => program,
+        [] => "",
+    };
+    let name = program.rsplit('/').next().unwrap_or_default();
+    if name.starts_with("python") {
+        FileLanguage::Python
+    } else if listed("sh bash dash ash ksh", name) {
+        FileLanguage::Shell
+    } else {
+        FileLanguage::Other("script")
+    }
+}
+
+/// `path` (as a command in the sandbox names it) relative to the workspace
+/// root, when it lies inside; lexical, like [`place_of`].
+fn workspace_path(path: &str, left_workspace: bool) -> Option<String> {
+    if path.starts_with('~') || (!path.starts_with('/') && left_workspace) {
+        return None;
+    }
+    let parts = path.split('/').filter(|p| !p.is_empty() && *p != ".");
+    if path.starts_with('/') {
+        let mut root: Vec<&str> = Vec::new();
+        for part in parts {
+            if part == ".." {
+                root.pop();
+            } else {
+                root.push(part);
+            }
+        }
+        let (first, inside) = root.split_first()?;
+        return (*first == WORKSPACE.trim_start_matches('/')).then(|| inside.join("/"));
+    }
+    let mut inside: Vec<&str> = Vec::new();
+    for part in parts {
+        if part == ".." {
+            inside.pop()?;
+        } else {
+            inside.push(part);
+        }
+    }
+    Some(inside.join("/"))
 }
 
 /// Where a write lands.
@@ -282,7 +664,7 @@ struct Grammar {
 fn parse_for_check(
     src: &str,
     grammar: &Grammar,
-    found: &mut Assessment,
+    found: &mut Assessment<'_>,
     nesting: usize,
 ) -> Option<tree_sitter::Tree> {
     if nesting > MAX_NESTING {

@@ -21,7 +21,8 @@ use tree_sitter::Node;
 
 use super::shell::show;
 use super::{
-    fielded_children, listed, parse_for_check, shell_quote, Assessment, Grammar, MAX_SYNTAX_DEPTH,
+    fielded_children, listed, parse_for_check, shell_quote, Assessment, Grammar, Write,
+    MAX_SYNTAX_DEPTH,
 };
 
 /// How many rounds of `a = b` alias resolution are followed; each round
@@ -64,7 +65,7 @@ const OS_READS: &str = "\
     read scandir sched_getaffinity sched_yield stat strerror sysconf times umask uname \
     urandom wait waitpid walk write _exit abort environ.get environ.copy environ.items \
     environ.keys environ.values environ.setdefault environ.update environ.pop putenv \
-    unsetenv setsid setpgid fwalk readlink
+    unsetenv fwalk readlink
 ";
 
 /// Calls that run a command, and how they take it.
@@ -125,7 +126,7 @@ const PYTHON: Grammar = Grammar {
     invalid: "is not valid Python",
 };
 
-pub(super) fn assess(code: &str, found: &mut Assessment, nesting: usize) {
+pub(super) fn assess(code: &str, found: &mut Assessment<'_>, nesting: usize) {
     let Some(tree) = parse_for_check(code, &PYTHON, found, nesting) else {
         return;
     };
@@ -142,9 +143,9 @@ pub(super) fn assess(code: &str, found: &mut Assessment, nesting: usize) {
 }
 
 /// The walk over one parsed program.
-struct Walker<'a, 't> {
+struct Walker<'a, 't, 'v> {
     src: &'a str,
-    found: &'a mut Assessment,
+    found: &'a mut Assessment<'v>,
     /// How many times this code was already unwrapped from a string.
     nesting: usize,
     /// What imported and aliased names stand for: `o` → `os`,
@@ -154,7 +155,7 @@ struct Walker<'a, 't> {
     constants: HashMap<String, Node<'t>>,
 }
 
-impl<'t> Walker<'_, 't> {
+impl<'t> Walker<'_, 't, '_> {
     fn text(&self, node: Node) -> &str {
         self.src.get(node.byte_range()).unwrap_or_default()
     }
@@ -547,6 +548,8 @@ impl<'t> Walker<'_, 't> {
     /// Judges importing `module` (a module, or `module.name` for
     /// `from module import name`).
     fn import(&mut self, module: &str) {
+        // A module the agent wrote is code like any other: judge it.
+        self.found.import_module(module, self.nesting + 1);
         if HARMLESS_SUBMODULES
             .split_whitespace()
             .any(|m| is_within(module, m))
@@ -750,6 +753,12 @@ impl<'t> Walker<'_, 't> {
             self.run_command(name, *form, arguments);
             return true;
         }
+        if is_deserialiser(name) {
+            self.found.high(format!(
+                "loads pickled or marshalled data, which can run any code (`{shown}`)"
+            ));
+            return true;
+        }
         match name {
             "eval" | "exec" => self.found.high(format!(
                 "runs code built at run time (`{name}`), which cannot be checked"
@@ -772,12 +781,8 @@ impl<'t> Walker<'_, 't> {
             )),
             "open" | "io.open" | "codecs.open" => self.open(arguments, "file", "r"),
             "gzip.open" | "bz2.open" | "lzma.open" | "tarfile.open" | "zipfile.ZipFile"
-            | "shelve.open" | "dbm.open" => {
-                let default = if name == "shelve.open" || name == "dbm.open" {
-                    "c"
-                } else {
-                    "r"
-                };
+            | "dbm.open" => {
+                let default = if name == "dbm.open" { "c" } else { "r" };
                 self.open(arguments, "filename", default)
             }
             "os.open" => {
@@ -816,10 +821,6 @@ impl<'t> Walker<'_, 't> {
                     self.write_argument(arguments, usize::MAX, "filename", "logging");
                 }
             }
-            "pickle.load" | "pickle.loads" | "dill.load" | "dill.loads" | "joblib.load"
-            | "cloudpickle.load" | "cloudpickle.loads" | "pandas.read_pickle" => self.found.medium(
-                format!("loads pickled data, which can run code (`{shown}`)"),
-            ),
             "tempfile.mkstemp"
             | "tempfile.mkdtemp"
             | "tempfile.NamedTemporaryFile"
@@ -855,7 +856,7 @@ impl<'t> Walker<'_, 't> {
         }
         match function {
             "mkdir" | "makedirs" | "utime" | "mkfifo" => {
-                self.write_argument(arguments, 0, "path", &shown)
+                self.write_argument_as(arguments, 0, "path", &shown, Write::Keep)
             }
             "chdir" => {
                 let stays = arguments
@@ -896,6 +897,9 @@ impl<'t> Walker<'_, 't> {
             "rename" | "renames" | "replace" => self
                 .found
                 .high(format!("moves or renames files (`{shown}`)")),
+            "setsid" | "setpgid" | "daemon" => self.found.high(format!(
+                "detaches from the command so that it can outlive it (`{shown}`)"
+            )),
             "fork" | "forkpty" | "startfile" | "posix_spawn" | "posix_spawnp" => self
                 .found
                 .high(format!("starts other programs (`{shown}`)")),
@@ -1023,9 +1027,19 @@ impl<'t> Walker<'_, 't> {
             None => Some(default_mode.to_string()),
             Some(mode) => self.string_value(mode, 0),
         };
-        let writes = mode.is_none_or(|m| m.contains(['w', 'a', 'x', '+', 'c', 'n']));
+        let writes = mode
+            .as_deref()
+            .is_none_or(|m| m.contains(['w', 'a', 'x', '+', 'c', 'n']));
+        // Only `w` (and `n`, dbm's "new") empties an existing file; `a`,
+        // `x` and `r+` keep what it holds.
+        let replaces = mode.as_deref().is_none_or(|m| m.contains(['w', 'n']));
         if writes {
-            self.write_argument(Some(arguments), 0, path_keyword, "open");
+            let how = if replaces {
+                Write::Replace
+            } else {
+                Write::Keep
+            };
+            self.write_argument_as(Some(arguments), 0, path_keyword, "open", how);
         }
     }
 
@@ -1037,6 +1051,17 @@ impl<'t> Walker<'_, 't> {
         keyword: &str,
         actor: &str,
     ) {
+        self.write_argument_as(arguments, index, keyword, actor, Write::Replace);
+    }
+
+    fn write_argument_as(
+        &mut self,
+        arguments: Option<Node>,
+        index: usize,
+        keyword: &str,
+        actor: &str,
+        how: Write,
+    ) {
         let Some(node) = arguments.and_then(|a| self.argument(a, index, keyword)) else {
             return;
         };
@@ -1047,7 +1072,7 @@ impl<'t> Walker<'_, 't> {
         } else {
             actor.to_string()
         };
-        self.found.write_to(path.as_deref(), &shown, &actor);
+        self.found.write(path.as_deref(), &shown, &actor, how);
     }
 
     /// Methods on objects the checker cannot name: `pathlib` methods and the
@@ -1059,6 +1084,7 @@ impl<'t> Walker<'_, 't> {
             .filter(|_| is_path)
             .and_then(|o| self.path_value(o, 0));
         let object_text = object.map(|o| show(self.text(o))).unwrap_or_default();
+        let keeps = matches!(method, "touch" | "mkdir");
         let write_object = |walker: &mut Self| {
             let shown = object_path.clone().unwrap_or_else(|| object_text.clone());
             let actor = if is_path {
@@ -1066,9 +1092,10 @@ impl<'t> Walker<'_, 't> {
             } else {
                 format!(".{method}()")
             };
+            let how = if keeps { Write::Keep } else { Write::Replace };
             walker
                 .found
-                .write_to(object_path.as_deref(), &shown, &actor);
+                .write(object_path.as_deref(), &shown, &actor, how);
         };
         match method {
             "write_text" | "write_bytes" | "touch" | "mkdir" => write_object(self),
@@ -1154,6 +1181,16 @@ impl<'t> Walker<'_, 't> {
             self.found.high(format!(
                 "runs a program chosen separately from its command (`{shown}` with `executable=`)"
             ));
+        }
+        for keyword in ["start_new_session", "process_group", "preexec_fn"] {
+            let detaches = self
+                .keyword(arguments, keyword)
+                .is_some_and(|v| !matches!(self.text(v), "False" | "None"));
+            if detaches {
+                self.found.high(format!(
+                    "starts a program detached from the command, so that it can outlive it (`{keyword}`)"
+                ));
+            }
         }
         let shell = match form {
             CommandForm::Shell => true,
@@ -1259,6 +1296,19 @@ impl<'t> Walker<'_, 't> {
 }
 
 /// Positional argument `index` of a call.
+/// Calls that turn bytes into objects by running what the bytes say:
+/// pickle and its relatives, marshal, shelve.
+fn is_deserialiser(name: &str) -> bool {
+    const LOADERS: &str = "\
+        pickle.load pickle.loads pickle.Unpickler _pickle.load _pickle.loads \
+        _pickle.Unpickler dill.load dill.loads dill.load_session cloudpickle.load \
+        cloudpickle.loads joblib.load pandas.read_pickle marshal.load marshal.loads \
+        shelve.open shelve.Shelf shelve.DbfilenameShelf torch.load \
+        copyreg._reconstructor
+    ";
+    listed(LOADERS, name)
+}
+
 fn positional(arguments: Node, index: usize) -> Option<Node> {
     let mut cursor = arguments.walk();
     let found = arguments

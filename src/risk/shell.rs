@@ -12,9 +12,10 @@ use std::collections::HashSet;
 use tree_sitter::Node;
 
 use super::{
-    fielded_children, listed, parse_for_check, place_of, Assessment, Grammar, Place,
-    MAX_SYNTAX_DEPTH,
+    fielded_children, listed, parse_for_check, place_of, Assessment, Entry, FileLanguage, Grammar,
+    Place, MAX_SYNTAX_DEPTH,
 };
+use crate::protocol::RiskLevel;
 
 /// Longest piece of a command quoted back in a reason; longer ones are cut
 /// so that a reason stays one readable line.
@@ -35,14 +36,14 @@ const PROGRAM_DIRS: [&str; 6] = [
 const READS: &str = "\
     : [ ack ag apropos arch b2sum base32 base64 basename basenc bc bg break bzcat cal \
     caller cat cksum clear cmp colordiff column comm compgen continue cut df diff diff3 \
-    dir dirname dirs disown du echo egrep exit expand expr factor false fg fgrep file \
+    dir dirname dirs du echo egrep exit expand expr factor false fg fgrep file \
     flake8 fmt fold free getconf getopts grep groups hd head help hexdump history id \
     info jobs join jq less let locale locate logname look ls lsblk lscpu lsof man md5sum \
     more mypy nl nproc numfmt od paste pgrep pidof printenv printf ps pstree pwd \
     pycodestyle pyflakes pylint read readarray readlink mapfile realpath return rev rg \
     sdiff seq set sha1sum sha224sum sha256sum sha384sum sha512sum shasum shellcheck \
     shift shopt sleep ss stat strings stty sum tac tail test times top tput tr true \
-    tsort tty type ulimit umask uname unexpand unset uptime users vdir w wait wc whatis \
+    tsort tty type ulimit umask uname unexpand unset uptime users vdir w wc whatis \
     whereis which who whoami xzcat yes zcat zdiff zgrep zless zmore zstdcat netstat \
     lsb_release
 ";
@@ -180,6 +181,95 @@ const RISKY_ONE_LINER_WORDS: &str = "\
     syscall system unlink wget write
 ";
 
+/// Whether code in a language the checker cannot parse has any of the
+/// [`RISKY_ONE_LINER_WORDS`].
+pub(super) fn has_risky_words(code: &str) -> bool {
+    RISKY_ONE_LINER_WORDS
+        .split_whitespace()
+        .any(|w| code.contains(w))
+}
+
+/// The options the checker knows for commands that delete, move or replace
+/// data: program, option letters (those taking a value after `:`), long
+/// options. Any other option of these commands is high risk: GNU tools grow
+/// options like `tar --remove-files` that delete what they touch.
+const KNOWN_OPTIONS: &[(&str, &str, &str, &str)] = &[
+    (
+        "tar",
+        "AcdrtuxjJzZavkmopPShiWwOUBGMlns",
+        "fCITXbHgKLNVF",
+        "--create --extract --get --list --append --update --diff --compare --file \
+         --directory --gzip --gunzip --ungzip --bzip2 --xz --zstd --lzma --lzip --auto-compress \
+         --verbose --keep-old-files --skip-old-files --keep-newer-files --no-same-owner \
+         --same-owner --preserve-permissions --same-permissions --no-same-permissions \
+         --absolute-names --exclude --exclude-from --files-from --transform --xform \
+         --strip-components --wildcards --no-wildcards --owner --group --mode \
+         --numeric-owner --sort --mtime --format --to-stdout --one-file-system \
+         --dereference --totals --checkpoint --null --show-transformed-names \
+         --exclude-vcs --exclude-vcs-ignores --anchored --ignore-case --recursion \
+         --no-recursion --use-compress-program --to-command --checkpoint-action \
+         --info-script --new-volume-script --rsh-command --warning --version --help \
+         --label --blocking-factor --touch --no-overwrite-dir --occurrence --verify",
+    ),
+    (
+        "cp",
+        "abdfHilLnPpRrsuvxZ",
+        "StT",
+        "--archive --attributes-only --backup --copy-contents --debug --dereference --force \
+         --interactive --link --no-clobber --no-dereference --preserve --no-preserve \
+         --parents --recursive --reflink --sparse --strip-trailing-slashes --symbolic-link \
+         --suffix --target-directory --no-target-directory --update --verbose \
+         --one-file-system --context --help --version --remove-destination",
+    ),
+    (
+        "mv",
+        "bfinuvZ",
+        "StT",
+        "--backup --debug --force --interactive --no-clobber --strip-trailing-slashes \
+         --suffix --target-directory --no-target-directory --update --verbose --context \
+         --help --version",
+    ),
+    (
+        "ln",
+        "bdFfiLnPrsv",
+        "StT",
+        "--backup --directory --force --interactive --logical --no-dereference --physical \
+         --relative --symbolic --suffix --target-directory --no-target-directory --verbose \
+         --help --version",
+    ),
+];
+
+/// The first option of `args` that [`KNOWN_OPTIONS`] does not list for
+/// `name`, if any.
+fn unknown_option(name: &str, args: &[Word]) -> Option<String> {
+    let (_, flags, valued, long) = KNOWN_OPTIONS.iter().find(|k| k.0 == name)?;
+    for word in args {
+        let text = word.text()?;
+        if text == "--" {
+            return None;
+        }
+        if let Some(option) = text.strip_prefix("--") {
+            let option = format!("--{}", option.split('=').next().unwrap_or_default());
+            if !listed(long, &option) {
+                return Some(option);
+            }
+            continue;
+        }
+        let Some(letters) = text.strip_prefix('-').filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        for letter in letters.chars() {
+            if valued.contains(letter) {
+                break;
+            }
+            if !flags.contains(letter) {
+                return Some(format!("-{letter}"));
+            }
+        }
+    }
+    None
+}
+
 /// Variables that make other programs run a command or load code of the
 /// caller's choosing.
 const HIJACKING_VARIABLES: &str = "\
@@ -216,19 +306,19 @@ const SHELL: Grammar = Grammar {
     invalid: "could not be understood",
 };
 
-pub(super) fn assess(command: &str, found: &mut Assessment, nesting: usize) {
+pub(super) fn assess(command: &str, found: &mut Assessment<'_>, nesting: usize) {
     assess_with_input(command, found, nesting, &Input::Nothing);
 }
 
 /// Judges `command` run with data fed to its input by the caller (Python's
 /// `subprocess.run(…, input=…)`): a shell there runs what it is fed.
-pub(super) fn assess_fed(command: &str, found: &mut Assessment, nesting: usize) {
+pub(super) fn assess_fed(command: &str, found: &mut Assessment<'_>, nesting: usize) {
     assess_with_input(command, found, nesting, &Input::Pipe);
 }
 
 /// Judges `command` as a shell would run it with `input` on its standard
 /// input (which matters when it is itself a shell: `curl … | sh -c 'bash'`).
-fn assess_with_input(command: &str, found: &mut Assessment, nesting: usize, input: &Input) {
+fn assess_with_input(command: &str, found: &mut Assessment<'_>, nesting: usize, input: &Input) {
     let Some(tree) = parse_for_check(command, &SHELL, found, nesting) else {
         return;
     };
@@ -238,8 +328,12 @@ fn assess_with_input(command: &str, found: &mut Assessment, nesting: usize, inpu
         functions: defined_functions(root, command),
         found,
         nesting,
+        in_functions: Vec::new(),
+        calls: Vec::new(),
+        background: Vec::new(),
     };
     walker.statement(root, input, 0);
+    walker.finish();
 }
 
 /// What a command reads on its standard input. It matters for shells and
@@ -381,17 +475,24 @@ impl Args {
 }
 
 /// The walk over one parsed command line.
-struct Walker<'a> {
+struct Walker<'a, 'v> {
     src: &'a str,
-    found: &'a mut Assessment,
+    found: &'a mut Assessment<'v>,
     /// How many times this text was already unwrapped from a string.
     nesting: usize,
     /// Functions the command line defines: their bodies are judged where
     /// they are defined, so calling one adds nothing.
     functions: HashSet<String>,
+    /// The functions whose bodies the walk is in, innermost last.
+    in_functions: Vec<String>,
+    /// Calls from one defined function to another: a cycle among them is a
+    /// function that calls itself.
+    calls: Vec<(String, String)>,
+    /// Commands started with `&` and not yet waited for.
+    background: Vec<String>,
 }
 
-impl Walker<'_> {
+impl Walker<'_, '_> {
     fn text(&self, node: Node) -> &str {
         self.src.get(node.byte_range()).unwrap_or_default()
     }
@@ -446,16 +547,72 @@ impl Walker<'_> {
                 self.redirect(node, depth);
             }
             "comment" => {}
+            "function_definition" => {
+                let name = node
+                    .child_by_field_name("name")
+                    .map(|n| self.text(n).to_string())
+                    .unwrap_or_default();
+                self.in_functions.push(name);
+                self.children(node, input, depth);
+                self.in_functions.pop();
+            }
             _ => self.children(node, input, depth),
         }
     }
 
+    /// Walks the children of `node`. A statement followed by `&` runs in
+    /// the background.
     fn children(&mut self, node: Node, input: &Input, depth: usize) {
         let mut cursor = node.walk();
-        let children: Vec<Node> = node.named_children(&mut cursor).collect();
-        for child in children {
-            self.statement(child, input, depth + 1);
+        let children: Vec<Node> = node.children(&mut cursor).collect();
+        for (at, child) in children.iter().enumerate() {
+            if !child.is_named() {
+                continue;
+            }
+            self.statement(*child, input, depth + 1);
+            let backgrounded = children.get(at + 1).is_some_and(|n| n.kind() == "&");
+            if backgrounded && child.kind() != "comment" {
+                self.background.push(show(self.text(*child)));
+            }
         }
+    }
+
+    /// What can only be judged once the whole command line was walked:
+    /// background jobs left running, functions that call themselves.
+    fn finish(&mut self) {
+        if let Some(job) = self.background.first() {
+            self.found.high(format!(
+                "leaves `{job}` running in the background after the command ends"
+            ));
+        }
+        let recursive = self.calls.iter().find(|(from, _)| self.reaches(from, from));
+        if let Some((name, _)) = recursive {
+            self.found.high(format!(
+                "defines a function that calls itself (`{}`), which can start processes without end (a fork bomb)",
+                show(name)
+            ));
+        }
+    }
+
+    /// Whether function `from` calls `to`, directly or through others.
+    fn reaches(&self, from: &str, to: &str) -> bool {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut stack = vec![from];
+        while let Some(at) = stack.pop() {
+            for (caller, callee) in &self.calls {
+                if caller != at {
+                    continue;
+                }
+                if callee == to {
+                    return true;
+                }
+                if !seen.contains(&callee.as_str()) {
+                    seen.push(callee);
+                    stack.push(callee);
+                }
+            }
+        }
+        false
     }
 
     /// `( … )`, `$( … )`: a `cd` inside does not move what follows.
@@ -613,6 +770,13 @@ impl Walker<'_> {
         }
         match operator {
             "<" => (Some(Input::File(word.value)), extra),
+            // Appending keeps what the file holds; `<>` opens it for reading
+            // and writing without truncating it.
+            ">>" | "&>>" | "<>" => {
+                let shown = word.shown();
+                self.found.append_to(word.text(), &shown, &shown);
+                (None, extra)
+            }
             _ => {
                 let shown = word.shown();
                 self.found.write_to(word.text(), &shown, &shown);
@@ -814,10 +978,8 @@ impl Walker<'_> {
         let name = match self.program(name) {
             Program::Named(name) => name,
             Program::Workspace(path) => {
-                self.found.medium(format!(
-                    "runs the program `{}` from the workspace",
-                    show(&path)
-                ));
+                self.found
+                    .run_file(&path, FileLanguage::ByShebang, self.nesting + 1);
                 return;
             }
             Program::Elsewhere(path) => {
@@ -829,6 +991,9 @@ impl Walker<'_> {
             }
         };
         if self.functions.contains(&name) {
+            if let Some(caller) = self.in_functions.last() {
+                self.calls.push((caller.clone(), name));
+            }
             return;
         }
         self.named(&name, args, input, depth);
@@ -958,7 +1123,18 @@ impl Walker<'_> {
                 }
                 self.judge(rest, input, depth + 1);
             }
-            "nohup" | "coproc" | "builtin" => {
+            "nohup" => {
+                self.found.high(
+                    "detaches a program so that it keeps running after the command ends (`nohup`)",
+                );
+                let rest = skip_options(args, &[]);
+                self.judge(rest, input, depth + 1);
+            }
+            "disown" => self.found.high(
+                "detaches background programs so that they keep running after the command ends (`disown`)",
+            ),
+            "wait" => self.background.clear(),
+            "coproc" | "builtin" => {
                 let rest = skip_options(args, &[]);
                 self.judge(rest, input, depth + 1);
             }
@@ -1010,6 +1186,9 @@ impl Walker<'_> {
                 self.judge(rest, input, depth + 1);
             }
             "setsid" => {
+                self.found.high(
+                    "detaches a program into a session of its own, so that it can outlive the command (`setsid`)",
+                );
                 let rest = skip_options(args, &[]);
                 self.judge(rest, input, depth + 1);
             }
@@ -1117,8 +1296,13 @@ impl Walker<'_> {
                     _ => &[],
                 };
                 let parsed = Args::parse(args, with_value);
+                let keeps = name != "tee" || parsed.has(&["-a", "--append"]);
                 for target in &parsed.operands {
-                    self.found.write_to(target.text(), &target.shown(), name);
+                    if keeps {
+                        self.found.append_to(target.text(), &target.shown(), name);
+                    } else {
+                        self.found.write_to(target.text(), &target.shown(), name);
+                    }
                 }
             }
             "cp" | "mv" | "install" | "ln" => self.copy(name, args),
@@ -1320,6 +1504,9 @@ impl Walker<'_> {
                 }
                 self.found
                     .medium(format!("builds or runs code from the workspace (`{name}`)"));
+                if name == "make" {
+                    self.make(args);
+                }
             }
             "gcc" | "g++" | "cc" | "c++" | "clang" | "clang++" | "rustc" | "javac" | "tsc" => {
                 if args.iter().all(|a| a.is("--version") || a.is("-v")) && !args.is_empty() {
@@ -1903,9 +2090,14 @@ impl Walker<'_> {
                 };
                 self.program_from_input(language, name, input);
             }
-            Some(_) => self
-                .found
-                .medium(format!("runs the {kind} `{}` (`{name}`)", script.shown())),
+            Some(path) => {
+                let language = match kind {
+                    "shell script" => FileLanguage::Shell,
+                    "Python script" => FileLanguage::Python,
+                    _ => FileLanguage::Other("program"),
+                };
+                self.found.run_file(path, language, self.nesting + 1);
+            }
             None => self.found.high(format!(
                 "runs a {kind} whose name is only known at run time (`{}`)",
                 script.shown()
@@ -1956,10 +2148,14 @@ impl Walker<'_> {
                 Some("/dev/stdin" | "/proc/self/fd/0" | "-") => {
                     self.program_from_input(Language::Shell, name, input)
                 }
-                Some(_) => self.found.medium(format!(
-                    "runs the shell script `{}` (`{name}`)",
-                    file.shown()
-                )),
+                Some(path) => {
+                    // `source` runs the file in this very shell: a `cd` in
+                    // it moves what follows.
+                    let left_workspace = self.found.left_workspace;
+                    self.found
+                        .run_file(path, FileLanguage::Shell, self.nesting + 1);
+                    self.found.left_workspace |= left_workspace;
+                }
                 None => self.found.high(format!(
                     "runs a shell script whose name is only known at run time (`{name} {}`)",
                     file.shown()
@@ -1971,6 +2167,12 @@ impl Walker<'_> {
     /// `cp`, `mv`, `install`, `ln`: judged by where they write, and for
     /// `mv` and `ln` also by what they take from.
     fn copy(&mut self, name: &str, args: &[Word]) {
+        if let Some(option) = unknown_option(name, args) {
+            self.found.high(format!(
+                "passes `{name}` an option the checker does not know (`{}`)",
+                show(&option)
+            ));
+        }
         let parsed = Args::parse(
             args,
             &[
@@ -2006,6 +2208,29 @@ impl Walker<'_> {
         };
         for target in targets {
             self.found.write_to(target.text(), &target.shown(), name);
+            // Into a folder: each source lands under its own name there.
+            let folder = target
+                .text()
+                .and_then(|t| self.found.workspace_path(t))
+                .filter(|t| self.found.view.entry(t) == Entry::Folder);
+            if let Some(folder) = folder {
+                for source in sources.iter().filter_map(|s| s.text()) {
+                    let base = source
+                        .trim_end_matches('/')
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default();
+                    if base.is_empty() || base == ".." || base == "." {
+                        continue;
+                    }
+                    let landing = if folder.is_empty() {
+                        base.to_string()
+                    } else {
+                        format!("{folder}/{base}")
+                    };
+                    self.found.write_to(Some(&landing), &show(&landing), name);
+                }
+            }
         }
         for source in sources {
             if !self.found.is_outside(source.text()) {
@@ -2065,6 +2290,22 @@ impl Walker<'_> {
             _ => {}
         }
         self.ownership("permissions", "chmod", &files);
+        self.recursive_change("permissions", "chmod", args);
+    }
+
+    /// `chmod -R`, `chown -R`: every file under a folder at once, which can
+    /// lock the person (and later commands) out of their whole workspace.
+    fn recursive_change(&mut self, what: &str, name: &str, args: &[Word]) {
+        let recursive = args.iter().any(|a| {
+            a.is("--recursive")
+                || a.text()
+                    .is_some_and(|t| t.starts_with('-') && !t.starts_with("--") && t.contains('R'))
+        });
+        if recursive {
+            self.found.high(format!(
+                "changes the {what} of every file in a folder at once (`{name} -R`)"
+            ));
+        }
     }
 
     fn chown(&mut self, name: &str, args: &[Word]) {
@@ -2076,6 +2317,7 @@ impl Walker<'_> {
             .skip(if reference { 0 } else { 1 })
             .collect();
         self.ownership("owners", name, &files);
+        self.recursive_change("owners", name, args);
     }
 
     fn ownership(&mut self, what: &str, name: &str, files: &[&Word]) {
@@ -2474,6 +2716,12 @@ impl Walker<'_> {
             if let Some(text) = first.text().filter(|t| !t.starts_with('-')) {
                 *first = Word::literal(&format!("-{text}"));
             }
+        }
+        if let Some(option) = unknown_option("tar", &words) {
+            self.found.high(format!(
+                "passes `tar` an option the checker does not know (`{}`)",
+                show(&option)
+            ));
         }
         let parsed = Args::parse(
             &words,
@@ -2971,12 +3219,164 @@ impl Walker<'_> {
                     "runs a script from the workspace's package.json (`{name} {}`)",
                     sub.unwrap_or_default()
                 ));
+                let script = match sub {
+                    Some("run" | "run-script") => args
+                        .iter()
+                        .filter(|a| !a.is_option())
+                        .nth(1)
+                        .and_then(Word::text),
+                    Some("t" | "tst") => Some("test"),
+                    other => other,
+                };
+                self.package_script(script);
             }
             Some(sub) => {
                 self.found.high(format!(
                     "installs or removes software (`{name} {}`)",
                     show(sub)
                 ));
+            }
+        }
+    }
+
+    /// `make`: the recipes of the makefile it reads are shell commands.
+    fn make(&mut self, args: &[Word]) {
+        let parsed = Args::parse(args, &["-f", "--file", "--makefile", "-C", "--directory"]);
+        if !parsed.value_of(&["-C", "--directory"]).is_empty() {
+            self.found
+                .high("runs a makefile from another folder (`make -C`), which cannot be checked");
+            return;
+        }
+        let named = parsed.value_of(&["-f", "--file", "--makefile"]);
+        let file = match named.first() {
+            Some(word) => match word.text() {
+                Some(file) => file.to_string(),
+                None => {
+                    self.found.high(format!(
+                        "runs a makefile whose name is only known at run time (`{}`)",
+                        word.shown()
+                    ));
+                    return;
+                }
+            },
+            None => ["GNUmakefile", "makefile", "Makefile"]
+                .into_iter()
+                .find(|f| !matches!(self.found.view.entry(f), Entry::Missing))
+                .unwrap_or("Makefile")
+                .to_string(),
+        };
+        let Some(text) = self.workspace_text(&file, "makefile") else {
+            return;
+        };
+        let mut recipes = String::new();
+        for line in text.lines() {
+            if let Some(recipe) = line.strip_prefix('\t') {
+                let recipe = recipe.trim_start_matches(['@', '-', '+', ' ']);
+                recipes.push_str(&recipe.replace("$$", "$"));
+                recipes.push('\n');
+            } else if line.contains("$(shell") || line.contains("${shell") {
+                self.found.high(format!(
+                    "runs {}, which runs commands while it is read (`$(shell …)`)",
+                    show(&file)
+                ));
+            }
+        }
+        self.judged_text(&file, &recipes);
+    }
+
+    /// `npm run x`: the script of `x` in package.json, and its `pre`/`post`
+    /// scripts, are shell commands.
+    fn package_script(&mut self, script: Option<&str>) {
+        let Some(text) = self.workspace_text("package.json", "package.json") else {
+            return;
+        };
+        let scripts = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("scripts").cloned());
+        let Some(script) = script else {
+            self.found
+                .high("runs a package.json script chosen at run time, which cannot be checked");
+            return;
+        };
+        let mut commands = String::new();
+        for key in [
+            format!("pre{script}"),
+            script.to_string(),
+            format!("post{script}"),
+        ] {
+            if let Some(command) = scripts.as_ref().and_then(|s| s.get(&key)) {
+                match command.as_str() {
+                    Some(command) => {
+                        commands.push_str(command);
+                        commands.push('\n');
+                    }
+                    None => self.found.high(
+                        "has a package.json script that is not text, which cannot be checked",
+                    ),
+                }
+            }
+        }
+        self.judged_text("package.json", &commands);
+    }
+
+    /// The text of a workspace file a runner reads (a makefile,
+    /// package.json), hashed as judged; `None` (and high) when it cannot be
+    /// read.
+    fn workspace_text(&mut self, path: &str, what: &str) -> Option<String> {
+        let Some(inside) = self.found.workspace_path(path) else {
+            self.found.high(format!(
+                "reads its {what} from outside the workspace (`{}`), which cannot be checked",
+                show(path)
+            ));
+            return None;
+        };
+        if self.found.written.contains(&inside) {
+            self.found.high(format!(
+                "runs {}, which this same call writes first, so what runs cannot be checked",
+                show(&inside)
+            ));
+            return None;
+        }
+        let bytes = match self.found.view.entry(&inside) {
+            Entry::File { .. } => self.found.view.read(&inside),
+            _ => None,
+        };
+        let Some(bytes) = bytes else {
+            self.found.high(format!(
+                "runs commands from {}, which cannot be read, so they cannot be checked",
+                show(&inside)
+            ));
+            return None;
+        };
+        self.found
+            .judged
+            .insert(inside.clone(), super::sha256_hex(&bytes));
+        match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                self.found.high(format!(
+                    "runs commands from {}, which is not text, so they cannot be checked",
+                    show(&inside)
+                ));
+                None
+            }
+        }
+    }
+
+    /// Judges shell `commands` taken from the workspace file `file`, with
+    /// reasons naming it.
+    fn judged_text(&mut self, file: &str, commands: &str) {
+        let outer = std::mem::take(&mut self.found.findings);
+        let left_workspace = self.found.left_workspace;
+        assess_with_input(commands, self.found, self.nesting + 1, &Input::Nothing);
+        self.found.left_workspace = left_workspace;
+        let inner = std::mem::replace(&mut self.found.findings, outer);
+        for (level, reason) in inner {
+            if level >= RiskLevel::Medium {
+                self.found.add(
+                    level,
+                    format!("runs commands from {}, which {reason}", show(file)),
+                );
             }
         }
     }

@@ -2,7 +2,12 @@
 //! it must get, the reasons a person sees for some of them, and the limits
 //! that keep pathological input from hurting the classifier.
 
-use super::{classify, classify_python, classify_shell};
+use std::collections::BTreeMap;
+
+use super::{
+    classify, classify_python, classify_shell, classify_with, Entry, WorkspaceView,
+    MAX_JUDGED_FILE_BYTES,
+};
 use crate::protocol::{Risk, RiskLevel, Tool};
 
 use RiskLevel::{High, Low, Medium};
@@ -143,7 +148,7 @@ const SHELL_CASES: &[(&str, RiskLevel)] = &[
     ("case $x in a) echo a;; *) echo b;; esac", Low),
     ("x=$((1+2)); echo $x", Low),
     ("export FOO=bar; ls", Low),
-    ("ls &", Low),
+    ("ls &", High),
     ("ls # a comment", Low),
     ("", Low),
     ("hash", Low),
@@ -505,7 +510,7 @@ const PYTHON_CASES: &[(&str, RiskLevel)] = &[
         Medium,
     ),
     ("import json\njson.dump({}, open('o.json', 'w'))", Medium),
-    ("import pickle\npickle.load(open('m.pkl', 'rb'))", Medium),
+    ("import pickle\npickle.load(open('m.pkl', 'rb'))", High),
     ("import multiprocessing", Medium),
     (
         "import subprocess\nsubprocess.run(['grep', 'x'], input=b'data')",
@@ -741,13 +746,13 @@ fn failures(cases: &[(&str, RiskLevel)], judge: fn(&str) -> Risk) -> Vec<String>
 
 #[test]
 fn shell_cases_get_their_level() {
-    let failed = failures(SHELL_CASES, classify_shell);
+    let failed = failures(SHELL_CASES, |code| fixture_judge(Tool::Shell, code));
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
 #[test]
 fn python_cases_get_their_level() {
-    let failed = failures(PYTHON_CASES, classify_python);
+    let failed = failures(PYTHON_CASES, |code| fixture_judge(Tool::Python, code));
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
@@ -860,4 +865,409 @@ fn shallow_nesting_is_followed() {
         nested = format!("sh -c {}", super::shell_quote(&nested));
     }
     assert_eq!(classify_shell(&nested).level, Low);
+}
+
+// ---------------------------------------------------------------------------
+// The workspace: what a call runs and what it writes over
+// ---------------------------------------------------------------------------
+
+/// An in-memory workspace: files with their contents, folders, links.
+struct FakeWorkspace {
+    files: BTreeMap<&'static str, Vec<u8>>,
+    links: &'static [&'static str],
+}
+
+impl WorkspaceView for FakeWorkspace {
+    fn entry(&self, path: &str) -> Entry {
+        if let Some(bytes) = self.files.get(path) {
+            return Entry::File {
+                size: bytes.len() as u64,
+            };
+        }
+        if self.links.contains(&path) {
+            return Entry::Link;
+        }
+        let folder = format!("{path}/");
+        if path.is_empty() || self.files.keys().any(|f| f.starts_with(&folder)) {
+            return Entry::Folder;
+        }
+        Entry::Missing
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.files
+            .get(path)
+            .filter(|b| b.len() <= MAX_JUDGED_FILE_BYTES)
+            .cloned()
+    }
+}
+
+/// The workspace every table row is judged against: everyday project files
+/// and the files of each trick.
+fn fixture() -> FakeWorkspace {
+    let text = |s: &str| s.as_bytes().to_vec();
+    let files: BTreeMap<&'static str, Vec<u8>> = [
+        ("script.py", text("import statistics\nprint(statistics.mean([1, 2, 3]))\n")),
+        ("run.sh", text("#!/bin/bash\necho building\nls -la\n")),
+        ("build.sh", text("mkdir -p out\necho ok > out/new.txt\n")),
+        ("compute.sh", text("#!/bin/sh\nexpr 1 + 2\nseq 1 5 | paste -sd+ | bc\n")),
+        ("Makefile", text("all:\n\tgcc -o app main.c\n\ntest:\n\tpython3 script.py\n")),
+        ("Makefile.clean", text("clean:\n\trm -rf build\n")),
+        ("Makefile.shell", text("X := $(shell rm -f keep1)\nall:\n\techo hi\n")),
+        (
+            "package.json",
+            text(r#"{"scripts": {"test": "node test.js", "build": "echo build", "clean": "rm -rf dist", "prestart": "curl http://x", "start": "node test.js"}}"#),
+        ),
+        ("test.js", text("console.log(1 + 1)\n")),
+        ("evil.js", text("require('child_process').execSync('rm -rf x')\n")),
+        (".venv/bin/activate", text("export VIRTUAL_ENV=/workspace/.venv\nexport PATH\n")),
+        (
+            "analysis.py",
+            text("import csv\nimport matplotlib.pyplot as plt\nrows = list(csv.reader(open('data.csv')))\nplt.plot([float(r[1]) for r in rows])\nplt.savefig('chart.png')\n"),
+        ),
+        ("stats.py", text("import helper\nprint(helper.add(1, 2))\n")),
+        ("helper.py", text("def add(a, b):\n    return a + b\n")),
+        ("data.csv", text("a,1\nb,2\n")),
+        ("report.csv", vec![b'x'; 14 * 1024]),
+        ("notes.txt", vec![b'n'; 812]),
+        ("keep1", text("precious\n")),
+        ("keep6", text("precious\n")),
+        ("a.sh", text("rm -f keep1\n")),
+        ("b.sh", text("echo hi\nrm -rf out\n")),
+        ("d.sh", text("sleep 8; rm -f keep12\n")),
+        ("m.py", text("import os\nos.remove('keep')\n")),
+        ("m3.py", text("import os\nos.remove('keep3')\n")),
+        ("uses_m3.py", text("import m3\nprint('hi')\n")),
+        ("loop.sh", text("bash loop.sh\n")),
+        ("nested.sh", text("bash a.sh\n")),
+        ("tool", text("#!/usr/bin/env python3\nimport shutil\nshutil.rmtree('x')\n")),
+        ("hello", text("#!/usr/bin/env python3\nprint('hello')\n")),
+        ("app.pl", text("print \"hi\\n\";\n")),
+        ("bin/app", vec![0x7f, b'E', b'L', b'F', 0, 1, 0xff, 0xfe]),
+        ("pkg/__init__.py", text("")),
+        ("pkg/core.py", text("import subprocess\nsubprocess.run(['rm', '-rf', 'data'])\n")),
+        ("pkg/util.py", text("import math\nPI = math.pi\n")),
+        ("sub/x.py", text("import local\n")),
+        ("sub/local.py", text("import shutil\nshutil.rmtree('y')\n")),
+        ("out/kept.txt", text("x\n")),
+        ("src/main.c", text("int main(){return 0;}\n")),
+        ("big.sh", vec![b'#'; MAX_JUDGED_FILE_BYTES + 1]),
+    ]
+    .into_iter()
+    .collect();
+    FakeWorkspace {
+        files,
+        links: &["escape.txt", "run-link.sh"],
+    }
+}
+
+fn fixture_judge(tool: Tool, code: &str) -> Risk {
+    classify_with(tool, code, &fixture()).risk
+}
+
+/// What a row shows. Each class of trick from issue 11, and everyday work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// A workspace script run by path, `source`, or an interpreter.
+    Script,
+    /// A Python file run, or a workspace module imported.
+    Module,
+    /// make / npm reading a workspace file.
+    Runner,
+    /// A file written by the call itself and then run.
+    WrittenThenRun,
+    /// Pickle, marshal, shelve, dynamic code.
+    Deserialiser,
+    /// An option the checker does not know on a data-moving command.
+    UnknownOption,
+    /// Detaching background programs.
+    Detach,
+    /// Fork bombs and self-calling functions.
+    ForkBomb,
+    /// Truncating or replacing an existing file.
+    Overwrite,
+    /// An output that cannot be resolved, or a write through a link.
+    UnresolvedOutput,
+    /// Recursive permission or owner changes.
+    Permissions,
+    /// Everyday work that must not ask in `risky` mode.
+    Everyday,
+}
+
+use Class::*;
+
+/// Calls judged with the workspace [`fixture`].
+const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
+    // Scripts run by path, by shell, by source.
+    (Script, Tool::Shell, "bash a.sh", High),
+    (Script, Tool::Shell, "sh a.sh", High),
+    (Script, Tool::Shell, "./a.sh", High),
+    (Script, Tool::Shell, "source a.sh", High),
+    (Script, Tool::Shell, ". a.sh", High),
+    (Script, Tool::Shell, "bash -e b.sh", High),
+    (Script, Tool::Shell, "/workspace/a.sh", High),
+    (Script, Tool::Shell, "cd out && bash ../a.sh", High),
+    (Script, Tool::Shell, "bash nested.sh", High),
+    (Script, Tool::Shell, "./tool", High),
+    (Script, Tool::Shell, "bash missing.sh", High),
+    (Script, Tool::Shell, "./bin/app", High),
+    (Script, Tool::Shell, "bash big.sh", High),
+    (Script, Tool::Shell, "bash run-link.sh", High),
+    (Script, Tool::Shell, "node evil.js", High),
+    (Script, Tool::Shell, "timeout 5 bash a.sh", High),
+    (Script, Tool::Shell, "env X=1 bash a.sh", High),
+    (Script, Tool::Python, "import subprocess\nsubprocess.run(['bash', 'b.sh'])", High),
+    (Script, Tool::Python, "import os\nos.system('sh a.sh')", High),
+    // Python files and modules.
+    (Module, Tool::Shell, "python3 m.py", High),
+    (Module, Tool::Shell, "python3 -u m.py", High),
+    (Module, Tool::Shell, "python3 uses_m3.py", High),
+    (Module, Tool::Shell, "python3 sub/x.py", High),
+    (Module, Tool::Python, "import m3", High),
+    (Module, Tool::Python, "from m3 import *", High),
+    (Module, Tool::Python, "import pkg.core", High),
+    (Module, Tool::Python, "from pkg import core", High),
+    (Module, Tool::Shell, "python3 -c 'import m3'", High),
+    (Module, Tool::Python, "import subprocess\nsubprocess.run(['python3', 'm.py'])", High),
+    // Runners reading a workspace file.
+    (Runner, Tool::Shell, "make -f Makefile.clean clean", High),
+    (Runner, Tool::Shell, "make -f Makefile.shell", High),
+    (Runner, Tool::Shell, "npm run clean", High),
+    (Runner, Tool::Shell, "npm start", High),
+    (Runner, Tool::Shell, "make -f missing.mk", High),
+    // Written by the call, then run.
+    (WrittenThenRun, Tool::Shell, r"printf 'rm -f keep1\n' > new.sh; bash new.sh", High),
+    (WrittenThenRun, Tool::Shell, "echo 'rm x' > a2.sh && chmod +x a2.sh && ./a2.sh", High),
+    (WrittenThenRun, Tool::Shell, "echo 'rm x' >> a.sh; source a.sh", High),
+    (
+        WrittenThenRun,
+        Tool::Python,
+        "open('m4.py', 'w').write('import os\\nos.remove(\"keep3\")')\nimport m4",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Python,
+        "from pathlib import Path\nPath('m5.py').write_text('x')\nimport m5",
+        High,
+    ),
+    // Deserialisers and dynamic code.
+    (Deserialiser, Tool::Python, "import pickle\npickle.loads(b\"cposix\\nsystem\\n(S'rm -f keep2'\\ntR.\")", High),
+    (Deserialiser, Tool::Shell, "python3 -c 'import pickle; pickle.loads(open(\"p\", \"rb\").read())'", High),
+    (Deserialiser, Tool::Python, "from pickle import loads as l\nl(data)", High),
+    (Deserialiser, Tool::Python, "import pickle\npickle.Unpickler(f).load()", High),
+    (Deserialiser, Tool::Python, "import marshal\nmarshal.loads(b'')", High),
+    (Deserialiser, Tool::Python, "import shelve\nshelve.open('db')", High),
+    (Deserialiser, Tool::Python, "import dill\ndill.loads(b'')", High),
+    (Deserialiser, Tool::Python, "import joblib\njoblib.load('model.joblib')", High),
+    (Deserialiser, Tool::Python, "import pandas as pd\npd.read_pickle('x.pkl')", High),
+    (Deserialiser, Tool::Python, "exec(open('x').read())", High),
+    (Deserialiser, Tool::Python, "eval('1+1')", High),
+    (Deserialiser, Tool::Python, "compile('x', 'f', 'exec')", High),
+    (Deserialiser, Tool::Python, "import runpy\nrunpy.run_path('x.py')", High),
+    (Deserialiser, Tool::Python, "import importlib\nimportlib.import_module(name)", High),
+    (Deserialiser, Tool::Python, "__import__(name)", High),
+    // Options the checker does not know.
+    (UnknownOption, Tool::Shell, "tar cf t.tar keep6 --remove-files", High),
+    (UnknownOption, Tool::Shell, "tar -xf t.tar --recursive-unlink", High),
+    (UnknownOption, Tool::Shell, "tar --unlink-first -xf t.tar", High),
+    (UnknownOption, Tool::Shell, "cp --magic a newcopy", High),
+    (UnknownOption, Tool::Shell, "mv -Q a b2", High),
+    (UnknownOption, Tool::Shell, "ln --frobnicate a l2", High),
+    // Detaching background programs.
+    (Detach, Tool::Shell, "setsid bash d.sh </dev/null >/dev/null 2>&1 & sleep 1", High),
+    (Detach, Tool::Shell, "setsid sleep 100", High),
+    (Detach, Tool::Shell, "nohup sleep 100", High),
+    (Detach, Tool::Shell, "sleep 100 & disown", High),
+    (Detach, Tool::Shell, "sleep 100 &", High),
+    (Detach, Tool::Shell, "(sleep 100 &)", High),
+    (Detach, Tool::Shell, "( ( sleep 100 & ) & )", High),
+    (Detach, Tool::Python, "import os\nos.setsid()", High),
+    (Detach, Tool::Python, "import subprocess\nsubprocess.Popen(['sleep', '9'], start_new_session=True)", High),
+    (Detach, Tool::Python, "import os\nif os.fork() == 0:\n    os.setsid()", High),
+    // Fork bombs.
+    (ForkBomb, Tool::Shell, "f(){ f|f& }; f", High),
+    (ForkBomb, Tool::Shell, ":(){ :|:& };:", High),
+    (ForkBomb, Tool::Shell, "bomb() { bomb | bomb; }; bomb", High),
+    (ForkBomb, Tool::Shell, "a(){ b; }; b(){ a|a; }; a", High),
+    (ForkBomb, Tool::Shell, "function g { g & g; }; g", High),
+    // Overwriting existing files.
+    (Overwrite, Tool::Shell, "echo x > report.csv", High),
+    (Overwrite, Tool::Shell, ": > notes.txt", High),
+    (Overwrite, Tool::Shell, "echo x >| notes.txt", High),
+    (Overwrite, Tool::Shell, "ls &> notes.txt", High),
+    (Overwrite, Tool::Shell, "exec 3> notes.txt", High),
+    (Overwrite, Tool::Shell, "dd if=/dev/zero of=report.csv count=1", High),
+    (Overwrite, Tool::Shell, "echo x | tee notes.txt", High),
+    (Overwrite, Tool::Shell, "sed -i s/a/b/ notes.txt", High),
+    (Overwrite, Tool::Shell, "sort -o report.csv data.csv", High),
+    (Overwrite, Tool::Shell, "cp data.csv report.csv", High),
+    (Overwrite, Tool::Shell, "mv data.csv report.csv", High),
+    (Overwrite, Tool::Shell, "cp data.csv out/kept.txt", High),
+    (Overwrite, Tool::Shell, "cp /tmp/kept.txt out", High),
+    (Overwrite, Tool::Shell, "ln -sf /etc/passwd notes.txt", High),
+    (Overwrite, Tool::Shell, "gzip report.csv", High),
+    (Overwrite, Tool::Shell, "uniq data.csv notes.txt", High),
+    (Overwrite, Tool::Shell, "tar cf report.csv data.csv", High),
+    (Overwrite, Tool::Python, "open('report.csv', 'w').write('')", High),
+    (Overwrite, Tool::Python, "import io\nio.open('notes.txt', 'wb')", High),
+    (Overwrite, Tool::Python, "from pathlib import Path\nPath('report.csv').write_text('')", High),
+    (Overwrite, Tool::Python, "import shutil\nshutil.copy('data.csv', 'report.csv')", High),
+    (Overwrite, Tool::Python, "import os\nos.open('notes.txt', os.O_WRONLY | os.O_TRUNC)", High),
+    (Overwrite, Tool::Python, "import codecs\ncodecs.open('notes.txt', 'w')", High),
+    // Outputs that cannot be resolved, writes through links.
+    (UnresolvedOutput, Tool::Shell, "echo x > \"$OUT\"", High),
+    (UnresolvedOutput, Tool::Shell, "echo x > escape.txt", High),
+    (UnresolvedOutput, Tool::Python, "open(name, 'w')", High),
+    (UnresolvedOutput, Tool::Shell, "cp data.csv \"$DEST\"", High),
+    // Permissions over the workspace.
+    (Permissions, Tool::Shell, "chmod -R 000 .", High),
+    (Permissions, Tool::Shell, "chown -R 0 .", High),
+    (Permissions, Tool::Python, "import os\nos.chmod('data.csv', 0)", High),
+    // Everyday work: stays low or medium.
+    (Everyday, Tool::Shell, "echo hello > new.txt", Medium),
+    (Everyday, Tool::Shell, "echo more >> notes.txt", Medium),
+    (Everyday, Tool::Shell, "mkdir -p results && echo ok > results/out.txt", Medium),
+    (Everyday, Tool::Shell, "python3 script.py", Medium),
+    (Everyday, Tool::Shell, "python3 analysis.py", Medium),
+    (Everyday, Tool::Shell, "python3 stats.py", Medium),
+    (Everyday, Tool::Shell, "bash compute.sh", Medium),
+    (Everyday, Tool::Shell, "./run.sh", Medium),
+    (Everyday, Tool::Shell, "bash build.sh", Medium),
+    (Everyday, Tool::Shell, "./hello", Medium),
+    (Everyday, Tool::Shell, "perl app.pl", Medium),
+    (Everyday, Tool::Shell, "node test.js", Medium),
+    (Everyday, Tool::Shell, "make", Medium),
+    (Everyday, Tool::Shell, "make test", Medium),
+    (Everyday, Tool::Shell, "npm test", Medium),
+    (Everyday, Tool::Shell, "npm run build", Medium),
+    (Everyday, Tool::Shell, "source .venv/bin/activate", Medium),
+    (Everyday, Tool::Shell, "sleep 1 & wait", Low),
+    (Everyday, Tool::Shell, "cat data.csv | sort > sorted.csv", Medium),
+    (Everyday, Tool::Shell, "cp data.csv backup.csv", Medium),
+    (Everyday, Tool::Shell, "cp data.csv results", Medium),
+    (Everyday, Tool::Shell, "tar czf archive.tgz data.csv", Medium),
+    (Everyday, Tool::Shell, "tar xzf archive.tgz -C extracted", Medium),
+    (Everyday, Tool::Shell, "touch notes.txt", Medium),
+    (Everyday, Tool::Shell, "cat report.csv | head -5", Low),
+    (Everyday, Tool::Shell, "wc -l data.csv report.csv", Low),
+    (Everyday, Tool::Shell, "grep -c a data.csv", Low),
+    (Everyday, Tool::Shell, "python3 -c 'print(1 + 1)'", Medium),
+    (Everyday, Tool::Shell, "cp -a out out2", Medium),
+    (Everyday, Tool::Shell, "mv new.txt renamed.txt", Medium),
+    (Everyday, Tool::Shell, "sed 's/a/b/' data.csv > fixed.csv", Medium),
+    (Everyday, Tool::Python, "import helper\nprint(helper.add(2, 3))", Low),
+    (Everyday, Tool::Python, "import pkg.util\nprint(pkg.util.PI)", Low),
+    (Everyday, Tool::Python, "open('new.txt', 'w').write('hi')", Medium),
+    (Everyday, Tool::Python, "open('notes.txt', 'a').write('more')", Medium),
+    (Everyday, Tool::Python, "import csv\nrows = list(csv.reader(open('data.csv')))\nprint(len(rows))", Low),
+    (
+        Everyday,
+        Tool::Python,
+        "import csv\nimport matplotlib.pyplot as plt\nrows = list(csv.reader(open('data.csv')))\nplt.plot([1, 2])\nplt.savefig('chart.png')",
+        Medium,
+    ),
+    (Everyday, Tool::Python, "import json\njson.dump({'a': 1}, open('result.json', 'w'))", Medium),
+    (Everyday, Tool::Python, "from pathlib import Path\nPath('summary.md').write_text('# ok')", Medium),
+    (Everyday, Tool::Python, "import pickle\npickle.dump({'a': 1}, open('model.pkl', 'wb'))", Medium),
+    (Everyday, Tool::Python, "import numpy as np\nprint(np.load('x.npy').sum())", Low),
+    (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['python3', 'script.py'])", Medium),
+    (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['bash', 'compute.sh'])", Medium),
+    (Everyday, Tool::Python, "import statistics\nprint(statistics.mean([1, 2, 3]))", Low),
+];
+
+#[test]
+fn workspace_cases_get_their_level() {
+    let view = fixture();
+    let failed: Vec<String> = WORKSPACE_CASES
+        .iter()
+        .filter_map(|(class, tool, code, want)| {
+            let got = classify_with(*tool, code, &view).risk;
+            (got.level != *want).then(|| {
+                format!(
+                    "{class:?} {code:?}: want {want:?}, got {:?} {:?}",
+                    got.level, got.reasons
+                )
+            })
+        })
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn workspace_tables_cover_every_class() {
+    let mut per_class: BTreeMap<Class, usize> = BTreeMap::new();
+    for (class, _, _, _) in WORKSPACE_CASES {
+        *per_class.entry(*class).or_default() += 1;
+    }
+    for (class, count) in &per_class {
+        println!("{class:?}: {count}");
+    }
+    let risky: usize = per_class
+        .iter()
+        .filter(|(c, _)| **c != Everyday)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(risky >= 60, "{risky} risky rows");
+    assert!(per_class.get(&Everyday).copied().unwrap_or(0) >= 40);
+    assert!(WORKSPACE_CASES
+        .iter()
+        .filter(|c| c.0 != Everyday)
+        .all(|c| c.3 == High));
+    assert!(WORKSPACE_CASES
+        .iter()
+        .filter(|c| c.0 == Everyday)
+        .all(|c| c.3 != High));
+}
+
+#[test]
+fn reasons_name_the_file_that_runs() {
+    let view = fixture();
+    for (tool, code, reason) in [
+        (
+            Tool::Shell,
+            "bash a.sh",
+            "runs a.sh, which deletes files (`rm`)",
+        ),
+        (
+            Tool::Shell,
+            "echo x > report.csv",
+            "overwrites report.csv (14 KB)",
+        ),
+        (
+            Tool::Shell,
+            "echo x > notes.txt",
+            "overwrites notes.txt (812 bytes)",
+        ),
+        (
+            Tool::Python,
+            "import m3",
+            "imports m3.py, which deletes files (`os.remove`)",
+        ),
+        (
+            Tool::Shell,
+            "tar cf t.tar keep6 --remove-files",
+            "passes `tar` an option the checker does not know (`--remove-files`)",
+        ),
+    ] {
+        let risk = classify_with(tool, code, &view).risk;
+        assert!(
+            risk.reasons.iter().any(|r| r == reason),
+            "{code:?}: want reason {reason:?}, got {:?}",
+            risk.reasons
+        );
+    }
+}
+
+#[test]
+fn the_judgement_lists_every_file_it_read_with_its_hash() {
+    let view = fixture();
+    let judged = classify_with(Tool::Shell, "python3 stats.py", &view);
+    let paths: Vec<&str> = judged.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["helper.py", "stats.py"]);
+    assert_eq!(
+        judged.files[1].sha256,
+        super::sha256_hex(b"import helper\nprint(helper.add(1, 2))\n")
+    );
+    assert!(classify_with(Tool::Shell, "ls", &view).files.is_empty());
 }

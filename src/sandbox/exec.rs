@@ -11,10 +11,33 @@
 //! the leader of a new process group, so the program and everything it starts
 //! in the background share that group. The group id goes to a file next to
 //! the code, and when the program ends (exit, timeout, cancel) the wrapper
-//! kills whatever is left of the group: nothing a tool call starts outlives
-//! it. (A process that leaves the group on purpose with `setsid` or a
-//! double fork into a new session escapes this sweep; it still dies with the
-//! container at idle stop or removal.)
+//! kills whatever is left of the group.
+//!
+//! # Nothing outlives its exec
+//!
+//! A process can leave that group (`setsid`, a double fork into a new
+//! session), so after the group kill the wrapper sweeps the whole container:
+//! every process of the sandbox user is killed except the wrapper itself,
+//! session 1, and the sessions of other live `docker exec`s. Session 1 holds
+//! exactly the container's init and its main process (`sleep infinity`).
+//! Every `docker exec` enters the container as the leader of a session of
+//! its own whose parent is outside the container (parent pid 0 inside it);
+//! no process in the container can create such a process or join another
+//! session, so a call's leftovers cannot hide in a spared session. (The
+//! agent runs one call at a time; sparing other execs keeps the sandbox's
+//! own promise that two execs at once both complete.) The sweep runs as the
+//! sandbox user, which is what lets it signal the sandbox user's processes
+//! in a container that drops every capability.
+//!
+//! # What is approved is what runs
+//!
+//! The approval judged the code and the workspace files it runs; the exec
+//! carries their SHA-256 hashes. The wrapper checks them inside the
+//! container after staging the code and immediately before starting it:
+//! that is the last moment anyone can check, later than any host-side look,
+//! and with the sweep no process of an earlier call is left to swap a file
+//! in between. A mismatch refuses the call (exit 126) with a message on
+//! stderr, which the person and the model both see.
 //!
 //! The timeout is enforced three times over: `timeout` inside the container
 //! sends SIGTERM and then SIGKILL; if the exec has still not ended some
@@ -27,7 +50,8 @@
 //! `exit_code` is the wrapper's exit status: the program's own, or 124 when
 //! a timeout stopped it with SIGTERM, 137 when SIGKILL was needed (timeout
 //! escalation, cancel, out-of-memory kill), 125 when the code could not be
-//! staged in `/tmp`, and `None` when the container had to be restarted
+//! staged in `/tmp`, 126 when a file it was approved on changed since (it
+//! did not run), and `None` when the container had to be restarted
 //! under it.
 
 use std::cell::Cell;
@@ -43,6 +67,7 @@ use super::container::{is_unreachable, status_of, Container, SANDBOX_UID, WORKSP
 use super::output::OutputCollector;
 use super::{Exec, ExecOutcome, SandboxError};
 use crate::protocol::{OutputStream, Tool};
+use crate::risk::{sha256_hex, JudgedFile};
 
 /// After the in-container `timeout` sends SIGTERM, how long the program gets
 /// to exit before SIGKILL: enough to flush output and remove temp files,
@@ -81,6 +106,12 @@ const EXIT_CODE_WAIT: Duration = Duration::from_secs(2);
 /// Pause between those polls.
 const EXIT_CODE_POLL: Duration = Duration::from_millis(20);
 
+/// How many times the end-of-exec sweep walks the process table. Each
+/// round stops every leftover process, then kills them; a stopped process
+/// cannot fork, so a fork bomb is gone after a round or two. The extra
+/// round costs one walk of a near-empty `/proc`.
+const SWEEP_ROUNDS: u32 = 3;
+
 /// Where the wrapper keeps each run's code, pid and process-group files: on
 /// the `/tmp` tmpfs, so nothing lands in the workspace and a container
 /// restart wipes it.
@@ -91,12 +122,15 @@ const RUN_DIR: &str = "/tmp/.ironclaw";
 /// `IRONCLAW_PY`) and unsets both, so `ps` in the sandbox shows a short
 /// command line and the program never sees them. Arguments: `$1` file stem
 /// under [`RUN_DIR`], `$2` tool (`shell`/`python`), `$3` timeout in seconds,
-/// `$4` kill-after grace in seconds.
+/// `$4` kill-after grace in seconds, `$5` sweep rounds. The approved hashes
+/// come in `IRONCLAW_CODE_SHA` (the code) and `IRONCLAW_CHECKS` (one
+/// `<sha256> <workspace-relative path>` per line).
 /// The wrapper's own stderr goes to /dev/null once the program starts (fd 3
 /// keeps the real one for the program), so bash's "Killed" job notices
 /// never mix into the program's output. The sweep after the program uses
 /// only builtins, so a fork bomb that exhausts the pids limit cannot stop it.
-const EXEC_WRAPPER: &str = r#"py=$IRONCLAW_PY; unset IRONCLAW_EXEC IRONCLAW_PY
+const EXEC_WRAPPER: &str = r#"py=$IRONCLAW_PY; ck=$IRONCLAW_CHECKS; cs=$IRONCLAW_CODE_SHA
+unset IRONCLAW_EXEC IRONCLAW_PY IRONCLAW_CHECKS IRONCLAW_CODE_SHA
 s=$1
 if [ "$2" = python ]; then f=$s.py; else f=$s.sh; fi
 [ -d /tmp/.ironclaw ] || mkdir -p /tmp/.ironclaw 2>/dev/null
@@ -104,7 +138,21 @@ if ! { echo "$$" > "$s.pid" && cat > "$f"; } 2>/dev/null; then
   echo "ironclaw: could not stage the program in /tmp (is it full?)" >&2
   exit 125
 fi
-t=$3; k=$4
+t=$3; k=$4; rounds=$5
+bad=
+got=$(sha256sum 2>/dev/null < "$f")
+[ "${got%% *}" = "$cs" ] || bad="its code"
+while [ -z "$bad" ] && IFS= read -r line; do
+  [ -n "$line" ] || continue
+  want=${line%% *}; p=${line#* }
+  got=$(sha256sum 2>/dev/null < "/workspace/$p")
+  [ "${got%% *}" = "$want" ] || bad=$p
+done <<< "$ck"
+if [ -n "$bad" ]; then
+  echo "ironclaw: not run: $bad changed after the command was approved, so it is not what was approved. Review the file and run the command again." >&2
+  rm -f "$f" "$s.pid"
+  exit 126
+fi
 if [ "$2" = python ]; then
   set -- python3 -c "$py" "$f"
 else
@@ -114,6 +162,27 @@ exec 3>&2 2>/dev/null
 timeout -k "$k" "$t" bash --noprofile --norc -c 'echo "$PPID" > "$0"; exec "$@"' "$s.pgid" "$@" </dev/null 2>&3 3>&-
 rc=$?
 if read -r pg < "$s.pgid"; then kill -KILL -- "-$pg"; fi
+read -r st < /proc/$$/stat; set -- ${st##*) }; me=$4
+r=0
+while [ "$r" -lt "$rounds" ]; do
+  r=$((r + 1)); left=
+  for sig in STOP KILL; do
+    for d in /proc/[0-9]*; do
+      p=${d#/proc/}
+      [ "$p" = "$$" ] && continue
+      read -r st < "$d/stat" || continue
+      set -- ${st##*) }
+      sid=$4
+      [ "$sid" = 1 ] && continue
+      if [ "$sid" != "$me" ] && read -r st < "/proc/$sid/stat"; then
+        set -- ${st##*) }
+        [ "$2" = 0 ] && continue
+      fi
+      kill "-$sig" "$p" && left=1
+    done
+  done
+  [ -n "$left" ] || break
+done
 rm -f "$f" "$s.pid" "$s.pgid"
 exit "$rc"
 "#;
@@ -141,6 +210,12 @@ fn exec_error(e: DockerError) -> SandboxError {
             detail: e.to_string(),
         }
     }
+}
+
+/// The hashes the wrapper checks before it starts the program.
+pub(super) struct RunChecks {
+    code_sha256: String,
+    files: Vec<JudgedFile>,
 }
 
 /// A cancel request for one running exec.
@@ -180,9 +255,11 @@ impl Container {
         stem: &str,
         tool: Tool,
         timeout: Duration,
+        checks: &RunChecks,
     ) -> Result<(String, StartExecResults), DockerError> {
         let timeout_arg = format!("{:.3}", timeout.as_secs_f64());
         let kill_after = format!("{}", IN_CONTAINER_KILL_AFTER.as_secs());
+        let rounds = SWEEP_ROUNDS.to_string();
         let cmd = vec![
             "bash",
             "--noprofile",
@@ -194,10 +271,18 @@ impl Container {
             tool.as_str(),
             &timeout_arg,
             &kill_after,
+            &rounds,
         ];
+        let listed: String = checks
+            .files
+            .iter()
+            .map(|f| format!("{} {}\n", f.sha256, f.path))
+            .collect();
         let env = vec![
             format!("IRONCLAW_EXEC={EXEC_WRAPPER}"),
             format!("IRONCLAW_PY={PYTHON_LAUNCHER}"),
+            format!("IRONCLAW_CODE_SHA={}", checks.code_sha256),
+            format!("IRONCLAW_CHECKS={listed}"),
         ];
         let exec = self
             .docker
@@ -297,6 +382,7 @@ pub(super) async fn run(
         call_id,
         tool,
         code,
+        files,
         timeout,
         output,
         model_output_cap,
@@ -313,12 +399,16 @@ pub(super) async fn run(
     }
 
     let timeout = timeout.clamp(MIN_EXEC_TIMEOUT, MAX_EXEC_TIMEOUT);
+    let checks = RunChecks {
+        code_sha256: sha256_hex(code.as_bytes()),
+        files,
+    };
     // Short, so error messages and tracebacks that name the file stay
     // readable; unique enough for the few execs one container runs at once.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let stem = format!("{RUN_DIR}/{}", &run_id[..8]);
     let started_at = Instant::now();
-    let started = match container.start_wrapper(&stem, tool, timeout).await {
+    let started = match container.start_wrapper(&stem, tool, timeout, &checks).await {
         Ok(s) => s,
         // 404: the container was removed; 409: it is not running.
         Err(e) if matches!(status_of(&e), Some(404) | Some(409)) => {
@@ -328,7 +418,7 @@ pub(super) async fn run(
             );
             container.ensure(true).await?;
             container
-                .start_wrapper(&stem, tool, timeout)
+                .start_wrapper(&stem, tool, timeout, &checks)
                 .await
                 .map_err(exec_error)?
         }

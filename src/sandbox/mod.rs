@@ -30,6 +30,7 @@ use actix::prelude::*;
 
 use crate::config::SandboxSettings;
 use crate::protocol::{LogLevel, OutputStream, Tool};
+use crate::risk::JudgedFile;
 
 use container::Container;
 use exec::CancelSignal;
@@ -80,6 +81,9 @@ pub struct Exec {
     pub call_id: String,
     pub tool: Tool,
     pub code: String,
+    /// Workspace files the approval judged, with the SHA-256 of what it
+    /// read: the wrapper refuses to run the code if any of them changed.
+    pub files: Vec<JudgedFile>,
     pub timeout: Duration,
     /// Receives the live output as [`ExecChunk`]s.
     pub output: Recipient<ExecChunk>,

@@ -392,3 +392,203 @@ async fn a_users_default_mode_applies_to_their_new_sessions_only() {
     assert_eq!(ws.until("exec_done").await["exit_code"], 0);
     app.stop().await;
 }
+
+/// Upload `body` as the workspace file `name`.
+async fn upload(c: &Client, id: &str, name: &str, body: &str) {
+    let resp = c
+        .put(&format!("/api/sessions/{id}/files/{name}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "upload {name}: {}",
+        resp.status()
+    );
+}
+
+/// The next approval request of the running turn, denied; returns it.
+async fn deny_next(ws: &mut Socket) -> Value {
+    let request = ws.until("approval_request").await;
+    decide(ws, request["approval_id"].as_str().unwrap(), "deny", false).await;
+    request
+}
+
+fn reasons(request: &Value) -> String {
+    request["risk"]["reasons"].to_string()
+}
+
+#[actix_rt::test]
+async fn the_script_trick_asks_and_a_deny_keeps_the_target() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    upload(&alice, &id, "keep1", "precious").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    // Writing the script is a new file: it runs without asking...
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "printf 'rm -f keep1\\n' > a.sh"}),
+    ));
+    // ...but running it is judged on what it holds.
+    llm.push(Reply::tool("shell", json!({"command": "bash a.sh"})));
+    // Written and run in one call: cannot be judged beforehand.
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "printf 'rm -f keep1\\n' > b.sh; sh b.sh"}),
+    ));
+    llm.push(Reply::text("left it"));
+    ws.say("tidy up").await;
+    let first = deny_next(&mut ws).await;
+    assert_eq!(first["code"], "bash a.sh");
+    assert!(
+        reasons(&first).contains("runs a.sh, which deletes files"),
+        "{}",
+        reasons(&first)
+    );
+    let second = deny_next(&mut ws).await;
+    assert!(reasons(&second).contains("b.sh"), "{}", reasons(&second));
+    let events = ws.turn().await;
+    assert_eq!(
+        of_type(&events, "exec_done").len(),
+        0,
+        "only the first call ran"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace_file(&app, &id, "keep1")).unwrap(),
+        "precious"
+    );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_module_trick_asks_and_a_deny_keeps_the_target() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    upload(&alice, &id, "keep3", "precious").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    llm.push(Reply::tool(
+        "python",
+        json!({"code": "open('m3.py', 'w').write('import os\\nos.remove(\"keep3\")\\n')"}),
+    ));
+    llm.push(Reply::tool("python", json!({"code": "import m3"})));
+    llm.push(Reply::text("left it"));
+    ws.say("set up a helper").await;
+    let request = deny_next(&mut ws).await;
+    assert_eq!(request["code"], "import m3");
+    assert!(
+        reasons(&request).contains("imports m3.py, which deletes files"),
+        "{}",
+        reasons(&request)
+    );
+    ws.turn().await;
+    assert!(
+        workspace_file(&app, &id, "m3.py").exists(),
+        "the first call ran"
+    );
+    assert!(workspace_file(&app, &id, "keep3").exists());
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_daemon_trick_asks_and_a_deny_keeps_the_target() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    upload(&alice, &id, "keep12", "precious").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "printf 'sleep 8; rm -f keep12\\n' > d.sh; setsid bash d.sh </dev/null >/dev/null 2>&1 & sleep 1"}),
+    ));
+    llm.push(Reply::text("left it"));
+    ws.say("schedule a cleanup").await;
+    let request = deny_next(&mut ws).await;
+    assert!(
+        reasons(&request).contains("setsid"),
+        "{}",
+        reasons(&request)
+    );
+    let events = ws.turn().await;
+    assert!(of_type(&events, "exec_done").is_empty());
+    assert!(workspace_file(&app, &id, "keep12").exists());
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_script_edited_between_approval_and_run_is_refused() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    upload(&alice, &id, "job.sh", "rm -f scratch.txt\necho cleaned\n").await;
+    upload(&alice, &id, "keep.txt", "precious").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    llm.push(Reply::tool("shell", json!({"command": "bash job.sh"})));
+    llm.push(Reply::text("it was refused"));
+    ws.say("run the job").await;
+    let request = ws.until("approval_request").await;
+    assert!(
+        reasons(&request).contains("runs job.sh"),
+        "{}",
+        reasons(&request)
+    );
+    // The file changes after the person saw it, before it runs.
+    upload(&alice, &id, "job.sh", "rm -f keep.txt\n").await;
+    decide(
+        &mut ws,
+        request["approval_id"].as_str().unwrap(),
+        "approve",
+        false,
+    )
+    .await;
+    let events = ws.turn().await;
+    let done = of_type(&events, "exec_done")[0].clone();
+    assert_eq!(done["exit_code"], 126, "{done}");
+    let stderr: String = of_type(&events, "exec_output")
+        .iter()
+        .filter(|e| e["stream"] == "stderr")
+        .map(|e| e["data"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        stderr.contains("job.sh changed after the command was approved"),
+        "{stderr}"
+    );
+    assert!(workspace_file(&app, &id, "keep.txt").exists());
+    // The model is told too.
+    let told = llm.chat_requests()[1].body["messages"].to_string();
+    assert!(
+        told.contains("changed after the command was approved"),
+        "{told}"
+    );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_setsid_daemon_is_gone_when_its_exec_ends() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
+    alice.set_mode(&id, "never").await;
+    upload(&alice, &id, "keep.txt", "precious").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "setsid bash -c 'sleep 8; rm -f keep.txt' </dev/null >/dev/null 2>&1 & sleep 1; echo planted"}),
+    ));
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "ps -eo pid,sid,args"}),
+    ));
+    llm.push(Reply::text("done"));
+    ws.say("plant it").await;
+    let events = ws.turn().await;
+    let ps: String = of_type(&events, "exec_output")
+        .iter()
+        .map(|e| e["data"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(ps.contains("planted"), "{ps}");
+    assert!(
+        !ps.contains("sleep 8"),
+        "the daemon outlived its exec:\n{ps}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    assert!(workspace_file(&app, &id, "keep.txt").exists());
+    app.stop().await;
+}

@@ -171,6 +171,7 @@ impl Session {
             call_id: call_id.clone(),
             tool,
             code: code.to_string(),
+            files: Vec::new(),
             timeout,
             output: self.collector.clone().recipient(),
             model_output_cap: 16 * 1024,
