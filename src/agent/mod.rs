@@ -741,6 +741,7 @@ mod tests {
                     level: RiskLevel::Low,
                     reasons: vec!["reads only".into()],
                 },
+                files: vec![],
                 review: Review::Decided(Verdict {
                     resolution: Resolution::Approved,
                     by: DecidedBy::Policy,
