@@ -78,6 +78,12 @@ macro_rules! id_type {
                 self.0 == *other
             }
         }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 

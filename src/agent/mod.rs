@@ -35,8 +35,8 @@ use crate::db::journal::{self, Record};
 use crate::db::queries::{self, ChatSession};
 use crate::db::Db;
 use crate::protocol::{
-    ApprovalMode, CallId, ClientMessage, DecidedBy, ErrorCode, LogSource, Resolution, Risk,
-    RiskLevel, ServerEvent, SessionId,
+    ApprovalMode, ClientMessage, DecidedBy, ErrorCode, LogSource, Resolution, Risk, RiskLevel,
+    ServerEvent, SessionId,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
 use crate::risk::JudgedFile;
@@ -227,9 +227,9 @@ impl AgentActor {
                     self.peers.withdraw.do_send(Withdraw { approval_id })
                 }
                 Effect::Run(call, files) => self.run(ctx, call, files),
-                Effect::CancelRun(call_id) => self.peers.cancel_exec.do_send(CancelExec {
-                    call_id: call_id.to_string(),
-                }),
+                Effect::CancelRun(call_id) => {
+                    self.peers.cancel_exec.do_send(CancelExec { call_id })
+                }
             }
         }
     }
@@ -345,7 +345,7 @@ impl AgentActor {
     fn run(&mut self, ctx: &mut Context<Self>, call: ToolCall, files: Vec<JudgedFile>) {
         let call_id = call.id.clone();
         let exec = Exec {
-            call_id: call.id.to_string(),
+            call_id: call.id,
             tool: call.tool,
             code: call.code,
             files,
@@ -398,9 +398,9 @@ impl AgentActor {
                     .peers
                     .cancel_completion
                     .do_send(CancelCompletion { request }),
-                Effect::CancelRun(call_id) => self.peers.cancel_exec.do_send(CancelExec {
-                    call_id: call_id.to_string(),
-                }),
+                Effect::CancelRun(call_id) => {
+                    self.peers.cancel_exec.do_send(CancelExec { call_id })
+                }
                 Effect::Withdraw(approval_id) => {
                     self.peers.withdraw.do_send(Withdraw { approval_id })
                 }
@@ -617,7 +617,7 @@ impl Handler<ExecChunk> for AgentActor {
         self.input(
             ctx,
             Input::ExecChunk {
-                call_id: CallId::from(msg.call_id),
+                call_id: msg.call_id,
                 stream: msg.stream,
                 data: msg.data,
             },
@@ -685,7 +685,7 @@ mod tests {
 
     use super::*;
     use crate::approval::{ApprovalError, Reviewed};
-    use crate::protocol::{Risk, RiskLevel, Tool};
+    use crate::protocol::{CallId, Risk, RiskLevel, Tool};
     use crate::sandbox::ExecOutcome;
 
     type Frames = Arc<Mutex<Vec<serde_json::Value>>>;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::config::SandboxSettings;
-use crate::protocol::{LogLevel, OutputStream, Tool};
+use crate::protocol::{CallId, LogLevel, OutputStream, Tool};
 use crate::risk::JudgedFile;
 
 use container::Container;
@@ -57,7 +57,7 @@ const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct ExecChunk {
-    pub call_id: String,
+    pub call_id: CallId,
     pub stream: OutputStream,
     /// UTF-8 (invalid bytes replaced); a multi-byte character is never split
     /// between chunks.
@@ -78,7 +78,7 @@ pub struct SandboxNotice {
 #[derive(Message)]
 #[rtype(result = "Result<ExecOutcome, SandboxError>")]
 pub struct Exec {
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool: Tool,
     pub code: String,
     /// Workspace files the approval judged, with the SHA-256 of what it
@@ -109,7 +109,7 @@ pub struct ExecOutcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CancelExec {
-    pub call_id: String,
+    pub call_id: CallId,
 }
 
 /// Remove the container (session deleted). Also stops the actor afterwards.
@@ -195,7 +195,7 @@ impl Shared {
 pub struct SandboxActor {
     shared: Rc<Shared>,
     /// Running execs by sequence number, with their call id, for CancelExec.
-    runs: HashMap<u64, (String, Rc<CancelSignal>)>,
+    runs: HashMap<u64, (CallId, Rc<CancelSignal>)>,
     next_run: u64,
     /// Stop the container after this long without an exec; zero never does.
     idle_limit: Duration,

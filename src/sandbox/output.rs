@@ -7,7 +7,7 @@
 use actix::Recipient;
 
 use super::ExecChunk;
-use crate::protocol::OutputStream;
+use crate::protocol::{CallId, OutputStream};
 
 /// Room kept in `output_for_model` for the "[... N bytes omitted ...]"
 /// marker, so the result stays within the cap; fits any `usize` N.
@@ -152,7 +152,7 @@ impl ModelOutput {
 
 /// Splits the exec's stream into live [`ExecChunk`]s and the model's copy.
 pub(super) struct OutputCollector {
-    call_id: String,
+    call_id: CallId,
     output: Recipient<ExecChunk>,
     stdout: Utf8Decoder,
     stderr: Utf8Decoder,
@@ -160,7 +160,7 @@ pub(super) struct OutputCollector {
 }
 
 impl OutputCollector {
-    pub(super) fn new(call_id: String, output: Recipient<ExecChunk>, cap: usize) -> Self {
+    pub(super) fn new(call_id: CallId, output: Recipient<ExecChunk>, cap: usize) -> Self {
         OutputCollector {
             call_id,
             output,

@@ -168,7 +168,7 @@ impl Session {
     fn exec(&self, tool: Tool, code: &str, timeout: Duration) -> (String, Exec) {
         let call_id = uuid::Uuid::new_v4().to_string();
         let msg = Exec {
-            call_id: call_id.clone(),
+            call_id: call_id.clone().into(),
             tool,
             code: code.to_string(),
             files: Vec::new(),
@@ -418,7 +418,7 @@ async fn timeout_and_cancel_leave_nothing_running() {
     let cancel = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         s.addr.do_send(CancelExec {
-            call_id: id.clone(),
+            call_id: id.clone().into(),
         });
         Instant::now()
     };
