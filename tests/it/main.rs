@@ -13,5 +13,6 @@ mod fake_llm;
 mod files;
 mod providers;
 mod sandbox;
+mod storage;
 mod support;
 mod tools;
