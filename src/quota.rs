@@ -234,7 +234,7 @@ impl WorkspaceVolume {
                 return Err(e);
             }
         }
-        run(Command::new("mount")
+        run(helper("mount")
             .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
             .arg(image)
             .arg(&self.root))?;
@@ -249,11 +249,11 @@ impl WorkspaceVolume {
             let extra = blocks_over_quota(&self.root, quota)?;
             detach(&self.root)?;
             if extra > 0 {
-                run(Command::new("tune2fs")
+                run(helper("tune2fs")
                     .args(["-r", &extra.to_string()])
                     .arg(image))?;
             }
-            run(Command::new("mount")
+            run(helper("mount")
                 .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
                 .arg(image)
                 .arg(&self.root))?;
@@ -322,7 +322,7 @@ fn make_image(image: &Path, quota: u64) -> io::Result<()> {
         .open(image)?;
     file.set_len(image_bytes(quota))?;
     drop(file);
-    run(Command::new("mkfs.ext4")
+    run(helper("mkfs.ext4")
         .args(["-q", "-F", "-m", "0", "-b", "4096", "-i", BYTES_PER_INODE])
         // No online-resize reserve: images are never grown in place.
         .args(["-O", "^resize_inode", "-L", "ironclaw-ws", "-E"])
@@ -351,6 +351,22 @@ fn blocks_over_quota(root: &Path, quota: u64) -> io::Result<u64> {
 /// Lazily unmounts the filesystem on `dir`; the loop device goes with it.
 fn detach(dir: &Path) -> io::Result<()> {
     rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH).map_err(io::Error::from)
+}
+
+/// Where the system keeps `mkfs.ext4`, `tune2fs` and `mount`: looked up
+/// here first, since a service's `PATH` often lacks the `sbin` folders.
+const HELPER_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// A command for the helper program `name`, by absolute path when found.
+fn helper(name: &str) -> Command {
+    let found = HELPER_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file());
+    match found {
+        Some(path) => Command::new(path),
+        None => Command::new(name),
+    }
 }
 
 /// Runs a helper program, turning a failure into an error with its output.
