@@ -1,7 +1,8 @@
 # IronClaw build / test entry points.  `make help` lists the targets.
 #
 # Everything here is meant to run on a Debian bookworm host (root in CI).
-# Tools that tests need (chromium, chromedriver, mmdebstrap) are apt-installed
+# Tools that tests need (chromium, chromedriver, mmdebstrap, e2fsprogs for the
+# workspace quota filesystems) are apt-installed
 # on demand by `test-deps`.
 
 SHELL := /bin/bash
@@ -34,13 +35,14 @@ sandbox-image: ## Build the sandbox image if missing or sandbox-images/ changed 
 sandbox-image-clean: ## Remove the sandbox image and its bootstrapped base
 	-docker image rm -f $(SANDBOX_IMAGE) ironclaw-base:bookworm
 
-test-deps: ## apt-install chromium, chromedriver and mmdebstrap when missing
+test-deps: ## apt-install chromium, chromedriver, mmdebstrap and e2fsprogs when missing
 	@chrome=""; boot=""; \
 	command -v chromium     >/dev/null || chrome="$$chrome chromium fonts-liberation"; \
 	command -v chromedriver >/dev/null || chrome="$$chrome chromium-driver"; \
 	command -v mmdebstrap   >/dev/null || boot="mmdebstrap"; \
+	PATH="$$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null || boot="$$boot e2fsprogs"; \
 	if [ -z "$$chrome$$boot" ]; then \
-	  echo "test-deps: chromium, chromedriver and mmdebstrap are present"; exit 0; \
+	  echo "test-deps: chromium, chromedriver, mmdebstrap and e2fsprogs are present"; exit 0; \
 	fi; \
 	echo "test-deps: installing$$chrome $$boot"; \
 	$(SUDO) $(APT_GET) update -qq; \

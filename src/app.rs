@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::db::{queries, Db};
 use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
+use crate::quota::{self, QuotaMode};
 use crate::sandbox::Engine;
 use crate::supervisor::SessionSupervisor;
 
@@ -39,8 +40,11 @@ const IP_FAILURE_FACTOR: u32 = 4;
 /// Start everything. Must run inside an actix system.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
-    std::fs::create_dir_all(&settings.data.dir)?;
-    std::fs::create_dir_all(settings.workspaces_dir())?;
+    // Owner only, and tightened if an older version left them open: the
+    // workspaces and the database are nobody else's business on this host.
+    quota::private_dir(&settings.data.dir)?;
+    quota::private_dir(&settings.workspaces_dir())?;
+    report_quota_mode(&settings);
     let db = Db::start(&settings.database_path())?;
     ensure_admin(&db).await?;
 
@@ -124,6 +128,24 @@ async fn ensure_admin(db: &Db) -> anyhow::Result<()> {
         log::info!("created user `admin` with the password from IRONCLAW_ADMIN_PASSWORD");
     }
     Ok(())
+}
+
+/// Say how `files.quota_mb` is enforced; loudly when the agent's writes are
+/// not limited (see [`crate::quota`]).
+fn report_quota_mode(settings: &Settings) {
+    match QuotaMode::of_process() {
+        QuotaMode::Mounted => log::info!(
+            "workspaces are quota filesystems of {} MiB each (nosuid,nodev)",
+            settings.files.quota_mb
+        ),
+        QuotaMode::BestEffort => log::error!(
+            "IronClaw is not running as root, so workspaces cannot be mounted as quota \
+             filesystems: files.quota_mb ({} MiB) holds for uploads only, the agent can fill \
+             the host's disk, and the workspace is not mounted nosuid. Run the server as root \
+             for these guarantees.",
+            settings.files.quota_mb
+        ),
+    }
 }
 
 /// Log whether the model server is usable, and what to do when it is not.

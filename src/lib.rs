@@ -31,6 +31,8 @@
 //!   `output` (pure output decoders). The only user of bollard.
 //! - [`workspace`]: the session's files on the host, confined paths,
 //!   snapshots.
+//! - [`quota`]: each workspace as its own size-limited filesystem (a
+//!   loop-mounted ext4 image, `nosuid,nodev`), and the upload ledger.
 //! - [`db`]: diesel/SQLite, the PersistenceActor pool, the queries
 //!   (`db/queries.rs`) and the agent's named writes (`db/journal.rs`). The
 //!   only user of diesel.
@@ -45,6 +47,7 @@ pub mod db;
 pub mod http;
 pub mod protocol;
 pub mod provider;
+pub mod quota;
 pub mod risk;
 pub mod sandbox;
 pub mod supervisor;

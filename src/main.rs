@@ -163,7 +163,10 @@ fn user(settings: &Settings, action: UserAction) -> anyhow::Result<()> {
             None => bail!("no user `{username}`"),
             Some(sessions) => {
                 for id in &sessions {
-                    let _ = std::fs::remove_dir_all(settings.workspaces_dir().join(id));
+                    let volume = ironclaw::quota::WorkspaceVolume::of_session(settings, id);
+                    if let Err(e) = volume.remove() {
+                        eprintln!("could not remove the workspace of session {id}: {e}");
+                    }
                 }
                 println!(
                     "removed user `{username}` and {} session(s)",

@@ -26,6 +26,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::protocol::SessionId;
 use crate::provider::ProviderActor;
+use crate::quota::WorkspaceVolume;
 use crate::sandbox::{Engine, EngineState, RemoveContainer, SandboxActor, SandboxError};
 
 /// The actors serving one live session.
@@ -114,7 +115,7 @@ impl SessionSupervisor {
                 self.settings.sandbox.clone(),
                 session_id.to_string(),
                 self.instance_id.clone(),
-                self.settings.workspaces_dir().join(session_id),
+                WorkspaceVolume::of_session(&self.settings, session_id),
                 agent.clone().recipient(),
             ));
             log::info!("session {session_id}: actors started");

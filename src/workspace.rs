@@ -35,11 +35,20 @@
 //!   On any error, or when the request is dropped mid-stream, the temporary
 //!   file and the folders the upload created are removed.
 //! - New files and folders are handed to the sandbox user: chown to
-//!   [`SANDBOX_UID`] when the server runs as root, else opened up (0666/0777)
-//!   as `sandbox::prepare_workspace` does for the root, so the agent can
-//!   change what the person uploaded.
+//!   [`SANDBOX_UID`] (mode 0600/0700) when the server runs as root, else
+//!   opened up (0666/0777) as `sandbox::prepare_workspace` does for the
+//!   root, so the agent can change what the person uploaded. Other host
+//!   users are kept out by the data directory's 0700 above it.
+//! - An upload claims each chunk's bytes in the quota ledger
+//!   ([`crate::quota::Claim`]) before writing it, so parallel uploads cannot
+//!   pass `files.quota_mb` together; when the workspace is its own
+//!   filesystem, "no space left" from the disk is the quota too.
+//! - After every command, setuid and setgid bits are stripped from what the
+//!   sandbox left ([`Workspace::clear_setid_bits`]): the mount is `nosuid`,
+//!   but a copy of the workspace elsewhere would not be.
 
 use std::collections::BTreeMap;
+use std::ffi::CStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -55,6 +64,7 @@ use rustix::io::Errno;
 use tokio::io::AsyncWriteExt;
 
 use crate::protocol::{ErrorCode, FileEntry, FileKind};
+use crate::quota::Claim;
 use crate::sandbox::{SANDBOX_UID, WORKSPACE_MOUNT};
 
 /// Longest file or folder name, in bytes: Linux `NAME_MAX`. No file system
@@ -88,11 +98,17 @@ pub const MAX_USAGE_ENTRIES: usize = 200_000;
 /// deeper tree exists only to exhaust them.
 pub const MAX_WALK_DEPTH: usize = 64;
 
-/// Mode of folders the server creates, before the hand-off to the sandbox.
-const DIR_MODE: u32 = 0o755;
+/// Mode of folders the server creates, before the hand-off to the sandbox:
+/// the owner only (the sandbox user once chowned); nobody else on the host.
+const DIR_MODE: u32 = 0o700;
 
-/// Mode of files the server creates, before the hand-off to the sandbox.
-const FILE_MODE: u32 = 0o644;
+/// Mode of files the server creates, before the hand-off to the sandbox:
+/// the owner only, as [`DIR_MODE`].
+const FILE_MODE: u32 = 0o600;
+
+/// Mode bits that hand a program its file's owner or group: stripped from
+/// everything the sandbox leaves behind ([`Workspace::clear_setid_bits`]).
+const SETID_BITS: u32 = 0o6000;
 
 /// Folder mode when the server cannot chown (it does not run as root): the
 /// sandbox user must still be able to write, as in `prepare_workspace`.
@@ -491,11 +507,37 @@ impl Workspace {
         S: Stream<Item = Result<Bytes, E>>,
         E: fmt::Display,
     {
+        self.write_stream_sized(path, body, limits, None).await
+    }
+
+    /// [`Workspace::write_stream`] for a body whose length the client
+    /// declared: the whole length is claimed against the quota before the
+    /// first byte is read, so an upload that cannot fit is refused at once.
+    pub async fn write_stream_sized<S, E>(
+        &self,
+        path: &RelPath,
+        body: S,
+        limits: UploadLimits,
+        declared: Option<u64>,
+    ) -> Result<u64, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: fmt::Display,
+    {
         let (workspace, target) = (self.clone(), path.clone());
         let (upload, file, used_elsewhere) =
             blocking(move || workspace.begin_upload(&target, limits)).await?;
         // `upload` removes the temporary file and new folders when dropped
-        // uncommitted: on every error below and if this future is dropped.
+        // uncommitted, and `claim` gives its bytes back: on every error
+        // below and if this future is dropped.
+        let mut claim = limits
+            .quota_bytes
+            .map(|quota| (Claim::open(&self.root, used_elsewhere, quota), quota));
+        let over = |quota, used| FileError::QuotaExceeded { quota, used };
+        if let (Some((claim, quota)), Some(declared)) = (claim.as_mut(), declared) {
+            claim.grow(declared).map_err(|e| over(*quota, e.used))?;
+        }
+        let mut claimed = declared.unwrap_or(0);
         let mut file = tokio::fs::File::from_std(file);
         let mut body = std::pin::pin!(body);
         let mut written: u64 = 0;
@@ -507,23 +549,47 @@ impl Workspace {
                     limit: limits.max_bytes,
                 });
             }
-            if let Some(quota) = limits.quota_bytes {
-                if used_elsewhere.saturating_add(written) > quota {
-                    return Err(FileError::QuotaExceeded {
-                        quota,
-                        used: used_elsewhere,
-                    });
+            if let Some((claim, quota)) = claim.as_mut() {
+                if written > claimed {
+                    claim
+                        .grow(written - claimed)
+                        .map_err(|e| over(*quota, e.used))?;
+                    claimed = written;
                 }
             }
-            file.write_all(&chunk).await?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| self.full_is_quota(e, limits))?;
         }
-        file.flush().await?;
+        file.flush()
+            .await
+            .map_err(|e| self.full_is_quota(e, limits))?;
         // Durable before the rename makes it visible, so a crash cannot
         // leave an empty file where the old one was.
-        file.sync_data().await?;
+        file.sync_data()
+            .await
+            .map_err(|e| self.full_is_quota(e, limits))?;
         drop(file);
         blocking(move || upload.commit()).await?;
+        if let Some((claim, _)) = claim {
+            claim.commit(written);
+        }
         Ok(written)
+    }
+
+    /// A write error, where "no space left" on a workspace that is its own
+    /// filesystem means the quota is reached (not the host's disk).
+    fn full_is_quota(&self, e: io::Error, limits: UploadLimits) -> FileError {
+        let full = matches!(
+            e.raw_os_error().map(Errno::from_raw_os_error),
+            Some(Errno::NOSPC | Errno::DQUOT)
+        );
+        match limits.quota_bytes {
+            Some(quota) if full && crate::quota::is_mount_point(&self.root).unwrap_or(false) => {
+                FileError::QuotaExceeded { quota, used: quota }
+            }
+            _ => FileError::Io(e),
+        }
     }
 
     /// The blocking first half of an upload: walk (creating folders), check
@@ -594,11 +660,16 @@ impl Workspace {
 
     /// Bytes used: the apparent sizes of the regular files, links not
     /// followed, hard links counted once per name, at most
-    /// [`MAX_USAGE_ENTRIES`] entries and [`MAX_WALK_DEPTH`] levels.
+    /// [`MAX_USAGE_ENTRIES`] entries and [`MAX_WALK_DEPTH`] levels. Uploads
+    /// in flight are left out: the quota ledger counts their bytes.
     pub fn usage(&self) -> Result<u64, FileError> {
         let mut total: u64 = 0;
-        let complete = self.walk(MAX_USAGE_ENTRIES, |_, stat| {
-            if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+        let complete = self.walk(MAX_USAGE_ENTRIES, |path, stat, _, _| {
+            let in_flight = path
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with(UPLOAD_TEMP_PREFIX));
+            if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile && !in_flight {
                 total = total.saturating_add(file_size(stat));
             }
         })?;
@@ -606,6 +677,30 @@ impl Workspace {
             log::warn!("workspace usage counted over the first {MAX_USAGE_ENTRIES} entries only");
         }
         Ok(total)
+    }
+
+    /// Strips the setuid and setgid bits from every file and folder the
+    /// sandbox left, links not followed, at most [`MAX_USAGE_ENTRIES`]
+    /// entries; answers how many were stripped. Run after each command,
+    /// when the sandbox user has no process left to set them again.
+    pub fn clear_setid_bits(&self) -> Result<usize, FileError> {
+        let mut cleared = 0;
+        let complete = self.walk(MAX_USAGE_ENTRIES, |path, stat, dir, name| {
+            let kind = FileType::from_raw_mode(stat.st_mode);
+            let stale = stat.st_mode & SETID_BITS != 0
+                && matches!(kind, FileType::RegularFile | FileType::Directory);
+            if !stale {
+                return;
+            }
+            match clear_setid_at(dir, name) {
+                Ok(()) => cleared += 1,
+                Err(e) => log::warn!("could not clear the setuid bit of {path}: {e}"),
+            }
+        })?;
+        if !complete {
+            log::warn!("setuid bits cleared over the first {MAX_USAGE_ENTRIES} entries only");
+        }
+        Ok(cleared)
     }
 
     /// Every entry's size, modification time and kind, for
@@ -617,7 +712,7 @@ impl Workspace {
 
     fn snapshot_bounded(&self, limit: usize) -> Result<Snapshot, FileError> {
         let mut entries = BTreeMap::new();
-        let complete = self.walk(limit, |path, stat| {
+        let complete = self.walk(limit, |path, stat, _, _| {
             entries.insert(path.to_owned(), Stamp::of(stat));
         })?;
         Ok(Snapshot { entries, complete })
@@ -660,7 +755,11 @@ impl Workspace {
     /// without following links. Returns `false` when `limit` entries cut
     /// the walk short. Folders that vanish or cannot be read are skipped:
     /// the sandbox may be changing the tree as we walk it.
-    fn walk(&self, limit: usize, mut visit: impl FnMut(&str, &Stat)) -> Result<bool, FileError> {
+    fn walk(
+        &self,
+        limit: usize,
+        mut visit: impl FnMut(&str, &Stat, BorrowedFd<'_>, &CStr),
+    ) -> Result<bool, FileError> {
         let mut stack: Vec<(Dir, String)> = vec![(Dir::new(self.open_root()?)?, String::new())];
         let mut seen = 0usize;
         loop {
@@ -693,7 +792,7 @@ impl Workspace {
                 return Ok(false);
             }
             let path = format!("{prefix}{}", String::from_utf8_lossy(raw_name.to_bytes()));
-            visit(&path, &stat);
+            visit(&path, &stat, dir, raw_name);
             let descend = FileType::from_raw_mode(stat.st_mode) == FileType::Directory
                 && depth < MAX_WALK_DEPTH;
             let child = if descend {
@@ -786,6 +885,24 @@ fn require_regular(stat: &Stat, path: &RelPath) -> Result<(), FileError> {
         FileType::Symlink => Err(FileError::SymlinkRefused(path.to_string())),
         _ => Err(FileError::NotAFile(path.to_string())),
     }
+}
+
+/// Opens `name` in `dir` without following a link (and without blocking on
+/// a fifo swapped in), and clears its setuid and setgid bits if it is still
+/// a regular file or folder.
+fn clear_setid_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    let stat = rustix::fs::fstat(&fd)?;
+    if !matches!(
+        FileType::from_raw_mode(stat.st_mode),
+        FileType::RegularFile | FileType::Directory
+    ) {
+        return Ok(());
+    }
+    let mode = stat.st_mode & 0o7777 & !SETID_BITS;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
 }
 
 /// Makes a new file or folder the sandbox user's (see the module docs).

@@ -141,3 +141,78 @@ async fn bench_exec_round_trip() {
     );
     app.stop().await;
 }
+
+/// The quota a bench session runs with: small, so the loop fills it fast.
+const BENCH_QUOTA_MB: u64 = 64;
+
+/// Rounds of the writing loop; each appends more than the whole quota.
+const QUOTA_ROUNDS: usize = 5;
+
+/// Bytes of the regular files under `dir`: (apparent, allocated on disk).
+fn bytes_under(dir: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.path().symlink_metadata().unwrap();
+        if meta.is_dir() {
+            let (a, b) = bytes_under(&entry.path());
+            total = (total.0 + a, total.1 + b);
+        } else if meta.is_file() {
+            total = (total.0 + meta.len(), total.1 + meta.blocks() * 512);
+        }
+    }
+    total
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_quota_against_an_agent_writing_in_a_loop() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .settings(|s| s.files.quota_mb = BENCH_QUOTA_MB)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    alice.set_mode(&id, "never").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    let root = app.data_dir.join("workspaces").join(&id);
+    let quota = BENCH_QUOTA_MB * 1024 * 1024;
+    println!("quota against an agent writing in a loop ({BENCH_QUOTA_MB} MiB quota):");
+    for round in 0..QUOTA_ROUNDS {
+        // Many files of 8 MiB each, well past the quota, then one more try.
+        let command = format!(
+            "for i in $(seq 1 {n}); do head -c 8M /dev/urandom > r{round}-$i.bin || break; done; \
+             echo tail >> r{round}-tail.txt; df -k /workspace | tail -1",
+            n = BENCH_QUOTA_MB / 8 * 2
+        );
+        llm.push(Reply::tool("shell", json!({ "command": command })));
+        llm.push(Reply::text("ok"));
+        let start = Instant::now();
+        ws.say("fill it").await;
+        let events = ws.turn().await;
+        let took = start.elapsed();
+        let output: String = of_type(&events, "exec_output")
+            .iter()
+            .filter_map(|e| e["data"].as_str())
+            .collect();
+        let (apparent, on_disk) = bytes_under(&root);
+        println!(
+            "  round {round}: {apparent} bytes ({:.1}% of quota), {on_disk} on disk, ENOSPC seen: {}, {}",
+            apparent as f64 * 100.0 / quota as f64,
+            output.contains("No space left on device"),
+            ms(took)
+        );
+        assert!(apparent <= quota, "{apparent} > {quota}");
+    }
+    // And an upload on top is refused.
+    let status = alice
+        .put(&format!("/api/sessions/{id}/files/on-top.bin"))
+        .body(vec![0u8; 1024 * 1024])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    println!("  a 1 MiB upload on a full workspace: {status}");
+    app.stop().await;
+}

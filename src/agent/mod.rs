@@ -354,7 +354,7 @@ impl AgentActor {
             model_output_cap: self.settings.agent.tool_output_for_model_bytes,
         };
         let sandbox = self.peers.exec.clone();
-        let root = self.settings.workspaces_dir().join(&self.session_id);
+        let root = crate::quota::WorkspaceVolume::of_session(&self.settings, &self.session_id);
         ctx.spawn(
             async move {
                 let before = snapshot(root.clone()).await;
@@ -417,9 +417,10 @@ impl AgentActor {
 
 /// The workspace's state, to tell what a command changed. `None` when it
 /// cannot be read (then no change is announced).
-async fn snapshot(root: std::path::PathBuf) -> Option<crate::workspace::Snapshot> {
+async fn snapshot(volume: crate::quota::WorkspaceVolume) -> Option<crate::workspace::Snapshot> {
     tokio::task::spawn_blocking(move || {
-        crate::workspace::Workspace::open(root)
+        volume.prepare().ok()?;
+        crate::workspace::Workspace::open(volume.root().to_path_buf())
             .and_then(|ws| ws.snapshot())
             .ok()
     })

@@ -52,14 +52,40 @@ impl From<MailboxError> for DbError {
     }
 }
 
+/// Makes the database file (and its folder) owner-only before SQLite opens
+/// it: SQLite gives its `-wal` and `-shm` files the database's mode, so
+/// all three end up 0600. An existing looser file is tightened.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::quota::PRIVATE_DIR_MODE)
+            .create(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(crate::quota::PRIVATE_FILE_MODE)
+        .open(path)?;
+    let private = std::fs::Permissions::from_mode(crate::quota::PRIVATE_FILE_MODE);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, private.clone()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Open a connection with the pragmas every connection needs.
 pub fn connect(path: &Path) -> Result<SqliteConnection, DbError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DbError::Open {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    }
+    private_file(path).map_err(|e| DbError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let url = path.to_string_lossy().to_string();
     let mut conn = SqliteConnection::establish(&url).map_err(|e| DbError::Open {
         path: path.to_path_buf(),

@@ -11,6 +11,7 @@ use super::{owned_session, ApiError, AppState, AuthUser};
 use crate::agent::FilesUploaded;
 use crate::db::queries;
 use crate::protocol::{AuditEntry, FileEntry, SessionId};
+use crate::quota::WorkspaceVolume;
 use crate::supervisor::Lookup;
 use crate::workspace::{FileError, RelPath, UploadLimits, Workspace};
 
@@ -23,10 +24,13 @@ async fn workspace(
     id: &str,
 ) -> Result<(SessionId, Workspace), ApiError> {
     let session = owned_session(state, &user.0, id).await?;
-    let root = state.settings.workspaces_dir().join(&session.id);
-    let ws = web::block(move || Workspace::open(root))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let volume = WorkspaceVolume::of_session(&state.settings, &session.id);
+    let ws = web::block(move || {
+        volume.prepare()?;
+        Workspace::open(volume.root().to_path_buf())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok((session.id, ws))
 }
 
@@ -37,8 +41,9 @@ fn limits(state: &AppState) -> UploadLimits {
     }
 }
 
-/// Refuse a body whose declared length is over the limit before reading it.
-fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
+/// The body's declared length, refused before reading it when it is over
+/// the limit.
+fn check_declared_length(req: &HttpRequest, max: u64) -> Result<Option<u64>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -46,7 +51,7 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > max => Err(FileError::TooLarge { limit: max }.into()),
-        _ => Ok(()),
+        declared => Ok(declared),
     }
 }
 
@@ -170,8 +175,8 @@ async fn put(
         ));
     }
     let limits = limits(&state);
-    check_declared_length(&req, limits.max_bytes)?;
-    let size = ws.write_stream(&path, body, limits).await?;
+    let declared = check_declared_length(&req, limits.max_bytes)?;
+    let size = ws.write_stream_sized(&path, body, limits, declared).await?;
     let entry = uploaded_entry(&ws, &path).await?;
     log::info!("session {session_id}: uploaded {path} ({size} bytes)");
     announce(&state, &session_id, vec![path.as_str().to_string()]).await;

@@ -440,11 +440,12 @@ async fn delete_session(
 /// Remove a deleted session's workspace from disk (its container, which
 /// mounts it, is gone by now).
 async fn remove_workspace(settings: &Settings, session_id: &str) {
-    let dir = settings.workspaces_dir().join(session_id);
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            log::warn!("could not remove the workspace of session {session_id}: {e}");
-        }
+    let volume = crate::quota::WorkspaceVolume::of_session(settings, session_id);
+    let removed = web::block(move || volume.remove()).await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("could not remove the workspace of session {session_id}: {e}"),
+        Err(e) => log::warn!("could not remove the workspace of session {session_id}: {e}"),
     }
 }
 

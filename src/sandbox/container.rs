@@ -9,7 +9,7 @@
 //! tree.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::Recipient;
@@ -24,6 +24,7 @@ use bollard::Docker;
 use super::{SandboxError, SandboxNotice};
 use crate::config::SandboxSettings;
 use crate::protocol::LogLevel;
+use crate::quota::WorkspaceVolume;
 
 /// The image's unprivileged user (`sandbox`). Fixed by `make sandbox-image`;
 /// the workspace on the host must be writable by it.
@@ -288,21 +289,24 @@ pub fn container_name(instance_id: &str, session_id: &str) -> String {
     format!("ironclaw-{}-{}", clean(instance_id), clean(session_id))
 }
 
-/// Create the session's workspace if needed, make it writable for the
-/// sandbox user, and return its absolute path (Docker binds need one).
+/// Create the session's workspace if needed (its own quota filesystem,
+/// mounted `nosuid,nodev`, when the server runs as root: see
+/// [`crate::quota`]), make it writable for the sandbox user, and return its
+/// absolute path (Docker binds need one).
 ///
 /// When the directory belongs to someone else, it is handed to
 /// [`SANDBOX_UID`] (possible when IronClaw runs as root); failing that it is
 /// opened to everyone (mode 0777) so the sandbox can still write to it.
-pub async fn prepare_workspace(path: &Path) -> Result<PathBuf, SandboxError> {
-    let path = path.to_path_buf();
+pub async fn prepare_workspace(volume: &WorkspaceVolume) -> Result<PathBuf, SandboxError> {
+    let volume = volume.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, SandboxError> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let path = volume.root().to_path_buf();
         let io = |source| SandboxError::Workspace {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(&path).map_err(io)?;
+        volume.prepare().map_err(io)?;
         let abs = std::fs::canonicalize(&path).map_err(io)?;
         let meta = std::fs::metadata(&abs).map_err(io)?;
         if meta.uid() != SANDBOX_UID
@@ -346,7 +350,7 @@ pub(super) struct Container {
     pub(super) session_id: String,
     instance_id: String,
     /// The session's workspace on the host, bind-mounted at `/workspace`.
-    workspace: PathBuf,
+    pub(super) workspace: WorkspaceVolume,
     /// Container name, from [`container_name`].
     pub(super) name: String,
     /// Lifecycle lines for the person's log panel.
@@ -360,7 +364,7 @@ impl Container {
         settings: SandboxSettings,
         session_id: String,
         instance_id: String,
-        workspace: PathBuf,
+        workspace: WorkspaceVolume,
         notices: Recipient<SandboxNotice>,
     ) -> Self {
         let name = container_name(&instance_id, &session_id);

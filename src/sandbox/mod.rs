@@ -30,6 +30,7 @@ use actix::prelude::*;
 
 use crate::config::SandboxSettings;
 use crate::protocol::{CallId, LogLevel, OutputStream, Tool};
+use crate::quota::WorkspaceVolume;
 use crate::risk::JudgedFile;
 
 use container::Container;
@@ -212,7 +213,7 @@ impl SandboxActor {
         settings: SandboxSettings,
         session_id: String,
         instance_id: String,
-        workspace: PathBuf,
+        workspace: impl Into<WorkspaceVolume>,
         notices: Recipient<SandboxNotice>,
     ) -> Self {
         let idle_limit = Duration::from_secs(settings.idle_stop_secs);
@@ -221,7 +222,7 @@ impl SandboxActor {
             settings,
             session_id,
             instance_id,
-            workspace,
+            workspace.into(),
             notices,
         );
         SandboxActor {
@@ -295,15 +296,19 @@ impl Handler<Exec> for SandboxActor {
         shared.active.set(shared.active.get() + 1);
         shared.last_used.set(Instant::now());
         Box::pin(
-            async move { exec::run(&shared.container, msg, &cancel).await }
-                .into_actor(self)
-                .map(move |result, act, _| {
-                    act.runs.remove(&run);
-                    let shared = &act.shared;
-                    shared.active.set(shared.active.get().saturating_sub(1));
-                    shared.last_used.set(Instant::now());
-                    result
-                }),
+            async move {
+                let outcome = exec::run(&shared.container, msg, &cancel).await;
+                clear_setid_bits(&shared.container.workspace).await;
+                outcome
+            }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                act.runs.remove(&run);
+                let shared = &act.shared;
+                shared.active.set(shared.active.get().saturating_sub(1));
+                shared.last_used.set(Instant::now());
+                result
+            }),
         )
     }
 }
@@ -340,7 +345,24 @@ impl Handler<RemoveContainer> for SandboxActor {
     }
 }
 
-/// How an exec's wait for its output ended.
+/// Strips setuid/setgid bits from what a command left in the workspace
+/// (DESIGN.md §4: they never reach the host). The mount is `nosuid`
+/// already; this also covers a workspace that could not be mounted and any
+/// copy taken of it. Failures are logged: the command's outcome stands.
+async fn clear_setid_bits(workspace: &WorkspaceVolume) {
+    let root = workspace.root().to_path_buf();
+    let cleared = tokio::task::spawn_blocking(move || {
+        crate::workspace::Workspace::open(root).and_then(|ws| ws.clear_setid_bits())
+    })
+    .await;
+    match cleared {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => log::info!("cleared setuid/setgid bits on {n} workspace file(s)"),
+        Ok(Err(e)) => log::warn!("could not check the workspace for setuid bits: {e}"),
+        Err(e) => log::warn!("setuid check failed: {e}"),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

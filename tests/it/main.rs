@@ -14,5 +14,6 @@ mod files;
 mod layout;
 mod providers;
 mod sandbox;
+mod storage;
 mod support;
 mod tools;

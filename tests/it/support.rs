@@ -239,6 +239,9 @@ impl Drop for TestApp {
         if self.thread.is_some() {
             remove_containers(&self.data_dir);
         }
+        // The workspaces' quota filesystems, so the temp dir can go (a
+        // restart on the same data dir mounts them again, as after a boot).
+        ironclaw::quota::detach_all(&self.data_dir.join("workspaces"));
         // A test that panicked before `stop`: don't leave the server thread
         // serving into the next test.
         let server = self.server.clone();
@@ -247,6 +250,7 @@ impl Drop for TestApp {
 }
 
 /// A logged-in user.
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub ws_base: String,
