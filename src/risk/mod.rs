@@ -9,6 +9,8 @@
 //!   that something writes to (shared by both languages);
 //! - `shell.rs`: tree-sitter-bash walk, wrapper unwrapping, the command
 //!   table;
+//! - `options.rs`: the options IronClaw knows for each command, and the
+//!   check that finds one it does not know;
 //! - `python.rs`: tree-sitter-python walk, import/alias tracking, the call
 //!   table;
 //! - `tests.rs`: the tables of cases.
@@ -21,6 +23,7 @@
 //! contents, and a write onto an existing file is told apart from a new one.
 //! What cannot be decided is high risk.
 
+mod options;
 mod python;
 mod shell;
 #[cfg(test)]

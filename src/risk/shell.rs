@@ -11,6 +11,9 @@ use std::collections::HashSet;
 
 use tree_sitter::Node;
 
+use super::options::{
+    options_of, unknown_option, FREE_ARGUMENTS, GIT, GIT_GLOBAL, GIT_READS, MOVING, READING,
+};
 use super::{
     fielded_children, listed, parse_for_check, place_of, Assessment, Entry, FileLanguage, Grammar,
     Place, MAX_SYNTAX_DEPTH,
@@ -33,7 +36,7 @@ const PROGRAM_DIRS: [&str; 6] = [
 ];
 
 /// Commands that only read files or show information.
-const READS: &str = "\
+pub(super) const READS: &str = "\
     : [ ack ag apropos arch b2sum base32 base64 basename basenc bc bg break bzcat cal \
     caller cat cksum clear cmp colordiff column comm compgen continue cut df diff diff3 \
     dir dirname dirs du echo egrep exit expand expr factor false fg fgrep file \
@@ -187,87 +190,6 @@ pub(super) fn has_risky_words(code: &str) -> bool {
     RISKY_ONE_LINER_WORDS
         .split_whitespace()
         .any(|w| code.contains(w))
-}
-
-/// The options the checker knows for commands that delete, move or replace
-/// data: program, option letters (those taking a value after `:`), long
-/// options. Any other option of these commands is high risk: GNU tools grow
-/// options like `tar --remove-files` that delete what they touch.
-const KNOWN_OPTIONS: &[(&str, &str, &str, &str)] = &[
-    (
-        "tar",
-        "AcdrtuxjJzZavkmopPShiWwOUBGMlns",
-        "fCITXbHgKLNVF",
-        "--create --extract --get --list --append --update --diff --compare --file \
-         --directory --gzip --gunzip --ungzip --bzip2 --xz --zstd --lzma --lzip --auto-compress \
-         --verbose --keep-old-files --skip-old-files --keep-newer-files --no-same-owner \
-         --same-owner --preserve-permissions --same-permissions --no-same-permissions \
-         --absolute-names --exclude --exclude-from --files-from --transform --xform \
-         --strip-components --wildcards --no-wildcards --owner --group --mode \
-         --numeric-owner --sort --mtime --format --to-stdout --one-file-system \
-         --dereference --totals --checkpoint --null --show-transformed-names \
-         --exclude-vcs --exclude-vcs-ignores --anchored --ignore-case --recursion \
-         --no-recursion --use-compress-program --to-command --checkpoint-action \
-         --info-script --new-volume-script --rsh-command --warning --version --help \
-         --label --blocking-factor --touch --no-overwrite-dir --occurrence --verify",
-    ),
-    (
-        "cp",
-        "abdfHilLnPpRrsuvxZ",
-        "StT",
-        "--archive --attributes-only --backup --copy-contents --debug --dereference --force \
-         --interactive --link --no-clobber --no-dereference --preserve --no-preserve \
-         --parents --recursive --reflink --sparse --strip-trailing-slashes --symbolic-link \
-         --suffix --target-directory --no-target-directory --update --verbose \
-         --one-file-system --context --help --version --remove-destination",
-    ),
-    (
-        "mv",
-        "bfinuvZ",
-        "StT",
-        "--backup --debug --force --interactive --no-clobber --strip-trailing-slashes \
-         --suffix --target-directory --no-target-directory --update --verbose --context \
-         --help --version",
-    ),
-    (
-        "ln",
-        "bdFfiLnPrsv",
-        "StT",
-        "--backup --directory --force --interactive --logical --no-dereference --physical \
-         --relative --symbolic --suffix --target-directory --no-target-directory --verbose \
-         --help --version",
-    ),
-];
-
-/// The first option of `args` that [`KNOWN_OPTIONS`] does not list for
-/// `name`, if any.
-fn unknown_option(name: &str, args: &[Word]) -> Option<String> {
-    let (_, flags, valued, long) = KNOWN_OPTIONS.iter().find(|k| k.0 == name)?;
-    for word in args {
-        let text = word.text()?;
-        if text == "--" {
-            return None;
-        }
-        if let Some(option) = text.strip_prefix("--") {
-            let option = format!("--{}", option.split('=').next().unwrap_or_default());
-            if !listed(long, &option) {
-                return Some(option);
-            }
-            continue;
-        }
-        let Some(letters) = text.strip_prefix('-').filter(|l| !l.is_empty()) else {
-            continue;
-        };
-        for letter in letters.chars() {
-            if valued.contains(letter) {
-                break;
-            }
-            if !flags.contains(letter) {
-                return Some(format!("-{letter}"));
-            }
-        }
-    }
-    None
 }
 
 /// Variables that make other programs run a command or load code of the
@@ -1021,6 +943,9 @@ impl Walker<'_, '_> {
 
     /// The table of familiar commands.
     fn named(&mut self, name: &str, args: &[Word], input: &Input, depth: usize) {
+        if name != "tar" {
+            self.options(name, args);
+        }
         if listed(READS, name) {
             return;
         }
@@ -1646,6 +1571,38 @@ impl Walker<'_, '_> {
         assess_with_input(code, self.found, self.nesting + 1, input);
     }
 
+    /// Judges the options of `name` against the ones IronClaw knows
+    /// (`options.rs`): one it does not know makes a reading command medium
+    /// and a command that deletes or moves data high.
+    fn options(&mut self, name: &str, args: &[Word]) {
+        if listed(FREE_ARGUMENTS, name) {
+            return;
+        }
+        let texts: Vec<Option<&str>> = args.iter().map(Word::text).collect();
+        if let Some(table) = options_of(MOVING, name) {
+            if let Some(option) = unknown_option(table, &texts, false) {
+                self.found.high(format!(
+                    "passes `{name}` an option the checker does not know (`{}`)",
+                    show(&option)
+                ));
+            }
+        } else if let Some(table) = options_of(READING, name) {
+            if let Some(option) = unknown_option(table, &texts, false) {
+                self.found.medium(format!(
+                    "`{name} {}`: an option IronClaw does not know",
+                    show(&option)
+                ));
+            }
+        } else if listed(READS, name) {
+            if let Some(option) = args.iter().find(|a| a.is_option()) {
+                self.found.medium(format!(
+                    "`{name} {}`: an option IronClaw does not know",
+                    option.shown()
+                ));
+            }
+        }
+    }
+
     fn deletes(&mut self, name: &str, args: &[Word]) {
         let what = if name == "rmdir" { "folders" } else { "files" };
         self.found.high(format!("deletes {what} (`{name}`)"));
@@ -2167,12 +2124,6 @@ impl Walker<'_, '_> {
     /// `cp`, `mv`, `install`, `ln`: judged by where they write, and for
     /// `mv` and `ln` also by what they take from.
     fn copy(&mut self, name: &str, args: &[Word]) {
-        if let Some(option) = unknown_option(name, args) {
-            self.found.high(format!(
-                "passes `{name}` an option the checker does not know (`{}`)",
-                show(&option)
-            ));
-        }
         let parsed = Args::parse(
             args,
             &[
@@ -2717,12 +2668,7 @@ impl Walker<'_, '_> {
                 *first = Word::literal(&format!("-{text}"));
             }
         }
-        if let Some(option) = unknown_option("tar", &words) {
-            self.found.high(format!(
-                "passes `tar` an option the checker does not know (`{}`)",
-                show(&option)
-            ));
-        }
+        self.options("tar", &words);
         let parsed = Args::parse(
             &words,
             &[
@@ -2856,9 +2802,31 @@ impl Walker<'_, '_> {
                 _ => {}
             }
         }
+        let globals: Vec<Option<&str>> =
+            args[..at.min(args.len())].iter().map(Word::text).collect();
+        if let Some(option) = unknown_option(&GIT_GLOBAL, &globals, false) {
+            self.found.high(format!(
+                "passes `git` an option the checker does not know (`{}`)",
+                show(&option)
+            ));
+        }
         let Some(sub) = args.get(at) else { return };
         let Some(sub) = sub.text() else { return };
         let rest = &args[at + 1..];
+        if let Some(table) = options_of(GIT, sub) {
+            let texts: Vec<Option<&str>> = rest.iter().map(Word::text).collect();
+            if let Some(option) = unknown_option(table, &texts, true) {
+                let shown = format!("`git {sub} {}`", show(&option));
+                if listed(GIT_READS, sub) {
+                    self.found
+                        .medium(format!("{shown}: an option IronClaw does not know"));
+                } else {
+                    self.found.high(format!(
+                        "{shown}: an option IronClaw does not know, on a git command that changes files or history"
+                    ));
+                }
+            }
+        }
         for word in rest {
             let text = word.text().unwrap_or_default();
             if ["--upload-pack", "--receive-pack", "--exec"]

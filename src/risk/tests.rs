@@ -980,6 +980,9 @@ enum Class {
     Deserialiser,
     /// An option the checker does not know on a data-moving command.
     UnknownOption,
+    /// An option the checker does not know on a command that only reads:
+    /// medium, never low.
+    UnknownReadOption,
     /// Detaching background programs.
     Detach,
     /// Fork bombs and self-calling functions.
@@ -1074,6 +1077,44 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (UnknownOption, Tool::Shell, "cp --magic a newcopy", High),
     (UnknownOption, Tool::Shell, "mv -Q a b2", High),
     (UnknownOption, Tool::Shell, "ln --frobnicate a l2", High),
+    (UnknownOption, Tool::Shell, "ln -X a l3", High),
+    (UnknownOption, Tool::Shell, "mv --exchange a b", High),
+    (UnknownOption, Tool::Shell, "cp --remove a newcopy", High),
+    (UnknownOption, Tool::Shell, "tar --remove -cf t.tar keep6", High),
+    (UnknownOption, Tool::Shell, "rsync -a --frobnicate a b", High),
+    (UnknownOption, Tool::Shell, "rsync --remove-sourcefiles a b", High),
+    (UnknownOption, Tool::Shell, "zip -r --weird a.zip src", High),
+    (UnknownOption, Tool::Shell, "zip -Y a.zip data.csv", High),
+    (UnknownOption, Tool::Shell, "unzip -: archive.zip", High),
+    (UnknownOption, Tool::Shell, "unzip --weird archive.zip", High),
+    (UnknownOption, Tool::Shell, "git add --weird .", High),
+    (UnknownOption, Tool::Shell, "git checkout --weird x", High),
+    (UnknownOption, Tool::Shell, "git rebase --weird main", High),
+    (UnknownOption, Tool::Shell, "git commit --amen -m x", High),
+    (UnknownOption, Tool::Shell, "git stash push --weird", High),
+    (UnknownOption, Tool::Shell, "git reset --hardd", High),
+    (UnknownOption, Tool::Shell, "git merge --weird feature", High),
+    (UnknownOption, Tool::Shell, "git worktree add --weird x", High),
+    (UnknownOption, Tool::Shell, "git --weird status", High),
+    (UnknownOption, Tool::Shell, "find . -frobnicate", High),
+    (UnknownOption, Tool::Shell, "find . -name x -fdelete", High),
+    // Options the checker does not know on reading commands.
+    (UnknownReadOption, Tool::Shell, "ls --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "cat --frobnicate data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "grep --weird a data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "head --weird data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "wc -Q data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "sort --weird data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "diff --weird data.csv notes.txt", Medium),
+    (UnknownReadOption, Tool::Shell, "du --weird .", Medium),
+    (UnknownReadOption, Tool::Shell, "ps --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "jq --weird . x.json", Medium),
+    (UnknownReadOption, Tool::Shell, "uname --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "sed --weird s/a/b/ data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "git log --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "git status --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "git diff --frobnicate", Medium),
+    (UnknownReadOption, Tool::Shell, "ls --al", Medium),
     // Detaching background programs.
     (Detach, Tool::Shell, "setsid bash d.sh </dev/null >/dev/null 2>&1 & sleep 1", High),
     (Detach, Tool::Shell, "setsid sleep 100", High),
@@ -1174,6 +1215,35 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['python3', 'script.py'])", Medium),
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['bash', 'compute.sh'])", Medium),
     (Everyday, Tool::Python, "import statistics\nprint(statistics.mean([1, 2, 3]))", Low),
+    // Everyday options: known, so no question.
+    (Everyday, Tool::Shell, "ls -la --color=auto", Low),
+    (Everyday, Tool::Shell, "grep -rn --include='*.py' foo .", Low),
+    (Everyday, Tool::Shell, "head -n5 data.csv", Low),
+    (Everyday, Tool::Shell, "head -5 data.csv", Low),
+    (Everyday, Tool::Shell, "tail -f -n 20 notes.txt", Low),
+    (Everyday, Tool::Shell, "sort -k2,2n -t, data.csv", Low),
+    (Everyday, Tool::Shell, "du -sh --max-depth=1 .", Low),
+    (Everyday, Tool::Shell, "ps -ef", Low),
+    (Everyday, Tool::Shell, "df -hT", Low),
+    (Everyday, Tool::Shell, "less -R notes.txt", Low),
+    (Everyday, Tool::Shell, "cut -c1-10 data.csv", Low),
+    (Everyday, Tool::Shell, "date -Iseconds", Low),
+    (Everyday, Tool::Shell, "seq -w 1 10", Low),
+    (Everyday, Tool::Shell, "find . -type f -newer data.csv -print0", Low),
+    (Everyday, Tool::Shell, "git log --graph --oneline --all --decorate", Low),
+    (Everyday, Tool::Shell, "git log --pretty=format:%h -n 3", Low),
+    (Everyday, Tool::Shell, "git status -sb", Low),
+    (Everyday, Tool::Shell, "git diff --cached --name-only", Low),
+    (Everyday, Tool::Shell, "git show --stat HEAD", Low),
+    (Everyday, Tool::Shell, "git rev-parse --show-toplevel", Low),
+    (Everyday, Tool::Shell, "git branch --sort=-committerdate", Low),
+    (Everyday, Tool::Shell, "git commit --amend -m x", Medium),
+    (Everyday, Tool::Shell, "git commit --no-verify -m x", Medium),
+    (Everyday, Tool::Shell, "git reset --soft HEAD~1", Medium),
+    (Everyday, Tool::Shell, "git stash push -m wip", Medium),
+    (Everyday, Tool::Shell, "zip -r archive.zip out", Medium),
+    (Everyday, Tool::Shell, "unzip -o archive.zip -d extracted", Medium),
+    (Everyday, Tool::Shell, "sed -i.bak s/a/b/ new.txt", Medium),
 ];
 
 #[test]
@@ -1212,8 +1282,12 @@ fn workspace_tables_cover_every_class() {
     assert!(per_class.get(&Everyday).copied().unwrap_or(0) >= 40);
     assert!(WORKSPACE_CASES
         .iter()
-        .filter(|c| c.0 != Everyday)
+        .filter(|c| c.0 != Everyday && c.0 != UnknownReadOption)
         .all(|c| c.3 == High));
+    assert!(WORKSPACE_CASES
+        .iter()
+        .filter(|c| c.0 == UnknownReadOption)
+        .all(|c| c.3 == Medium));
     assert!(WORKSPACE_CASES
         .iter()
         .filter(|c| c.0 == Everyday)
@@ -1249,6 +1323,11 @@ fn reasons_name_the_file_that_runs() {
             "tar cf t.tar keep6 --remove-files",
             "passes `tar` an option the checker does not know (`--remove-files`)",
         ),
+        (
+            Tool::Shell,
+            "ls --weird",
+            "`ls --weird`: an option IronClaw does not know",
+        ),
     ] {
         let risk = classify_with(tool, code, &view).risk;
         assert!(
@@ -1270,4 +1349,16 @@ fn the_judgement_lists_every_file_it_read_with_its_hash() {
         super::sha256_hex(b"import helper\nprint(helper.add(1, 2))\n")
     );
     assert!(classify_with(Tool::Shell, "ls", &view).files.is_empty());
+}
+
+#[test]
+fn every_reading_command_has_its_options() {
+    let missing: Vec<&str> = super::shell::READS
+        .split_whitespace()
+        .filter(|name| {
+            super::options::options_of(super::options::READING, name).is_none()
+                && !super::listed(super::options::FREE_ARGUMENTS, name)
+        })
+        .collect();
+    assert!(missing.is_empty(), "no option table for {missing:?}");
 }
