@@ -203,6 +203,15 @@ struct Assessment<'v> {
     /// Workspace paths this call writes, so far in the walk. A file the
     /// call writes and then runs or imports cannot be judged beforehand.
     written: BTreeSet<String>,
+    /// The whole new contents of some of the `written` files, when the call
+    /// spells them out as literal text (`cat > x.py <<'EOF' … EOF`): a file
+    /// run after that is judged on this text. Any other write to the file
+    /// forgets it.
+    written_text: BTreeMap<String, String>,
+    /// Set once the call started something that runs alongside what
+    /// follows (`&`): it may rewrite any file at any time, so no text
+    /// written later can be trusted to stay.
+    runs_alongside: bool,
     /// Where Python looks for modules first (`sys.path[0]`): the folder of
     /// the Python file being judged, the workspace root otherwise.
     module_dirs: Vec<String>,
@@ -217,6 +226,8 @@ impl<'v> Assessment<'v> {
             judged: BTreeMap::new(),
             judging: Vec::new(),
             written: BTreeSet::new(),
+            written_text: BTreeMap::new(),
+            runs_alongside: false,
             module_dirs: Vec::new(),
         }
     }
@@ -257,6 +268,7 @@ impl<'v> Assessment<'v> {
     fn write(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
         if let Some(inside) = path.and_then(|p| self.workspace_path(p)) {
             self.written.insert(inside.clone());
+            self.written_text.remove(&inside);
             match self.view.entry(&inside) {
                 Entry::File { size } if how == Write::Replace => self.high(format!(
                     "overwrites {} ({})",
@@ -293,6 +305,32 @@ impl<'v> Assessment<'v> {
         }
     }
 
+    /// Records that the write just judged at `path` leaves exactly `text` in
+    /// the file, so that running the file later is judged on it.
+    fn wrote_text(&mut self, path: &str, text: &str) {
+        if self.runs_alongside {
+            return;
+        }
+        if let Some(inside) = self.workspace_path(path) {
+            if self.written.contains(&inside) {
+                self.written_text.insert(inside, text.to_string());
+            }
+        }
+    }
+
+    /// Something ran that may write files the classifier cannot follow (a
+    /// build, a program, an archive unpacked over the workspace): the text
+    /// recorded by [`Assessment::wrote_text`] may no longer be there.
+    fn files_may_change(&mut self) {
+        self.written_text.clear();
+    }
+
+    /// Something now runs alongside the rest of the call (`&`).
+    fn started_alongside(&mut self) {
+        self.runs_alongside = true;
+        self.files_may_change();
+    }
+
     /// `path` relative to the workspace root when it lies inside it (the root
     /// itself is `""`).
     fn workspace_path(&self, path: &str) -> Option<String> {
@@ -322,40 +360,47 @@ impl<'v> Assessment<'v> {
         if self.judging.contains(&inside) {
             return;
         }
-        if self.written.contains(&inside) {
-            self.high(format!(
-                "runs {shown}, which this same call writes first, so what runs cannot be checked"
-            ));
-            return;
-        }
         if nesting > MAX_NESTING || self.judged.len() >= MAX_JUDGED_FILES {
             self.high(format!(
                 "runs {shown}, one file too many or too deep to check"
             ));
             return;
         }
-        let contents = match self.view.entry(&inside) {
-            Entry::File { .. } => self.view.read(&inside),
-            Entry::Missing => {
+        let text = if self.written.contains(&inside) {
+            // Written by this very call: judged on the text the call puts
+            // there, which is part of the code approved, so no hash is kept.
+            let Some(text) = self.written_text.get(&inside).cloned() else {
                 self.high(format!(
-                    "runs {shown}, which is not in the workspace, so it cannot be checked"
+                    "runs {shown}, which this same call writes first, so what runs cannot be checked"
                 ));
                 return;
-            }
-            Entry::Folder | Entry::Link | Entry::Other => None,
-        };
-        let Some(bytes) = contents else {
-            self.high(format!(
-                "runs {shown}, which cannot be read, so it cannot be checked"
-            ));
-            return;
-        };
-        self.judged.insert(inside.clone(), sha256_hex(&bytes));
-        let Ok(text) = String::from_utf8(bytes) else {
-            self.high(format!(
-                "runs {shown}, a binary program that cannot be checked"
-            ));
-            return;
+            };
+            text
+        } else {
+            let contents = match self.view.entry(&inside) {
+                Entry::File { .. } => self.view.read(&inside),
+                Entry::Missing => {
+                    self.high(format!(
+                        "runs {shown}, which is not in the workspace, so it cannot be checked"
+                    ));
+                    return;
+                }
+                Entry::Folder | Entry::Link | Entry::Other => None,
+            };
+            let Some(bytes) = contents else {
+                self.high(format!(
+                    "runs {shown}, which cannot be read, so it cannot be checked"
+                ));
+                return;
+            };
+            self.judged.insert(inside.clone(), sha256_hex(&bytes));
+            let Ok(text) = String::from_utf8(bytes) else {
+                self.high(format!(
+                    "runs {shown}, a binary program that cannot be checked"
+                ));
+                return;
+            };
+            text
         };
         let language = match language {
             FileLanguage::ByShebang => shebang_language(&text),
@@ -419,14 +464,16 @@ impl<'v> Assessment<'v> {
             };
             let mut found_one = false;
             for candidate in [format!("{base}.py"), format!("{base}/__init__.py")] {
-                if self.written.contains(&candidate) {
+                if self.written.contains(&candidate) && !self.written_text.contains_key(&candidate)
+                {
                     self.high(format!(
                         "imports {}, which this same call writes first, so what runs cannot be checked",
                         shell::show(&candidate)
                     ));
                     return;
                 }
-                if matches!(self.view.entry(&candidate), Entry::Missing) {
+                let spelled_out = self.written_text.contains_key(&candidate);
+                if !spelled_out && matches!(self.view.entry(&candidate), Entry::Missing) {
                     continue;
                 }
                 found_one = true;

@@ -495,6 +495,7 @@ impl Walker<'_, '_> {
             let backgrounded = children.get(at + 1).is_some_and(|n| n.kind() == "&");
             if backgrounded && child.kind() != "comment" {
                 self.background.push(show(self.text(*child)));
+                self.found.started_alongside();
             }
         }
     }
@@ -548,6 +549,9 @@ impl Walker<'_, '_> {
     fn pipeline(&mut self, node: Node, input: &Input, depth: usize) {
         let mut cursor = node.walk();
         let parts: Vec<Node> = node.named_children(&mut cursor).collect();
+        // The parts run at the same time: one may rewrite a file while
+        // another runs it.
+        self.found.files_may_change();
         for (at, part) in parts.into_iter().enumerate() {
             let part_input = if at == 0 { input.clone() } else { Input::Pipe };
             self.statement(part, &part_input, depth + 1);
@@ -588,6 +592,9 @@ impl Walker<'_, '_> {
         }
         if matches!(body.kind(), "list" | "pipeline") {
             let piped = body.kind() == "pipeline";
+            if piped {
+                self.found.files_may_change();
+            }
             let mut cursor = body.walk();
             let parts: Vec<Node> = body
                 .named_children(&mut cursor)
@@ -620,7 +627,12 @@ impl Walker<'_, '_> {
         }
         let input = own_input.unwrap_or_else(|| input.clone());
         if body.kind() == "command" {
+            let plain = extra.is_empty();
             self.command(body, &input, extra, depth + 1);
+            if plain {
+                let words = self.plain_words(body);
+                self.literal_file(&words, redirects, &input);
+            }
         } else {
             self.statement(body, &input, depth + 1);
             if !extra.is_empty() {
@@ -789,10 +801,12 @@ impl Walker<'_, '_> {
     fn command(&mut self, node: Node, input: &Input, extra: Vec<Word>, depth: usize) {
         let mut words = Vec::new();
         let mut own_input = None;
+        let mut redirects = Vec::new();
         for (field, child) in fielded_children(node) {
             match (field, child.kind()) {
                 (_, "variable_assignment") => self.assignment(child, input, depth + 1),
                 (Some("redirect"), _) => {
+                    redirects.push(child);
                     let (redirected_input, more) = self.redirect(child, depth + 1);
                     own_input = redirected_input.or(own_input);
                     words.extend(more);
@@ -815,6 +829,70 @@ impl Walker<'_, '_> {
         words.extend(extra);
         let input = own_input.unwrap_or_else(|| input.clone());
         self.judge(&words, &input, depth + 1);
+        self.literal_file(&words, &redirects, &input);
+    }
+
+    /// After `cat > x.py <<'EOF' … EOF`: the file holds exactly the text of
+    /// the here-document, so a later run of it is judged on that text. Only
+    /// this plain shape is followed; any other write leaves the file's
+    /// contents unknown.
+    fn literal_file(&mut self, words: &[Word], redirects: &[Node], input: &Input) {
+        let Input::Text(Some(text)) = input else {
+            return;
+        };
+        if !matches!(words, [cat] if cat.is("cat")) {
+            return;
+        }
+        // `cat <<'EOF' > x.py`: the grammar hangs the `>` on the
+        // here-document.
+        let mut all = Vec::new();
+        for redirect in redirects {
+            all.push(*redirect);
+            if redirect.kind() == "heredoc_redirect" {
+                let mut cursor = redirect.walk();
+                all.extend(redirect.named_children(&mut cursor));
+            }
+        }
+        let targets: Vec<String> = all.iter().filter_map(|r| self.stdout_target(*r)).collect();
+        if let [target] = targets.as_slice() {
+            self.found.wrote_text(target, text);
+        }
+    }
+
+    /// The file a redirection fills with the command's standard output
+    /// (`> f`, `>| f`, `&> f`), when it is named literally.
+    fn stdout_target(&self, node: Node) -> Option<String> {
+        if node.kind() != "file_redirect" {
+            return None;
+        }
+        let mut operator = "";
+        let mut target = None;
+        let mut descriptor = None;
+        for (field, child) in fielded_children(node) {
+            match field {
+                Some("destination") => target = target.or(Some(child)),
+                Some("descriptor") => descriptor = Some(self.text(child)),
+                _ if !child.is_named() => operator = child.kind(),
+                _ => {}
+            }
+        }
+        let to_stdout =
+            matches!(operator, ">" | ">|" | "&>") && descriptor.is_none_or(|d| d == "1");
+        if !to_stdout {
+            return None;
+        }
+        self.word(target?).value
+    }
+
+    /// The name and arguments of a command node, without judging them.
+    fn plain_words(&self, node: Node) -> Vec<Word> {
+        fielded_children(node)
+            .into_iter()
+            .filter(|(field, child)| {
+                child.is_named() && matches!(*field, Some("name") | Some("argument"))
+            })
+            .map(|(_, child)| self.word(child))
+            .collect()
     }
 
     /// The value of a word node after quote removal, if it has no expansion.
@@ -916,9 +994,15 @@ impl Walker<'_, '_> {
             if let Some(caller) = self.in_functions.last() {
                 self.calls.push((caller.clone(), name));
             }
+            // Its body was judged where it is defined; what it writes now
+            // is not followed.
+            self.found.files_may_change();
             return;
         }
         self.named(&name, args, input, depth);
+        if !writes_only_what_it_names(&name) {
+            self.found.files_may_change();
+        }
     }
 
     /// Which program a command word names.
@@ -3381,6 +3465,20 @@ impl Walker<'_, '_> {
                 .high(format!("unknown command `cargo {}`", show(sub))),
         }
     }
+}
+
+/// Whether every file `name` writes is one the classifier names (through
+/// [`Assessment::write_to`]), so that text a call spelled out for a file
+/// before it is still there after it. Any other command may rewrite files
+/// unseen (a build, an interpreter, an archive unpacked over the
+/// workspace; `cp -r dir/. .` writes files under names the command line
+/// never spells).
+fn writes_only_what_it_names(name: &str) -> bool {
+    listed(READS, name)
+        || listed(
+            "cd pushd popd mkdir touch chmod tee export declare typeset local readonly",
+            name,
+        )
 }
 
 /// Which program a command word names.

@@ -1054,6 +1054,21 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
         "from pathlib import Path\nPath('m5.py').write_text('x')\nimport m5",
         High,
     ),
+    // A here-document written to a file is judged as the file's contents,
+    // unless it expands something or the file may change before it runs.
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nimport os\nos.remove('keep1')\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.sh <<'EOF'\nrm -rf out\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat > m9.py <<'EOF'\nimport shutil\nshutil.rmtree('x')\nEOF\npython3 -c 'import m9'", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<EOF\nprint($HOME)\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat <<'EOF' >> x.sh\necho hi\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat 2> x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\necho 'import os' >> x.py; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\nunzip -o archive.zip; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "f() { unzip -o archive.zip; }; cat > x.py <<'EOF'\nprint(1)\nEOF\nf; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "unzip -o archive.zip & cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py; wait", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py | unzip -o archive.zip", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\ncat > x.sh <<EOF\n$(whoami)\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\ncp -r evil/. .; python3 x.py", High),
     // Deserialisers and dynamic code.
     (Deserialiser, Tool::Python, "import pickle\npickle.loads(b\"cposix\\nsystem\\n(S'rm -f keep2'\\ntR.\")", High),
     (Deserialiser, Tool::Shell, "python3 -c 'import pickle; pickle.loads(open(\"p\", \"rb\").read())'", High),
@@ -1215,6 +1230,17 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['python3', 'script.py'])", Medium),
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['bash', 'compute.sh'])", Medium),
     (Everyday, Tool::Python, "import statistics\nprint(statistics.mean([1, 2, 3]))", Low),
+    (Everyday, Tool::Shell, "cat > x.py <<'EOF'\nprint(1 + 1)\nEOF\npython3 x.py", Medium),
+    (Everyday, Tool::Shell, "cat > x.py <<EOF\nprint(1)\nEOF\npython3 x.py", Medium),
+    (Everyday, Tool::Shell, "cat <<'EOF' > x.sh\necho hi\nEOF\nbash x.sh", Medium),
+    (Everyday, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\nchmod +x x.sh && ./x.sh", Medium),
+    (Everyday, Tool::Shell, "cat > m9.py <<'EOF'\nX = 1\nEOF\npython3 -c 'import m9'", Medium),
+    (
+        Everyday,
+        Tool::Shell,
+        "cat > count.py <<'EOF'\nimport csv\nprint(len(list(csv.reader(open('data.csv')))))\nEOF\nmkdir -p out && python3 count.py",
+        Medium,
+    ),
     // Everyday options: known, so no question.
     (Everyday, Tool::Shell, "ls -la --color=auto", Low),
     (Everyday, Tool::Shell, "grep -rn --include='*.py' foo .", Low),
@@ -1361,4 +1387,18 @@ fn every_reading_command_has_its_options() {
         })
         .collect();
     assert!(missing.is_empty(), "no option table for {missing:?}");
+}
+
+#[test]
+fn a_file_spelled_out_by_the_call_is_judged_without_a_hash() {
+    let judged = classify_with(
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nimport helper\nprint(helper.add(1, 2))\nEOF\npython3 x.py",
+        &fixture(),
+    );
+    assert_eq!(judged.risk.level, Medium, "{:?}", judged.risk.reasons);
+    // The text is part of the approved code; only the workspace file it
+    // imports is pinned by its hash.
+    let paths: Vec<&str> = judged.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["helper.py"]);
 }
