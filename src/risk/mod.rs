@@ -194,6 +194,17 @@ struct Assessment<'v> {
     /// workspace (`cd /etc`, `os.chdir(path)`): from then on a relative path
     /// no longer means "inside the workspace".
     left_workspace: bool,
+    /// The working directory while it is inside the workspace
+    /// (workspace-relative, `""` for the root): after `cd sub`, `> f` writes
+    /// `sub/f`. Meaningless once `left_workspace` is set.
+    cwd: String,
+    /// Other folders the working directory may be in, when a `cd` ran only
+    /// maybe (`false && cd sub`, an `if` branch, a function body): a
+    /// relative write is judged in each of them too.
+    cwd_maybe: BTreeSet<String>,
+    /// Where the last file judged left the working directory, for
+    /// `source`, which runs it in the caller's own shell.
+    sourced_dir: Option<WorkingDir>,
     view: &'v dyn WorkspaceView,
     /// Workspace files whose contents were judged: path -> SHA-256.
     judged: BTreeMap<String, String>,
@@ -222,6 +233,9 @@ impl<'v> Assessment<'v> {
         Assessment {
             findings: Vec::new(),
             left_workspace: false,
+            cwd: String::new(),
+            cwd_maybe: BTreeSet::new(),
+            sourced_dir: None,
             view,
             judged: BTreeMap::new(),
             judging: Vec::new(),
@@ -266,6 +280,25 @@ impl<'v> Assessment<'v> {
     }
 
     fn write(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
+        self.in_each_dir(path, |found| found.write_here(path, shown, actor, how));
+    }
+
+    /// Runs `judge` with the working directory set to each folder it may
+    /// be in, when `path` is relative and there is more than one.
+    fn in_each_dir(&mut self, path: Option<&str>, mut judge: impl FnMut(&mut Self)) {
+        judge(self);
+        if !path.is_some_and(is_relative) || self.cwd_maybe.is_empty() {
+            return;
+        }
+        let cwd = self.cwd.clone();
+        for other in self.cwd_maybe.clone() {
+            self.cwd = other;
+            judge(self);
+        }
+        self.cwd = cwd;
+    }
+
+    fn write_here(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
         if let Some(inside) = path.and_then(|p| self.workspace_path(p)) {
             self.written.insert(inside.clone());
             self.written_text.remove(&inside);
@@ -292,7 +325,7 @@ impl<'v> Assessment<'v> {
             ));
             return;
         };
-        match place_of(path, self.left_workspace) {
+        match place_of(&self.resolve(path), self.left_workspace) {
             Place::Discard => {}
             Place::Workspace => self.medium(format!("changes files in the workspace (`{actor}`)")),
             Place::GitInternals => self.high(format!(
@@ -334,7 +367,94 @@ impl<'v> Assessment<'v> {
     /// `path` relative to the workspace root when it lies inside it (the root
     /// itself is `""`).
     fn workspace_path(&self, path: &str) -> Option<String> {
-        workspace_path(path, self.left_workspace)
+        workspace_path(&self.resolve(path), self.left_workspace)
+    }
+
+    /// `path` as the command names it, made absolute when the working
+    /// directory is a known folder below the workspace root.
+    fn resolve(&self, path: &str) -> String {
+        if self.cwd.is_empty() || self.left_workspace || !is_relative(path) {
+            path.to_string()
+        } else {
+            format!("{WORKSPACE}/{}/{path}", self.cwd)
+        }
+    }
+
+    /// Where relative paths currently count from, to be restored with
+    /// [`Assessment::return_to`] when a process of its own (a subshell, a
+    /// script run by an interpreter) ends.
+    fn working_dir(&self) -> WorkingDir {
+        WorkingDir {
+            left_workspace: self.left_workspace,
+            cwd: self.cwd.clone(),
+            cwd_maybe: self.cwd_maybe.clone(),
+        }
+    }
+
+    fn return_to(&mut self, dir: WorkingDir) {
+        self.left_workspace = dir.left_workspace;
+        self.cwd = dir.cwd;
+        self.cwd_maybe = dir.cwd_maybe;
+    }
+
+    /// After a part of the call that may or may not have run, which was
+    /// walked starting from `before`: the working directory is where that
+    /// part left it, or where it was before.
+    fn maybe_moved_from(&mut self, before: WorkingDir) {
+        self.left_workspace |= before.left_workspace;
+        self.cwd_maybe.extend(before.cwd_maybe);
+        self.cwd_maybe.insert(before.cwd);
+        self.cwd_maybe.remove(&self.cwd);
+    }
+
+    /// A command moves the working directory to `dir` (`None`: a place
+    /// only known at run time, `-`, the home folder). Only a plain move to a
+    /// folder inside the workspace is followed:
+    /// - a folder the workspace holds, or one this call created, becomes
+    ///   where relative paths count from;
+    /// - a folder that does not exist leaves the directory where it was
+    ///   (`cd` fails; with `;` the next command runs in the old place);
+    /// - anything else (outside, through a link, not a folder, unknown) is
+    ///   a place the classifier cannot follow: relative writes are high.
+    fn change_dir(&mut self, dir: Option<&str>) {
+        let inside = dir
+            .filter(|d| *d != "-")
+            .and_then(|d| self.workspace_path(d));
+        let Some(inside) = inside else {
+            self.left_workspace = true;
+            return;
+        };
+        if self.left_workspace {
+            return;
+        }
+        if dir.is_some_and(is_relative) && !self.cwd_maybe.is_empty() {
+            // Relative to a folder that is itself uncertain: not followed.
+            self.left_workspace = true;
+            return;
+        }
+        let mut prefix = String::new();
+        for part in inside.split('/').filter(|p| !p.is_empty()) {
+            prefix = if prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{prefix}/{part}")
+            };
+            if prefix == ".git" || prefix.starts_with(".git/") {
+                self.left_workspace = true;
+                return;
+            }
+            match self.view.entry(&prefix) {
+                Entry::Folder => {}
+                Entry::Missing if self.written.contains(&prefix) => {}
+                Entry::Missing => return,
+                Entry::File { .. } | Entry::Link | Entry::Other => {
+                    self.left_workspace = true;
+                    return;
+                }
+            }
+        }
+        self.cwd = inside;
+        self.cwd_maybe.clear();
     }
 
     /// Judges running the workspace file at `path` (as the command sees
@@ -342,7 +462,22 @@ impl<'v> Assessment<'v> {
     /// finding wins, and the reasons name the file. A file that cannot be
     /// read or parsed makes the call high.
     fn run_file(&mut self, path: &str, language: FileLanguage, nesting: usize) {
-        self.load_file(path, language, nesting, "runs");
+        self.in_each_dir(Some(path), |found| {
+            found.load_file(path, language, nesting, "runs")
+        });
+    }
+
+    /// Judges `source path`: the file runs in this very shell, so a `cd`
+    /// in it moves what follows.
+    fn source_file(&mut self, path: &str, nesting: usize) {
+        let working_dir = self.working_dir();
+        self.sourced_dir = None;
+        self.load_file(path, FileLanguage::Shell, nesting, "runs");
+        if let Some(moved) = self.sourced_dir.take() {
+            self.return_to(moved);
+        } else {
+            self.return_to(working_dir);
+        }
     }
 
     /// Judges the workspace file at `path` that the call loads; `verb` says
@@ -411,7 +546,7 @@ impl<'v> Assessment<'v> {
         }
         // The file's findings are collected apart, then re-worded to name it.
         let outer = std::mem::take(&mut self.findings);
-        let left_workspace = self.left_workspace;
+        let working_dir = self.working_dir();
         self.judging.push(inside.clone());
         match language {
             FileLanguage::Shell | FileLanguage::ByShebang => {
@@ -434,7 +569,8 @@ impl<'v> Assessment<'v> {
             }
         }
         self.judging.pop();
-        self.left_workspace = left_workspace;
+        self.sourced_dir = Some(self.working_dir());
+        self.return_to(working_dir);
         let inner = std::mem::replace(&mut self.findings, outer);
         for (level, reason) in inner {
             if level >= RiskLevel::Medium {
@@ -477,7 +613,8 @@ impl<'v> Assessment<'v> {
                     continue;
                 }
                 found_one = true;
-                self.load_file(&candidate, FileLanguage::Python, nesting, "imports");
+                let absolute = format!("{WORKSPACE}/{candidate}");
+                self.load_file(&absolute, FileLanguage::Python, nesting, "imports");
             }
             if !found_one && !matches!(self.view.entry(&base), Entry::Folder) {
                 return;
@@ -489,11 +626,30 @@ impl<'v> Assessment<'v> {
     fn is_outside(&self, path: Option<&str>) -> bool {
         match path {
             None => true,
-            Some(path) => matches!(
-                place_of(path, self.left_workspace),
-                Place::Outside | Place::GitInternals
-            ),
+            Some(path) => matches!(self.place(path), Place::Outside | Place::GitInternals),
         }
+    }
+
+    /// Where a write to `path` lands; the worst place when the working
+    /// directory may be in more than one folder.
+    fn place(&self, path: &str) -> Place {
+        let mut places = vec![place_of(&self.resolve(path), self.left_workspace)];
+        if is_relative(path) {
+            for other in &self.cwd_maybe {
+                let resolved = if other.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{WORKSPACE}/{other}/{path}")
+                };
+                places.push(place_of(&resolved, self.left_workspace));
+            }
+        }
+        for worst in [Place::Outside, Place::GitInternals, Place::Workspace] {
+            if places.contains(&worst) {
+                return worst;
+            }
+        }
+        Place::Discard
     }
 
     /// The final verdict: the strictest level wins. Reasons below medium are
@@ -520,6 +676,15 @@ impl<'v> Assessment<'v> {
         }
         Risk { level, reasons }
     }
+}
+
+/// Where relative paths count from, saved while a process of its own (a
+/// subshell, a script run by an interpreter) may move it.
+#[derive(Debug, Clone)]
+struct WorkingDir {
+    left_workspace: bool,
+    cwd: String,
+    cwd_maybe: BTreeSet<String>,
 }
 
 /// Whether a write replaces what a file holds or keeps it.

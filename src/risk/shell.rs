@@ -15,8 +15,8 @@ use super::options::{
     options_of, unknown_option, FREE_ARGUMENTS, GIT, GIT_GLOBAL, GIT_READS, MOVING, READING,
 };
 use super::{
-    fielded_children, listed, parse_for_check, place_of, Assessment, Entry, FileLanguage, Grammar,
-    Place, MAX_SYNTAX_DEPTH,
+    fielded_children, listed, parse_for_check, Assessment, Entry, FileLanguage, Grammar, Place,
+    MAX_SYNTAX_DEPTH,
 };
 use crate::protocol::RiskLevel;
 
@@ -453,6 +453,14 @@ impl Walker<'_, '_> {
                 self.subshell(node, input, depth);
             }
             "subshell" => self.subshell(node, input, depth),
+            "list" => self.list(node, input, depth),
+            "if_statement"
+            | "while_statement"
+            | "for_statement"
+            | "c_style_for_statement"
+            | "case_statement" => {
+                self.maybe_runs(|walker| walker.children(node, input, depth));
+            }
             "variable_assignment" => self.assignment(node, input, depth),
             "expansion" => {
                 // `${x@P}` expands `$(…)` stored in `x` as a prompt would.
@@ -475,7 +483,7 @@ impl Walker<'_, '_> {
                     .map(|n| self.text(n).to_string())
                     .unwrap_or_default();
                 self.in_functions.push(name);
-                self.children(node, input, depth);
+                self.maybe_runs(|walker| walker.children(node, input, depth));
                 self.in_functions.pop();
             }
             _ => self.children(node, input, depth),
@@ -491,8 +499,12 @@ impl Walker<'_, '_> {
             if !child.is_named() {
                 continue;
             }
-            self.statement(*child, input, depth + 1);
             let backgrounded = children.get(at + 1).is_some_and(|n| n.kind() == "&");
+            if backgrounded {
+                self.maybe_runs(|walker| walker.statement(*child, input, depth + 1));
+            } else {
+                self.statement(*child, input, depth + 1);
+            }
             if backgrounded && child.kind() != "comment" {
                 self.background.push(show(self.text(*child)));
                 self.found.started_alongside();
@@ -538,11 +550,34 @@ impl Walker<'_, '_> {
         false
     }
 
+    /// Walks a part of the command line that may or may not run (the right
+    /// of `&&` or `||`, the branches of `if` and `case`, loop bodies, a
+    /// function body, the parts of a pipeline, a background job): a `cd`
+    /// in it leaves the working directory in one of two places.
+    fn maybe_runs(&mut self, walk: impl FnOnce(&mut Self)) {
+        let before = self.found.working_dir();
+        walk(self);
+        self.found.maybe_moved_from(before);
+    }
+
+    /// `a && b || c`: the first part runs; each later one only maybe.
+    fn list(&mut self, node: Node, input: &Input, depth: usize) {
+        let mut cursor = node.walk();
+        let parts: Vec<Node> = node.named_children(&mut cursor).collect();
+        for (at, part) in parts.into_iter().enumerate() {
+            if at == 0 {
+                self.statement(part, input, depth + 1);
+            } else {
+                self.maybe_runs(|walker| walker.statement(part, input, depth + 1));
+            }
+        }
+    }
+
     /// `( … )`, `$( … )`: a `cd` inside does not move what follows.
     fn subshell(&mut self, node: Node, input: &Input, depth: usize) {
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         self.children(node, input, depth);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
     }
 
     /// `a | b | c`: each command after the first reads the one before.
@@ -554,7 +589,7 @@ impl Walker<'_, '_> {
         self.found.files_may_change();
         for (at, part) in parts.into_iter().enumerate() {
             let part_input = if at == 0 { input.clone() } else { Input::Pipe };
-            self.statement(part, &part_input, depth + 1);
+            self.maybe_runs(|walker| walker.statement(part, &part_input, depth + 1));
         }
     }
 
@@ -607,14 +642,24 @@ impl Walker<'_, '_> {
                     } else {
                         input.clone()
                     };
-                    self.statement(*part, &part_input, depth + 1);
+                    if at == 0 && !piped {
+                        self.statement(*part, &part_input, depth + 1);
+                    } else {
+                        self.maybe_runs(|walker| walker.statement(*part, &part_input, depth + 1));
+                    }
                 }
                 let last_input = if piped && !before.is_empty() {
                     Input::Pipe
                 } else {
                     input.clone()
                 };
-                self.redirected_body(*last, redirects, &last_input, depth + 1);
+                if before.is_empty() && !piped {
+                    self.redirected_body(*last, redirects, &last_input, depth + 1);
+                } else {
+                    self.maybe_runs(|walker| {
+                        walker.redirected_body(*last, redirects, &last_input, depth + 1)
+                    });
+                }
                 return;
             }
         }
@@ -1019,7 +1064,7 @@ impl Walker<'_, '_> {
                 }
             }
         }
-        match place_of(word, self.found.left_workspace) {
+        match self.found.place(word) {
             Place::Workspace | Place::GitInternals => Program::Workspace(word.to_string()),
             Place::Discard | Place::Outside => Program::Elsewhere(word.to_string()),
         }
@@ -1240,16 +1285,7 @@ impl Walker<'_, '_> {
             }
             "cd" | "pushd" => {
                 let target = args.iter().find(|a| !a.is_option());
-                let stays = target.and_then(Word::text).is_some_and(|t| {
-                    t != "-"
-                        && matches!(
-                            place_of(t, self.found.left_workspace),
-                            Place::Workspace | Place::GitInternals
-                        )
-                });
-                if !stays {
-                    self.found.left_workspace = true;
-                }
+                self.found.change_dir(target.and_then(Word::text));
             }
             "popd" => self.found.left_workspace = true,
             "export" | "declare" | "typeset" | "local" | "readonly" => {
@@ -1645,9 +1681,9 @@ impl Walker<'_, '_> {
     /// Re-parses `code` as the command line of another shell (`sh -c`): a
     /// `cd` inside it does not move what follows.
     fn nested_shell(&mut self, code: &str, input: &Input) {
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         assess_with_input(code, self.found, self.nesting + 1, input);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
     }
 
     /// Re-parses `code` run by this very shell (`eval`, `trap`).
@@ -1761,15 +1797,7 @@ impl Walker<'_, '_> {
 
     /// A command moves to `dir` for what follows.
     fn chdir(&mut self, dir: Option<&Word>) {
-        let stays = dir.and_then(Word::text).is_some_and(|t| {
-            matches!(
-                place_of(t, self.found.left_workspace),
-                Place::Workspace | Place::GitInternals
-            )
-        });
-        if !stays {
-            self.found.left_workspace = true;
-        }
+        self.found.change_dir(dir.and_then(Word::text));
     }
 
     fn privileged(&mut self, name: &str, args: &[Word], input: &Input, depth: usize) {
@@ -2192,10 +2220,7 @@ impl Walker<'_, '_> {
                 Some(path) => {
                     // `source` runs the file in this very shell: a `cd` in
                     // it moves what follows.
-                    let left_workspace = self.found.left_workspace;
-                    self.found
-                        .run_file(path, FileLanguage::Shell, self.nesting + 1);
-                    self.found.left_workspace |= left_workspace;
+                    self.found.source_file(path, self.nesting + 1);
                 }
                 None => self.found.high(format!(
                     "runs a shell script whose name is only known at run time (`{name} {}`)",
@@ -3419,9 +3444,9 @@ impl Walker<'_, '_> {
     /// reasons naming it.
     fn judged_text(&mut self, file: &str, commands: &str) {
         let outer = std::mem::take(&mut self.found.findings);
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         assess_with_input(commands, self.found, self.nesting + 1, &Input::Nothing);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
         let inner = std::mem::replace(&mut self.found.findings, outer);
         for (level, reason) in inner {
             if level >= RiskLevel::Medium {
