@@ -13,6 +13,15 @@
 //! names count: GNU and git accept any unambiguous abbreviation of a long
 //! option (`tar --remove` is `--remove-files`), and an abbreviation is
 //! treated as an option IronClaw does not know.
+//!
+//! Not checked here: wrappers (`env`, `timeout`, `nice`, `xargs` …), whose
+//! own options are skipped and whose command is judged; interpreters and
+//! shells, which parse their own options; build tools and package managers
+//! (`make`, `cargo`, `npm`, `pip` …), judged by subcommand and already at
+//! least medium whenever they run code; and the git subcommands with no
+//! table here (`submodule`, `bisect`, `bundle`, the network ones). A word
+//! only known at run time is taken as an operand, though it may expand to
+//! an option.
 
 use super::listed;
 
