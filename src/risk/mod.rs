@@ -219,6 +219,10 @@ struct Assessment<'v> {
     /// run after that is judged on this text. Any other write to the file
     /// forgets it.
     written_text: BTreeMap<String, String>,
+    /// Workspace paths written more than once by this call: which write
+    /// lands last may depend on what ran (`cp a x.py || cat > x.py <<…`),
+    /// so no literal text is trusted for them.
+    rewritten: BTreeSet<String>,
     /// Set once the call started something that runs alongside what
     /// follows (`&`): it may rewrite any file at any time, so no text
     /// written later can be trusted to stay.
@@ -241,6 +245,7 @@ impl<'v> Assessment<'v> {
             judging: Vec::new(),
             written: BTreeSet::new(),
             written_text: BTreeMap::new(),
+            rewritten: BTreeSet::new(),
             runs_alongside: false,
             module_dirs: Vec::new(),
         }
@@ -300,7 +305,9 @@ impl<'v> Assessment<'v> {
 
     fn write_here(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
         if let Some(inside) = path.and_then(|p| self.workspace_path(p)) {
-            self.written.insert(inside.clone());
+            if !self.written.insert(inside.clone()) {
+                self.rewritten.insert(inside.clone());
+            }
             self.written_text.remove(&inside);
             match self.view.entry(&inside) {
                 Entry::File { size } if how == Write::Replace => self.high(format!(
@@ -345,7 +352,10 @@ impl<'v> Assessment<'v> {
             return;
         }
         if let Some(inside) = self.workspace_path(path) {
-            if self.written.contains(&inside) {
+            let first_and_new = self.written.contains(&inside)
+                && !self.rewritten.contains(&inside)
+                && self.view.entry(&inside) == Entry::Missing;
+            if first_and_new {
                 self.written_text.insert(inside, text.to_string());
             }
         }
@@ -358,7 +368,8 @@ impl<'v> Assessment<'v> {
         self.written_text.clear();
     }
 
-    /// Something now runs alongside the rest of the call (`&`).
+    /// Something now runs alongside the rest of the call (`&`, a `trap`
+    /// that may fire before any command).
     fn started_alongside(&mut self) {
         self.runs_alongside = true;
         self.files_may_change();

@@ -454,11 +454,12 @@ impl Walker<'_, '_> {
             }
             "subshell" => self.subshell(node, input, depth),
             "list" => self.list(node, input, depth),
-            "if_statement"
-            | "while_statement"
-            | "for_statement"
-            | "c_style_for_statement"
-            | "case_statement" => {
+            "if_statement" | "case_statement" => {
+                self.maybe_runs(|walker| walker.children(node, input, depth));
+            }
+            "while_statement" | "for_statement" | "c_style_for_statement" => {
+                // A later round runs after what the body writes at its end.
+                self.found.files_may_change();
                 self.maybe_runs(|walker| walker.children(node, input, depth));
             }
             "variable_assignment" => self.assignment(node, input, depth),
@@ -483,7 +484,11 @@ impl Walker<'_, '_> {
                     .map(|n| self.text(n).to_string())
                     .unwrap_or_default();
                 self.in_functions.push(name);
+                // The body runs when the function is called, after writes
+                // the walk has not reached yet.
+                let written_text = std::mem::take(&mut self.found.written_text);
                 self.maybe_runs(|walker| walker.children(node, input, depth));
+                self.found.written_text = written_text;
                 self.in_functions.pop();
             }
             _ => self.children(node, input, depth),
@@ -1271,6 +1276,7 @@ impl Walker<'_, '_> {
                 if parsed.has(&["-l", "-p"]) {
                     return true;
                 }
+                self.found.started_alongside();
                 match parsed.operands.first() {
                     None => {}
                     Some(action) => match action.text() {

@@ -1069,6 +1069,31 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py | unzip -o archive.zip", High),
     (WrittenThenRun, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\ncat > x.sh <<EOF\n$(whoami)\nEOF\nbash x.sh", High),
     (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\ncp -r evil/. .; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cp evil.py x.py || cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", High),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "if true; then cp evil.py x.py; else cat > x.py <<'EOF'\nprint(1)\nEOF\nfi; python3 x.py",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nprint(1)\nEOF\nwhile true; do python3 x.py; cp evil.py x.py; done",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nprint(1)\nEOF\nf() { python3 x.py; }; cp evil.py x.py; f",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "trap 'cp evil.py x.py' DEBUG; cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py",
+        High,
+    ),
     // Deserialisers and dynamic code.
     (Deserialiser, Tool::Python, "import pickle\npickle.loads(b\"cposix\\nsystem\\n(S'rm -f keep2'\\ntR.\")", High),
     (Deserialiser, Tool::Shell, "python3 -c 'import pickle; pickle.loads(open(\"p\", \"rb\").read())'", High),
@@ -1255,6 +1280,7 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (Everyday, Tool::Shell, "cat > x.py <<'EOF'\nprint(1 + 1)\nEOF\npython3 x.py", Medium),
     (Everyday, Tool::Shell, "cat > x.py <<EOF\nprint(1)\nEOF\npython3 x.py", Medium),
     (Everyday, Tool::Shell, "cat <<'EOF' > x.sh\necho hi\nEOF\nbash x.sh", Medium),
+    (Everyday, Tool::Shell, "mkdir -p d && cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", Medium),
     (Everyday, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\nchmod +x x.sh && ./x.sh", Medium),
     (Everyday, Tool::Shell, "cat > m9.py <<'EOF'\nX = 1\nEOF\npython3 -c 'import m9'", Medium),
     (
