@@ -9,6 +9,8 @@
 //!   that something writes to (shared by both languages);
 //! - `shell.rs`: tree-sitter-bash walk, wrapper unwrapping, the command
 //!   table;
+//! - `options.rs`: the options IronClaw knows for each command, and the
+//!   check that finds one it does not know;
 //! - `python.rs`: tree-sitter-python walk, import/alias tracking, the call
 //!   table;
 //! - `tests.rs`: the tables of cases.
@@ -21,6 +23,7 @@
 //! contents, and a write onto an existing file is told apart from a new one.
 //! What cannot be decided is high risk.
 
+mod options;
 mod python;
 mod shell;
 #[cfg(test)]
@@ -191,6 +194,17 @@ struct Assessment<'v> {
     /// workspace (`cd /etc`, `os.chdir(path)`): from then on a relative path
     /// no longer means "inside the workspace".
     left_workspace: bool,
+    /// The working directory while it is inside the workspace
+    /// (workspace-relative, `""` for the root): after `cd sub`, `> f` writes
+    /// `sub/f`. Meaningless once `left_workspace` is set.
+    cwd: String,
+    /// Other folders the working directory may be in, when a `cd` ran only
+    /// maybe (`false && cd sub`, an `if` branch, a function body): a
+    /// relative write is judged in each of them too.
+    cwd_maybe: BTreeSet<String>,
+    /// Where the last file judged left the working directory, for
+    /// `source`, which runs it in the caller's own shell.
+    sourced_dir: Option<WorkingDir>,
     view: &'v dyn WorkspaceView,
     /// Workspace files whose contents were judged: path -> SHA-256.
     judged: BTreeMap<String, String>,
@@ -200,6 +214,19 @@ struct Assessment<'v> {
     /// Workspace paths this call writes, so far in the walk. A file the
     /// call writes and then runs or imports cannot be judged beforehand.
     written: BTreeSet<String>,
+    /// The whole new contents of some of the `written` files, when the call
+    /// spells them out as literal text (`cat > x.py <<'EOF' … EOF`): a file
+    /// run after that is judged on this text. Any other write to the file
+    /// forgets it.
+    written_text: BTreeMap<String, String>,
+    /// Workspace paths written more than once by this call: which write
+    /// lands last may depend on what ran (`cp a x.py || cat > x.py <<…`),
+    /// so no literal text is trusted for them.
+    rewritten: BTreeSet<String>,
+    /// Set once the call started something that runs alongside what
+    /// follows (`&`): it may rewrite any file at any time, so no text
+    /// written later can be trusted to stay.
+    runs_alongside: bool,
     /// Where Python looks for modules first (`sys.path[0]`): the folder of
     /// the Python file being judged, the workspace root otherwise.
     module_dirs: Vec<String>,
@@ -210,10 +237,16 @@ impl<'v> Assessment<'v> {
         Assessment {
             findings: Vec::new(),
             left_workspace: false,
+            cwd: String::new(),
+            cwd_maybe: BTreeSet::new(),
+            sourced_dir: None,
             view,
             judged: BTreeMap::new(),
             judging: Vec::new(),
             written: BTreeSet::new(),
+            written_text: BTreeMap::new(),
+            rewritten: BTreeSet::new(),
+            runs_alongside: false,
             module_dirs: Vec::new(),
         }
     }
@@ -252,8 +285,30 @@ impl<'v> Assessment<'v> {
     }
 
     fn write(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
+        self.in_each_dir(path, |found| found.write_here(path, shown, actor, how));
+    }
+
+    /// Runs `judge` with the working directory set to each folder it may
+    /// be in, when `path` is relative and there is more than one.
+    fn in_each_dir(&mut self, path: Option<&str>, mut judge: impl FnMut(&mut Self)) {
+        judge(self);
+        if !path.is_some_and(is_relative) || self.cwd_maybe.is_empty() {
+            return;
+        }
+        let cwd = self.cwd.clone();
+        for other in self.cwd_maybe.clone() {
+            self.cwd = other;
+            judge(self);
+        }
+        self.cwd = cwd;
+    }
+
+    fn write_here(&mut self, path: Option<&str>, shown: &str, actor: &str, how: Write) {
         if let Some(inside) = path.and_then(|p| self.workspace_path(p)) {
-            self.written.insert(inside.clone());
+            if !self.written.insert(inside.clone()) {
+                self.rewritten.insert(inside.clone());
+            }
+            self.written_text.remove(&inside);
             match self.view.entry(&inside) {
                 Entry::File { size } if how == Write::Replace => self.high(format!(
                     "overwrites {} ({})",
@@ -277,7 +332,7 @@ impl<'v> Assessment<'v> {
             ));
             return;
         };
-        match place_of(path, self.left_workspace) {
+        match place_of(&self.resolve(path), self.left_workspace) {
             Place::Discard => {}
             Place::Workspace => self.medium(format!("changes files in the workspace (`{actor}`)")),
             Place::GitInternals => self.high(format!(
@@ -290,10 +345,127 @@ impl<'v> Assessment<'v> {
         }
     }
 
+    /// Records that the write just judged at `path` leaves exactly `text` in
+    /// the file, so that running the file later is judged on it.
+    fn wrote_text(&mut self, path: &str, text: &str) {
+        if self.runs_alongside {
+            return;
+        }
+        if let Some(inside) = self.workspace_path(path) {
+            let first_and_new = self.written.contains(&inside)
+                && !self.rewritten.contains(&inside)
+                && self.view.entry(&inside) == Entry::Missing;
+            if first_and_new {
+                self.written_text.insert(inside, text.to_string());
+            }
+        }
+    }
+
+    /// Something ran that may write files the classifier cannot follow (a
+    /// build, a program, an archive unpacked over the workspace): the text
+    /// recorded by [`Assessment::wrote_text`] may no longer be there.
+    fn files_may_change(&mut self) {
+        self.written_text.clear();
+    }
+
+    /// Something now runs alongside the rest of the call (`&`, a `trap`
+    /// that may fire before any command).
+    fn started_alongside(&mut self) {
+        self.runs_alongside = true;
+        self.files_may_change();
+    }
+
     /// `path` relative to the workspace root when it lies inside it (the root
     /// itself is `""`).
     fn workspace_path(&self, path: &str) -> Option<String> {
-        workspace_path(path, self.left_workspace)
+        workspace_path(&self.resolve(path), self.left_workspace)
+    }
+
+    /// `path` as the command names it, made absolute when the working
+    /// directory is a known folder below the workspace root.
+    fn resolve(&self, path: &str) -> String {
+        if self.cwd.is_empty() || self.left_workspace || !is_relative(path) {
+            path.to_string()
+        } else {
+            format!("{WORKSPACE}/{}/{path}", self.cwd)
+        }
+    }
+
+    /// Where relative paths currently count from, to be restored with
+    /// [`Assessment::return_to`] when a process of its own (a subshell, a
+    /// script run by an interpreter) ends.
+    fn working_dir(&self) -> WorkingDir {
+        WorkingDir {
+            left_workspace: self.left_workspace,
+            cwd: self.cwd.clone(),
+            cwd_maybe: self.cwd_maybe.clone(),
+        }
+    }
+
+    fn return_to(&mut self, dir: WorkingDir) {
+        self.left_workspace = dir.left_workspace;
+        self.cwd = dir.cwd;
+        self.cwd_maybe = dir.cwd_maybe;
+    }
+
+    /// After a part of the call that may or may not have run, which was
+    /// walked starting from `before`: the working directory is where that
+    /// part left it, or where it was before.
+    fn maybe_moved_from(&mut self, before: WorkingDir) {
+        self.left_workspace |= before.left_workspace;
+        self.cwd_maybe.extend(before.cwd_maybe);
+        self.cwd_maybe.insert(before.cwd);
+        self.cwd_maybe.remove(&self.cwd);
+    }
+
+    /// A command moves the working directory to `dir` (`None`: a place
+    /// only known at run time, `-`, the home folder). Only a plain move to a
+    /// folder inside the workspace is followed:
+    /// - a folder the workspace holds, or one this call created, becomes
+    ///   where relative paths count from;
+    /// - a folder that does not exist leaves the directory where it was
+    ///   (`cd` fails; with `;` the next command runs in the old place);
+    /// - anything else (outside, through a link, not a folder, unknown) is
+    ///   a place the classifier cannot follow: relative writes are high.
+    fn change_dir(&mut self, dir: Option<&str>) {
+        let inside = dir
+            .filter(|d| *d != "-")
+            .and_then(|d| self.workspace_path(d));
+        let Some(inside) = inside else {
+            self.left_workspace = true;
+            return;
+        };
+        if self.left_workspace {
+            return;
+        }
+        if dir.is_some_and(is_relative) && !self.cwd_maybe.is_empty() {
+            // Relative to a folder that is itself uncertain: not followed.
+            self.left_workspace = true;
+            return;
+        }
+        let mut prefix = String::new();
+        for part in inside.split('/').filter(|p| !p.is_empty()) {
+            prefix = if prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{prefix}/{part}")
+            };
+            if prefix == ".git" || prefix.starts_with(".git/") {
+                self.left_workspace = true;
+                return;
+            }
+            match self.view.entry(&prefix) {
+                Entry::Folder => {}
+                Entry::Missing if self.written.contains(&prefix) => {}
+                Entry::Missing => return,
+                Entry::File { .. } | Entry::Link | Entry::Other => {
+                    self.left_workspace = true;
+                    return;
+                }
+            }
+        }
+        self.cwd = inside;
+        self.cwd_maybe.clear();
     }
 
     /// Judges running the workspace file at `path` (as the command sees
@@ -301,7 +473,22 @@ impl<'v> Assessment<'v> {
     /// finding wins, and the reasons name the file. A file that cannot be
     /// read or parsed makes the call high.
     fn run_file(&mut self, path: &str, language: FileLanguage, nesting: usize) {
-        self.load_file(path, language, nesting, "runs");
+        self.in_each_dir(Some(path), |found| {
+            found.load_file(path, language, nesting, "runs")
+        });
+    }
+
+    /// Judges `source path`: the file runs in this very shell, so a `cd`
+    /// in it moves what follows.
+    fn source_file(&mut self, path: &str, nesting: usize) {
+        let working_dir = self.working_dir();
+        self.sourced_dir = None;
+        self.load_file(path, FileLanguage::Shell, nesting, "runs");
+        if let Some(moved) = self.sourced_dir.take() {
+            self.return_to(moved);
+        } else {
+            self.return_to(working_dir);
+        }
     }
 
     /// Judges the workspace file at `path` that the call loads; `verb` says
@@ -319,40 +506,47 @@ impl<'v> Assessment<'v> {
         if self.judging.contains(&inside) {
             return;
         }
-        if self.written.contains(&inside) {
-            self.high(format!(
-                "runs {shown}, which this same call writes first, so what runs cannot be checked"
-            ));
-            return;
-        }
         if nesting > MAX_NESTING || self.judged.len() >= MAX_JUDGED_FILES {
             self.high(format!(
                 "runs {shown}, one file too many or too deep to check"
             ));
             return;
         }
-        let contents = match self.view.entry(&inside) {
-            Entry::File { .. } => self.view.read(&inside),
-            Entry::Missing => {
+        let text = if self.written.contains(&inside) {
+            // Written by this very call: judged on the text the call puts
+            // there, which is part of the code approved, so no hash is kept.
+            let Some(text) = self.written_text.get(&inside).cloned() else {
                 self.high(format!(
-                    "runs {shown}, which is not in the workspace, so it cannot be checked"
+                    "runs {shown}, which this same call writes first, so what runs cannot be checked"
                 ));
                 return;
-            }
-            Entry::Folder | Entry::Link | Entry::Other => None,
-        };
-        let Some(bytes) = contents else {
-            self.high(format!(
-                "runs {shown}, which cannot be read, so it cannot be checked"
-            ));
-            return;
-        };
-        self.judged.insert(inside.clone(), sha256_hex(&bytes));
-        let Ok(text) = String::from_utf8(bytes) else {
-            self.high(format!(
-                "runs {shown}, a binary program that cannot be checked"
-            ));
-            return;
+            };
+            text
+        } else {
+            let contents = match self.view.entry(&inside) {
+                Entry::File { .. } => self.view.read(&inside),
+                Entry::Missing => {
+                    self.high(format!(
+                        "runs {shown}, which is not in the workspace, so it cannot be checked"
+                    ));
+                    return;
+                }
+                Entry::Folder | Entry::Link | Entry::Other => None,
+            };
+            let Some(bytes) = contents else {
+                self.high(format!(
+                    "runs {shown}, which cannot be read, so it cannot be checked"
+                ));
+                return;
+            };
+            self.judged.insert(inside.clone(), sha256_hex(&bytes));
+            let Ok(text) = String::from_utf8(bytes) else {
+                self.high(format!(
+                    "runs {shown}, a binary program that cannot be checked"
+                ));
+                return;
+            };
+            text
         };
         let language = match language {
             FileLanguage::ByShebang => shebang_language(&text),
@@ -363,7 +557,7 @@ impl<'v> Assessment<'v> {
         }
         // The file's findings are collected apart, then re-worded to name it.
         let outer = std::mem::take(&mut self.findings);
-        let left_workspace = self.left_workspace;
+        let working_dir = self.working_dir();
         self.judging.push(inside.clone());
         match language {
             FileLanguage::Shell | FileLanguage::ByShebang => {
@@ -386,7 +580,8 @@ impl<'v> Assessment<'v> {
             }
         }
         self.judging.pop();
-        self.left_workspace = left_workspace;
+        self.sourced_dir = Some(self.working_dir());
+        self.return_to(working_dir);
         let inner = std::mem::replace(&mut self.findings, outer);
         for (level, reason) in inner {
             if level >= RiskLevel::Medium {
@@ -416,18 +611,21 @@ impl<'v> Assessment<'v> {
             };
             let mut found_one = false;
             for candidate in [format!("{base}.py"), format!("{base}/__init__.py")] {
-                if self.written.contains(&candidate) {
+                if self.written.contains(&candidate) && !self.written_text.contains_key(&candidate)
+                {
                     self.high(format!(
                         "imports {}, which this same call writes first, so what runs cannot be checked",
                         shell::show(&candidate)
                     ));
                     return;
                 }
-                if matches!(self.view.entry(&candidate), Entry::Missing) {
+                let spelled_out = self.written_text.contains_key(&candidate);
+                if !spelled_out && matches!(self.view.entry(&candidate), Entry::Missing) {
                     continue;
                 }
                 found_one = true;
-                self.load_file(&candidate, FileLanguage::Python, nesting, "imports");
+                let absolute = format!("{WORKSPACE}/{candidate}");
+                self.load_file(&absolute, FileLanguage::Python, nesting, "imports");
             }
             if !found_one && !matches!(self.view.entry(&base), Entry::Folder) {
                 return;
@@ -439,11 +637,30 @@ impl<'v> Assessment<'v> {
     fn is_outside(&self, path: Option<&str>) -> bool {
         match path {
             None => true,
-            Some(path) => matches!(
-                place_of(path, self.left_workspace),
-                Place::Outside | Place::GitInternals
-            ),
+            Some(path) => matches!(self.place(path), Place::Outside | Place::GitInternals),
         }
+    }
+
+    /// Where a write to `path` lands; the worst place when the working
+    /// directory may be in more than one folder.
+    fn place(&self, path: &str) -> Place {
+        let mut places = vec![place_of(&self.resolve(path), self.left_workspace)];
+        if is_relative(path) {
+            for other in &self.cwd_maybe {
+                let resolved = if other.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{WORKSPACE}/{other}/{path}")
+                };
+                places.push(place_of(&resolved, self.left_workspace));
+            }
+        }
+        for worst in [Place::Outside, Place::GitInternals, Place::Workspace] {
+            if places.contains(&worst) {
+                return worst;
+            }
+        }
+        Place::Discard
     }
 
     /// The final verdict: the strictest level wins. Reasons below medium are
@@ -470,6 +687,15 @@ impl<'v> Assessment<'v> {
         }
         Risk { level, reasons }
     }
+}
+
+/// Where relative paths count from, saved while a process of its own (a
+/// subshell, a script run by an interpreter) may move it.
+#[derive(Debug, Clone)]
+struct WorkingDir {
+    left_workspace: bool,
+    cwd: String,
+    cwd_maybe: BTreeSet<String>,
 }
 
 /// Whether a write replaces what a file holds or keeps it.

@@ -859,13 +859,10 @@ impl<'t> Walker<'_, 't, '_> {
                 self.write_argument_as(arguments, 0, "path", &shown, Write::Keep)
             }
             "chdir" => {
-                let stays = arguments
+                let dir = arguments
                     .and_then(|a| self.argument(a, 0, "path"))
-                    .and_then(|p| self.path_value(p, 0))
-                    .is_some_and(|p| !self.found.is_outside(Some(&p)));
-                if !stays {
-                    self.found.left_workspace = true;
-                }
+                    .and_then(|p| self.path_value(p, 0));
+                self.found.change_dir(dir.as_deref());
             }
             "link" | "symlink" => {
                 self.write_argument(arguments, 1, "dst", &shown);
@@ -1229,7 +1226,7 @@ impl<'t> Walker<'_, 't, '_> {
                     .medium(format!("runs the command `{}` (`{shown}`)", show(&command)));
                 // The command runs in a process of its own: a `cd` there
                 // does not move the program's own writes.
-                let left_workspace = self.found.left_workspace;
+                let working_dir = self.found.working_dir();
                 let fed = self.keyword(arguments, "input").is_some()
                     || self
                         .keyword(arguments, "stdin")
@@ -1239,7 +1236,7 @@ impl<'t> Walker<'_, 't, '_> {
                 } else {
                     super::shell::assess(&command, self.found, self.nesting + 1);
                 }
-                self.found.left_workspace = left_workspace;
+                self.found.return_to(working_dir);
             }
             None => self.found.high(format!(
                 "runs a command built at run time (`{shown}`), which cannot be checked"

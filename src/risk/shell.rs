@@ -11,9 +11,12 @@ use std::collections::HashSet;
 
 use tree_sitter::Node;
 
+use super::options::{
+    options_of, unknown_option, FREE_ARGUMENTS, GIT, GIT_GLOBAL, GIT_READS, MOVING, READING,
+};
 use super::{
-    fielded_children, listed, parse_for_check, place_of, Assessment, Entry, FileLanguage, Grammar,
-    Place, MAX_SYNTAX_DEPTH,
+    fielded_children, listed, parse_for_check, Assessment, Entry, FileLanguage, Grammar, Place,
+    MAX_SYNTAX_DEPTH,
 };
 use crate::protocol::RiskLevel;
 
@@ -33,7 +36,7 @@ const PROGRAM_DIRS: [&str; 6] = [
 ];
 
 /// Commands that only read files or show information.
-const READS: &str = "\
+pub(super) const READS: &str = "\
     : [ ack ag apropos arch b2sum base32 base64 basename basenc bc bg break bzcat cal \
     caller cat cksum clear cmp colordiff column comm compgen continue cut df diff diff3 \
     dir dirname dirs du echo egrep exit expand expr factor false fg fgrep file \
@@ -187,87 +190,6 @@ pub(super) fn has_risky_words(code: &str) -> bool {
     RISKY_ONE_LINER_WORDS
         .split_whitespace()
         .any(|w| code.contains(w))
-}
-
-/// The options the checker knows for commands that delete, move or replace
-/// data: program, option letters (those taking a value after `:`), long
-/// options. Any other option of these commands is high risk: GNU tools grow
-/// options like `tar --remove-files` that delete what they touch.
-const KNOWN_OPTIONS: &[(&str, &str, &str, &str)] = &[
-    (
-        "tar",
-        "AcdrtuxjJzZavkmopPShiWwOUBGMlns",
-        "fCITXbHgKLNVF",
-        "--create --extract --get --list --append --update --diff --compare --file \
-         --directory --gzip --gunzip --ungzip --bzip2 --xz --zstd --lzma --lzip --auto-compress \
-         --verbose --keep-old-files --skip-old-files --keep-newer-files --no-same-owner \
-         --same-owner --preserve-permissions --same-permissions --no-same-permissions \
-         --absolute-names --exclude --exclude-from --files-from --transform --xform \
-         --strip-components --wildcards --no-wildcards --owner --group --mode \
-         --numeric-owner --sort --mtime --format --to-stdout --one-file-system \
-         --dereference --totals --checkpoint --null --show-transformed-names \
-         --exclude-vcs --exclude-vcs-ignores --anchored --ignore-case --recursion \
-         --no-recursion --use-compress-program --to-command --checkpoint-action \
-         --info-script --new-volume-script --rsh-command --warning --version --help \
-         --label --blocking-factor --touch --no-overwrite-dir --occurrence --verify",
-    ),
-    (
-        "cp",
-        "abdfHilLnPpRrsuvxZ",
-        "StT",
-        "--archive --attributes-only --backup --copy-contents --debug --dereference --force \
-         --interactive --link --no-clobber --no-dereference --preserve --no-preserve \
-         --parents --recursive --reflink --sparse --strip-trailing-slashes --symbolic-link \
-         --suffix --target-directory --no-target-directory --update --verbose \
-         --one-file-system --context --help --version --remove-destination",
-    ),
-    (
-        "mv",
-        "bfinuvZ",
-        "StT",
-        "--backup --debug --force --interactive --no-clobber --strip-trailing-slashes \
-         --suffix --target-directory --no-target-directory --update --verbose --context \
-         --help --version",
-    ),
-    (
-        "ln",
-        "bdFfiLnPrsv",
-        "StT",
-        "--backup --directory --force --interactive --logical --no-dereference --physical \
-         --relative --symbolic --suffix --target-directory --no-target-directory --verbose \
-         --help --version",
-    ),
-];
-
-/// The first option of `args` that [`KNOWN_OPTIONS`] does not list for
-/// `name`, if any.
-fn unknown_option(name: &str, args: &[Word]) -> Option<String> {
-    let (_, flags, valued, long) = KNOWN_OPTIONS.iter().find(|k| k.0 == name)?;
-    for word in args {
-        let text = word.text()?;
-        if text == "--" {
-            return None;
-        }
-        if let Some(option) = text.strip_prefix("--") {
-            let option = format!("--{}", option.split('=').next().unwrap_or_default());
-            if !listed(long, &option) {
-                return Some(option);
-            }
-            continue;
-        }
-        let Some(letters) = text.strip_prefix('-').filter(|l| !l.is_empty()) else {
-            continue;
-        };
-        for letter in letters.chars() {
-            if valued.contains(letter) {
-                break;
-            }
-            if !flags.contains(letter) {
-                return Some(format!("-{letter}"));
-            }
-        }
-    }
-    None
 }
 
 /// Variables that make other programs run a command or load code of the
@@ -531,6 +453,15 @@ impl Walker<'_, '_> {
                 self.subshell(node, input, depth);
             }
             "subshell" => self.subshell(node, input, depth),
+            "list" => self.list(node, input, depth),
+            "if_statement" | "case_statement" => {
+                self.maybe_runs(|walker| walker.children(node, input, depth));
+            }
+            "while_statement" | "for_statement" | "c_style_for_statement" => {
+                // A later round runs after what the body writes at its end.
+                self.found.files_may_change();
+                self.maybe_runs(|walker| walker.children(node, input, depth));
+            }
             "variable_assignment" => self.assignment(node, input, depth),
             "expansion" => {
                 // `${x@P}` expands `$(…)` stored in `x` as a prompt would.
@@ -553,7 +484,11 @@ impl Walker<'_, '_> {
                     .map(|n| self.text(n).to_string())
                     .unwrap_or_default();
                 self.in_functions.push(name);
-                self.children(node, input, depth);
+                // The body runs when the function is called, after writes
+                // the walk has not reached yet.
+                let written_text = std::mem::take(&mut self.found.written_text);
+                self.maybe_runs(|walker| walker.children(node, input, depth));
+                self.found.written_text = written_text;
                 self.in_functions.pop();
             }
             _ => self.children(node, input, depth),
@@ -569,10 +504,15 @@ impl Walker<'_, '_> {
             if !child.is_named() {
                 continue;
             }
-            self.statement(*child, input, depth + 1);
             let backgrounded = children.get(at + 1).is_some_and(|n| n.kind() == "&");
+            if backgrounded {
+                self.maybe_runs(|walker| walker.statement(*child, input, depth + 1));
+            } else {
+                self.statement(*child, input, depth + 1);
+            }
             if backgrounded && child.kind() != "comment" {
                 self.background.push(show(self.text(*child)));
+                self.found.started_alongside();
             }
         }
     }
@@ -615,20 +555,46 @@ impl Walker<'_, '_> {
         false
     }
 
+    /// Walks a part of the command line that may or may not run (the right
+    /// of `&&` or `||`, the branches of `if` and `case`, loop bodies, a
+    /// function body, the parts of a pipeline, a background job): a `cd`
+    /// in it leaves the working directory in one of two places.
+    fn maybe_runs(&mut self, walk: impl FnOnce(&mut Self)) {
+        let before = self.found.working_dir();
+        walk(self);
+        self.found.maybe_moved_from(before);
+    }
+
+    /// `a && b || c`: the first part runs; each later one only maybe.
+    fn list(&mut self, node: Node, input: &Input, depth: usize) {
+        let mut cursor = node.walk();
+        let parts: Vec<Node> = node.named_children(&mut cursor).collect();
+        for (at, part) in parts.into_iter().enumerate() {
+            if at == 0 {
+                self.statement(part, input, depth + 1);
+            } else {
+                self.maybe_runs(|walker| walker.statement(part, input, depth + 1));
+            }
+        }
+    }
+
     /// `( … )`, `$( … )`: a `cd` inside does not move what follows.
     fn subshell(&mut self, node: Node, input: &Input, depth: usize) {
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         self.children(node, input, depth);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
     }
 
     /// `a | b | c`: each command after the first reads the one before.
     fn pipeline(&mut self, node: Node, input: &Input, depth: usize) {
         let mut cursor = node.walk();
         let parts: Vec<Node> = node.named_children(&mut cursor).collect();
+        // The parts run at the same time: one may rewrite a file while
+        // another runs it.
+        self.found.files_may_change();
         for (at, part) in parts.into_iter().enumerate() {
             let part_input = if at == 0 { input.clone() } else { Input::Pipe };
-            self.statement(part, &part_input, depth + 1);
+            self.maybe_runs(|walker| walker.statement(part, &part_input, depth + 1));
         }
     }
 
@@ -666,6 +632,9 @@ impl Walker<'_, '_> {
         }
         if matches!(body.kind(), "list" | "pipeline") {
             let piped = body.kind() == "pipeline";
+            if piped {
+                self.found.files_may_change();
+            }
             let mut cursor = body.walk();
             let parts: Vec<Node> = body
                 .named_children(&mut cursor)
@@ -678,14 +647,24 @@ impl Walker<'_, '_> {
                     } else {
                         input.clone()
                     };
-                    self.statement(*part, &part_input, depth + 1);
+                    if at == 0 && !piped {
+                        self.statement(*part, &part_input, depth + 1);
+                    } else {
+                        self.maybe_runs(|walker| walker.statement(*part, &part_input, depth + 1));
+                    }
                 }
                 let last_input = if piped && !before.is_empty() {
                     Input::Pipe
                 } else {
                     input.clone()
                 };
-                self.redirected_body(*last, redirects, &last_input, depth + 1);
+                if before.is_empty() && !piped {
+                    self.redirected_body(*last, redirects, &last_input, depth + 1);
+                } else {
+                    self.maybe_runs(|walker| {
+                        walker.redirected_body(*last, redirects, &last_input, depth + 1)
+                    });
+                }
                 return;
             }
         }
@@ -698,7 +677,12 @@ impl Walker<'_, '_> {
         }
         let input = own_input.unwrap_or_else(|| input.clone());
         if body.kind() == "command" {
+            let plain = extra.is_empty();
             self.command(body, &input, extra, depth + 1);
+            if plain {
+                let words = self.plain_words(body);
+                self.literal_file(&words, redirects, &input);
+            }
         } else {
             self.statement(body, &input, depth + 1);
             if !extra.is_empty() {
@@ -867,10 +851,12 @@ impl Walker<'_, '_> {
     fn command(&mut self, node: Node, input: &Input, extra: Vec<Word>, depth: usize) {
         let mut words = Vec::new();
         let mut own_input = None;
+        let mut redirects = Vec::new();
         for (field, child) in fielded_children(node) {
             match (field, child.kind()) {
                 (_, "variable_assignment") => self.assignment(child, input, depth + 1),
                 (Some("redirect"), _) => {
+                    redirects.push(child);
                     let (redirected_input, more) = self.redirect(child, depth + 1);
                     own_input = redirected_input.or(own_input);
                     words.extend(more);
@@ -893,6 +879,70 @@ impl Walker<'_, '_> {
         words.extend(extra);
         let input = own_input.unwrap_or_else(|| input.clone());
         self.judge(&words, &input, depth + 1);
+        self.literal_file(&words, &redirects, &input);
+    }
+
+    /// After `cat > x.py <<'EOF' … EOF`: the file holds exactly the text of
+    /// the here-document, so a later run of it is judged on that text. Only
+    /// this plain shape is followed; any other write leaves the file's
+    /// contents unknown.
+    fn literal_file(&mut self, words: &[Word], redirects: &[Node], input: &Input) {
+        let Input::Text(Some(text)) = input else {
+            return;
+        };
+        if !matches!(words, [cat] if cat.is("cat")) {
+            return;
+        }
+        // `cat <<'EOF' > x.py`: the grammar hangs the `>` on the
+        // here-document.
+        let mut all = Vec::new();
+        for redirect in redirects {
+            all.push(*redirect);
+            if redirect.kind() == "heredoc_redirect" {
+                let mut cursor = redirect.walk();
+                all.extend(redirect.named_children(&mut cursor));
+            }
+        }
+        let targets: Vec<String> = all.iter().filter_map(|r| self.stdout_target(*r)).collect();
+        if let [target] = targets.as_slice() {
+            self.found.wrote_text(target, text);
+        }
+    }
+
+    /// The file a redirection fills with the command's standard output
+    /// (`> f`, `>| f`, `&> f`), when it is named literally.
+    fn stdout_target(&self, node: Node) -> Option<String> {
+        if node.kind() != "file_redirect" {
+            return None;
+        }
+        let mut operator = "";
+        let mut target = None;
+        let mut descriptor = None;
+        for (field, child) in fielded_children(node) {
+            match field {
+                Some("destination") => target = target.or(Some(child)),
+                Some("descriptor") => descriptor = Some(self.text(child)),
+                _ if !child.is_named() => operator = child.kind(),
+                _ => {}
+            }
+        }
+        let to_stdout =
+            matches!(operator, ">" | ">|" | "&>") && descriptor.is_none_or(|d| d == "1");
+        if !to_stdout {
+            return None;
+        }
+        self.word(target?).value
+    }
+
+    /// The name and arguments of a command node, without judging them.
+    fn plain_words(&self, node: Node) -> Vec<Word> {
+        fielded_children(node)
+            .into_iter()
+            .filter(|(field, child)| {
+                child.is_named() && matches!(*field, Some("name") | Some("argument"))
+            })
+            .map(|(_, child)| self.word(child))
+            .collect()
     }
 
     /// The value of a word node after quote removal, if it has no expansion.
@@ -994,9 +1044,15 @@ impl Walker<'_, '_> {
             if let Some(caller) = self.in_functions.last() {
                 self.calls.push((caller.clone(), name));
             }
+            // Its body was judged where it is defined; what it writes now
+            // is not followed.
+            self.found.files_may_change();
             return;
         }
         self.named(&name, args, input, depth);
+        if !writes_only_what_it_names(&name) {
+            self.found.files_may_change();
+        }
     }
 
     /// Which program a command word names.
@@ -1013,7 +1069,7 @@ impl Walker<'_, '_> {
                 }
             }
         }
-        match place_of(word, self.found.left_workspace) {
+        match self.found.place(word) {
             Place::Workspace | Place::GitInternals => Program::Workspace(word.to_string()),
             Place::Discard | Place::Outside => Program::Elsewhere(word.to_string()),
         }
@@ -1021,6 +1077,9 @@ impl Walker<'_, '_> {
 
     /// The table of familiar commands.
     fn named(&mut self, name: &str, args: &[Word], input: &Input, depth: usize) {
+        if name != "tar" {
+            self.options(name, args);
+        }
         if listed(READS, name) {
             return;
         }
@@ -1217,6 +1276,7 @@ impl Walker<'_, '_> {
                 if parsed.has(&["-l", "-p"]) {
                     return true;
                 }
+                self.found.started_alongside();
                 match parsed.operands.first() {
                     None => {}
                     Some(action) => match action.text() {
@@ -1231,16 +1291,7 @@ impl Walker<'_, '_> {
             }
             "cd" | "pushd" => {
                 let target = args.iter().find(|a| !a.is_option());
-                let stays = target.and_then(Word::text).is_some_and(|t| {
-                    t != "-"
-                        && matches!(
-                            place_of(t, self.found.left_workspace),
-                            Place::Workspace | Place::GitInternals
-                        )
-                });
-                if !stays {
-                    self.found.left_workspace = true;
-                }
+                self.found.change_dir(target.and_then(Word::text));
             }
             "popd" => self.found.left_workspace = true,
             "export" | "declare" | "typeset" | "local" | "readonly" => {
@@ -1636,14 +1687,46 @@ impl Walker<'_, '_> {
     /// Re-parses `code` as the command line of another shell (`sh -c`): a
     /// `cd` inside it does not move what follows.
     fn nested_shell(&mut self, code: &str, input: &Input) {
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         assess_with_input(code, self.found, self.nesting + 1, input);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
     }
 
     /// Re-parses `code` run by this very shell (`eval`, `trap`).
     fn nested_shell_here(&mut self, code: &str, input: &Input) {
         assess_with_input(code, self.found, self.nesting + 1, input);
+    }
+
+    /// Judges the options of `name` against the ones IronClaw knows
+    /// (`options.rs`): one it does not know makes a reading command medium
+    /// and a command that deletes or moves data high.
+    fn options(&mut self, name: &str, args: &[Word]) {
+        if listed(FREE_ARGUMENTS, name) {
+            return;
+        }
+        let texts: Vec<Option<&str>> = args.iter().map(Word::text).collect();
+        if let Some(table) = options_of(MOVING, name) {
+            if let Some(option) = unknown_option(table, &texts, false) {
+                self.found.high(format!(
+                    "passes `{name}` an option the checker does not know (`{}`)",
+                    show(&option)
+                ));
+            }
+        } else if let Some(table) = options_of(READING, name) {
+            if let Some(option) = unknown_option(table, &texts, false) {
+                self.found.medium(format!(
+                    "`{name} {}`: an option IronClaw does not know",
+                    show(&option)
+                ));
+            }
+        } else if listed(READS, name) {
+            if let Some(option) = args.iter().find(|a| a.is_option()) {
+                self.found.medium(format!(
+                    "`{name} {}`: an option IronClaw does not know",
+                    option.shown()
+                ));
+            }
+        }
     }
 
     fn deletes(&mut self, name: &str, args: &[Word]) {
@@ -1720,15 +1803,7 @@ impl Walker<'_, '_> {
 
     /// A command moves to `dir` for what follows.
     fn chdir(&mut self, dir: Option<&Word>) {
-        let stays = dir.and_then(Word::text).is_some_and(|t| {
-            matches!(
-                place_of(t, self.found.left_workspace),
-                Place::Workspace | Place::GitInternals
-            )
-        });
-        if !stays {
-            self.found.left_workspace = true;
-        }
+        self.found.change_dir(dir.and_then(Word::text));
     }
 
     fn privileged(&mut self, name: &str, args: &[Word], input: &Input, depth: usize) {
@@ -2151,10 +2226,7 @@ impl Walker<'_, '_> {
                 Some(path) => {
                     // `source` runs the file in this very shell: a `cd` in
                     // it moves what follows.
-                    let left_workspace = self.found.left_workspace;
-                    self.found
-                        .run_file(path, FileLanguage::Shell, self.nesting + 1);
-                    self.found.left_workspace |= left_workspace;
+                    self.found.source_file(path, self.nesting + 1);
                 }
                 None => self.found.high(format!(
                     "runs a shell script whose name is only known at run time (`{name} {}`)",
@@ -2167,12 +2239,6 @@ impl Walker<'_, '_> {
     /// `cp`, `mv`, `install`, `ln`: judged by where they write, and for
     /// `mv` and `ln` also by what they take from.
     fn copy(&mut self, name: &str, args: &[Word]) {
-        if let Some(option) = unknown_option(name, args) {
-            self.found.high(format!(
-                "passes `{name}` an option the checker does not know (`{}`)",
-                show(&option)
-            ));
-        }
         let parsed = Args::parse(
             args,
             &[
@@ -2717,12 +2783,7 @@ impl Walker<'_, '_> {
                 *first = Word::literal(&format!("-{text}"));
             }
         }
-        if let Some(option) = unknown_option("tar", &words) {
-            self.found.high(format!(
-                "passes `tar` an option the checker does not know (`{}`)",
-                show(&option)
-            ));
-        }
+        self.options("tar", &words);
         let parsed = Args::parse(
             &words,
             &[
@@ -2856,9 +2917,31 @@ impl Walker<'_, '_> {
                 _ => {}
             }
         }
+        let globals: Vec<Option<&str>> =
+            args[..at.min(args.len())].iter().map(Word::text).collect();
+        if let Some(option) = unknown_option(&GIT_GLOBAL, &globals, false) {
+            self.found.high(format!(
+                "passes `git` an option the checker does not know (`{}`)",
+                show(&option)
+            ));
+        }
         let Some(sub) = args.get(at) else { return };
         let Some(sub) = sub.text() else { return };
         let rest = &args[at + 1..];
+        if let Some(table) = options_of(GIT, sub) {
+            let texts: Vec<Option<&str>> = rest.iter().map(Word::text).collect();
+            if let Some(option) = unknown_option(table, &texts, true) {
+                let shown = format!("`git {sub} {}`", show(&option));
+                if listed(GIT_READS, sub) {
+                    self.found
+                        .medium(format!("{shown}: an option IronClaw does not know"));
+                } else {
+                    self.found.high(format!(
+                        "{shown}: an option IronClaw does not know, on a git command that changes files or history"
+                    ));
+                }
+            }
+        }
         for word in rest {
             let text = word.text().unwrap_or_default();
             if ["--upload-pack", "--receive-pack", "--exec"]
@@ -3367,9 +3450,9 @@ impl Walker<'_, '_> {
     /// reasons naming it.
     fn judged_text(&mut self, file: &str, commands: &str) {
         let outer = std::mem::take(&mut self.found.findings);
-        let left_workspace = self.found.left_workspace;
+        let working_dir = self.found.working_dir();
         assess_with_input(commands, self.found, self.nesting + 1, &Input::Nothing);
-        self.found.left_workspace = left_workspace;
+        self.found.return_to(working_dir);
         let inner = std::mem::replace(&mut self.found.findings, outer);
         for (level, reason) in inner {
             if level >= RiskLevel::Medium {
@@ -3413,6 +3496,20 @@ impl Walker<'_, '_> {
                 .high(format!("unknown command `cargo {}`", show(sub))),
         }
     }
+}
+
+/// Whether every file `name` writes is one the classifier names (through
+/// [`Assessment::write_to`]), so that text a call spelled out for a file
+/// before it is still there after it. Any other command may rewrite files
+/// unseen (a build, an interpreter, an archive unpacked over the
+/// workspace; `cp -r dir/. .` writes files under names the command line
+/// never spells).
+fn writes_only_what_it_names(name: &str) -> bool {
+    listed(READS, name)
+        || listed(
+            "cd pushd popd mkdir touch chmod tee export declare typeset local readonly",
+            name,
+        )
 }
 
 /// Which program a command word names.

@@ -980,6 +980,9 @@ enum Class {
     Deserialiser,
     /// An option the checker does not know on a data-moving command.
     UnknownOption,
+    /// An option the checker does not know on a command that only reads:
+    /// medium, never low.
+    UnknownReadOption,
     /// Detaching background programs.
     Detach,
     /// Fork bombs and self-calling functions.
@@ -1051,6 +1054,46 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
         "from pathlib import Path\nPath('m5.py').write_text('x')\nimport m5",
         High,
     ),
+    // A here-document written to a file is judged as the file's contents,
+    // unless it expands something or the file may change before it runs.
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nimport os\nos.remove('keep1')\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.sh <<'EOF'\nrm -rf out\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat > m9.py <<'EOF'\nimport shutil\nshutil.rmtree('x')\nEOF\npython3 -c 'import m9'", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<EOF\nprint($HOME)\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat <<'EOF' >> x.sh\necho hi\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat 2> x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\necho 'import os' >> x.py; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\nunzip -o archive.zip; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "f() { unzip -o archive.zip; }; cat > x.py <<'EOF'\nprint(1)\nEOF\nf; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "unzip -o archive.zip & cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py; wait", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py | unzip -o archive.zip", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\ncat > x.sh <<EOF\n$(whoami)\nEOF\nbash x.sh", High),
+    (WrittenThenRun, Tool::Shell, "cat > x.py <<'EOF'\nprint(1)\nEOF\ncp -r evil/. .; python3 x.py", High),
+    (WrittenThenRun, Tool::Shell, "cp evil.py x.py || cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", High),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "if true; then cp evil.py x.py; else cat > x.py <<'EOF'\nprint(1)\nEOF\nfi; python3 x.py",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nprint(1)\nEOF\nwhile true; do python3 x.py; cp evil.py x.py; done",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nprint(1)\nEOF\nf() { python3 x.py; }; cp evil.py x.py; f",
+        High,
+    ),
+    (
+        WrittenThenRun,
+        Tool::Shell,
+        "trap 'cp evil.py x.py' DEBUG; cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py",
+        High,
+    ),
     // Deserialisers and dynamic code.
     (Deserialiser, Tool::Python, "import pickle\npickle.loads(b\"cposix\\nsystem\\n(S'rm -f keep2'\\ntR.\")", High),
     (Deserialiser, Tool::Shell, "python3 -c 'import pickle; pickle.loads(open(\"p\", \"rb\").read())'", High),
@@ -1074,6 +1117,44 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (UnknownOption, Tool::Shell, "cp --magic a newcopy", High),
     (UnknownOption, Tool::Shell, "mv -Q a b2", High),
     (UnknownOption, Tool::Shell, "ln --frobnicate a l2", High),
+    (UnknownOption, Tool::Shell, "ln -X a l3", High),
+    (UnknownOption, Tool::Shell, "mv --exchange a b", High),
+    (UnknownOption, Tool::Shell, "cp --remove a newcopy", High),
+    (UnknownOption, Tool::Shell, "tar --remove -cf t.tar keep6", High),
+    (UnknownOption, Tool::Shell, "rsync -a --frobnicate a b", High),
+    (UnknownOption, Tool::Shell, "rsync --remove-sourcefiles a b", High),
+    (UnknownOption, Tool::Shell, "zip -r --weird a.zip src", High),
+    (UnknownOption, Tool::Shell, "zip -Y a.zip data.csv", High),
+    (UnknownOption, Tool::Shell, "unzip -: archive.zip", High),
+    (UnknownOption, Tool::Shell, "unzip --weird archive.zip", High),
+    (UnknownOption, Tool::Shell, "git add --weird .", High),
+    (UnknownOption, Tool::Shell, "git checkout --weird x", High),
+    (UnknownOption, Tool::Shell, "git rebase --weird main", High),
+    (UnknownOption, Tool::Shell, "git commit --amen -m x", High),
+    (UnknownOption, Tool::Shell, "git stash push --weird", High),
+    (UnknownOption, Tool::Shell, "git reset --hardd", High),
+    (UnknownOption, Tool::Shell, "git merge --weird feature", High),
+    (UnknownOption, Tool::Shell, "git worktree add --weird x", High),
+    (UnknownOption, Tool::Shell, "git --weird status", High),
+    (UnknownOption, Tool::Shell, "find . -frobnicate", High),
+    (UnknownOption, Tool::Shell, "find . -name x -fdelete", High),
+    // Options the checker does not know on reading commands.
+    (UnknownReadOption, Tool::Shell, "ls --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "cat --frobnicate data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "grep --weird a data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "head --weird data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "wc -Q data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "sort --weird data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "diff --weird data.csv notes.txt", Medium),
+    (UnknownReadOption, Tool::Shell, "du --weird .", Medium),
+    (UnknownReadOption, Tool::Shell, "ps --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "jq --weird . x.json", Medium),
+    (UnknownReadOption, Tool::Shell, "uname --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "sed --weird s/a/b/ data.csv", Medium),
+    (UnknownReadOption, Tool::Shell, "git log --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "git status --weird", Medium),
+    (UnknownReadOption, Tool::Shell, "git diff --frobnicate", Medium),
+    (UnknownReadOption, Tool::Shell, "ls --al", Medium),
     // Detaching background programs.
     (Detach, Tool::Shell, "setsid bash d.sh </dev/null >/dev/null 2>&1 & sleep 1", High),
     (Detach, Tool::Shell, "setsid sleep 100", High),
@@ -1115,6 +1196,28 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (Overwrite, Tool::Python, "import shutil\nshutil.copy('data.csv', 'report.csv')", High),
     (Overwrite, Tool::Python, "import os\nos.open('notes.txt', os.O_WRONLY | os.O_TRUNC)", High),
     (Overwrite, Tool::Python, "import codecs\ncodecs.open('notes.txt', 'w')", High),
+    // After `cd` inside the workspace, paths count from the new folder.
+    (Overwrite, Tool::Shell, "cd out && echo x > kept.txt", High),
+    (Overwrite, Tool::Shell, "cd out; cp ../data.csv kept.txt", High),
+    (Overwrite, Tool::Shell, "cd sub && echo x > local.py", High),
+    (Overwrite, Tool::Shell, "cd /workspace/out && echo x > kept.txt", High),
+    (Overwrite, Tool::Shell, "pushd out && echo x > kept.txt", High),
+    (Overwrite, Tool::Shell, "env -C out sh -c 'echo x > kept.txt'", High),
+    (Overwrite, Tool::Shell, "cd out; echo x > ../report.csv", High),
+    (Overwrite, Tool::Shell, "cd out && cd .. && echo x > report.csv", High),
+    // A `cd` that may not have run leaves both folders possible.
+    (Overwrite, Tool::Shell, "cd nosuch; echo x > report.csv", High),
+    (Overwrite, Tool::Shell, "false && cd out; echo x > report.csv", High),
+    (Overwrite, Tool::Shell, "if true; then cd out; fi; echo x > report.csv", High),
+    (Overwrite, Tool::Shell, "f() { cd out; }; echo x > report.csv", High),
+    (Overwrite, Tool::Shell, "cd out | cat; echo x > report.csv", High),
+    (Overwrite, Tool::Shell, "for d in a b; do cd out; done; echo x > kept.txt", High),
+    (Script, Tool::Shell, "false && cd out; bash a.sh", High),
+    (Module, Tool::Shell, "cd sub && python3 x.py", High),
+    (UnresolvedOutput, Tool::Shell, "cd $D && echo x > new.txt", High),
+    (UnresolvedOutput, Tool::Shell, "cd - && echo x > new.txt", High),
+    (UnresolvedOutput, Tool::Shell, "cd escape.txt && echo x > new.txt", High),
+    (UnresolvedOutput, Tool::Shell, "cd .git && echo x > new.txt", High),
     // Outputs that cannot be resolved, writes through links.
     (UnresolvedOutput, Tool::Shell, "echo x > \"$OUT\"", High),
     (UnresolvedOutput, Tool::Shell, "echo x > escape.txt", High),
@@ -1174,6 +1277,54 @@ const WORKSPACE_CASES: &[(Class, Tool, &str, RiskLevel)] = &[
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['python3', 'script.py'])", Medium),
     (Everyday, Tool::Python, "import subprocess\nsubprocess.run(['bash', 'compute.sh'])", Medium),
     (Everyday, Tool::Python, "import statistics\nprint(statistics.mean([1, 2, 3]))", Low),
+    (Everyday, Tool::Shell, "cat > x.py <<'EOF'\nprint(1 + 1)\nEOF\npython3 x.py", Medium),
+    (Everyday, Tool::Shell, "cat > x.py <<EOF\nprint(1)\nEOF\npython3 x.py", Medium),
+    (Everyday, Tool::Shell, "cat <<'EOF' > x.sh\necho hi\nEOF\nbash x.sh", Medium),
+    (Everyday, Tool::Shell, "mkdir -p d && cat > x.py <<'EOF'\nprint(1)\nEOF\npython3 x.py", Medium),
+    (Everyday, Tool::Shell, "cat > x.sh <<'EOF'\necho hi\nEOF\nchmod +x x.sh && ./x.sh", Medium),
+    (Everyday, Tool::Shell, "cat > m9.py <<'EOF'\nX = 1\nEOF\npython3 -c 'import m9'", Medium),
+    (
+        Everyday,
+        Tool::Shell,
+        "cat > count.py <<'EOF'\nimport csv\nprint(len(list(csv.reader(open('data.csv')))))\nEOF\nmkdir -p out && python3 count.py",
+        Medium,
+    ),
+    (Everyday, Tool::Shell, "cd out && echo x > new.txt", Medium),
+    (Everyday, Tool::Shell, "cd out && echo x >> kept.txt", Medium),
+    (Everyday, Tool::Shell, "mkdir -p build && cd build && echo x > f", Medium),
+    (Everyday, Tool::Shell, "mkdir -p build && cd build; echo x > f", Medium),
+    (Everyday, Tool::Shell, "cd out && python3 ../script.py", Medium),
+    (Everyday, Tool::Shell, "(cd out && echo x > f); echo x > new.txt", Medium),
+    (Everyday, Tool::Shell, "cd out && ls -la", Low),
+    // Everyday options: known, so no question.
+    (Everyday, Tool::Shell, "ls -la --color=auto", Low),
+    (Everyday, Tool::Shell, "grep -rn --include='*.py' foo .", Low),
+    (Everyday, Tool::Shell, "head -n5 data.csv", Low),
+    (Everyday, Tool::Shell, "head -5 data.csv", Low),
+    (Everyday, Tool::Shell, "tail -f -n 20 notes.txt", Low),
+    (Everyday, Tool::Shell, "sort -k2,2n -t, data.csv", Low),
+    (Everyday, Tool::Shell, "du -sh --max-depth=1 .", Low),
+    (Everyday, Tool::Shell, "ps -ef", Low),
+    (Everyday, Tool::Shell, "df -hT", Low),
+    (Everyday, Tool::Shell, "less -R notes.txt", Low),
+    (Everyday, Tool::Shell, "cut -c1-10 data.csv", Low),
+    (Everyday, Tool::Shell, "date -Iseconds", Low),
+    (Everyday, Tool::Shell, "seq -w 1 10", Low),
+    (Everyday, Tool::Shell, "find . -type f -newer data.csv -print0", Low),
+    (Everyday, Tool::Shell, "git log --graph --oneline --all --decorate", Low),
+    (Everyday, Tool::Shell, "git log --pretty=format:%h -n 3", Low),
+    (Everyday, Tool::Shell, "git status -sb", Low),
+    (Everyday, Tool::Shell, "git diff --cached --name-only", Low),
+    (Everyday, Tool::Shell, "git show --stat HEAD", Low),
+    (Everyday, Tool::Shell, "git rev-parse --show-toplevel", Low),
+    (Everyday, Tool::Shell, "git branch --sort=-committerdate", Low),
+    (Everyday, Tool::Shell, "git commit --amend -m x", Medium),
+    (Everyday, Tool::Shell, "git commit --no-verify -m x", Medium),
+    (Everyday, Tool::Shell, "git reset --soft HEAD~1", Medium),
+    (Everyday, Tool::Shell, "git stash push -m wip", Medium),
+    (Everyday, Tool::Shell, "zip -r archive.zip out", Medium),
+    (Everyday, Tool::Shell, "unzip -o archive.zip -d extracted", Medium),
+    (Everyday, Tool::Shell, "sed -i.bak s/a/b/ new.txt", Medium),
 ];
 
 #[test]
@@ -1212,8 +1363,12 @@ fn workspace_tables_cover_every_class() {
     assert!(per_class.get(&Everyday).copied().unwrap_or(0) >= 40);
     assert!(WORKSPACE_CASES
         .iter()
-        .filter(|c| c.0 != Everyday)
+        .filter(|c| c.0 != Everyday && c.0 != UnknownReadOption)
         .all(|c| c.3 == High));
+    assert!(WORKSPACE_CASES
+        .iter()
+        .filter(|c| c.0 == UnknownReadOption)
+        .all(|c| c.3 == Medium));
     assert!(WORKSPACE_CASES
         .iter()
         .filter(|c| c.0 == Everyday)
@@ -1249,6 +1404,11 @@ fn reasons_name_the_file_that_runs() {
             "tar cf t.tar keep6 --remove-files",
             "passes `tar` an option the checker does not know (`--remove-files`)",
         ),
+        (
+            Tool::Shell,
+            "ls --weird",
+            "`ls --weird`: an option IronClaw does not know",
+        ),
     ] {
         let risk = classify_with(tool, code, &view).risk;
         assert!(
@@ -1270,4 +1430,30 @@ fn the_judgement_lists_every_file_it_read_with_its_hash() {
         super::sha256_hex(b"import helper\nprint(helper.add(1, 2))\n")
     );
     assert!(classify_with(Tool::Shell, "ls", &view).files.is_empty());
+}
+
+#[test]
+fn every_reading_command_has_its_options() {
+    let missing: Vec<&str> = super::shell::READS
+        .split_whitespace()
+        .filter(|name| {
+            super::options::options_of(super::options::READING, name).is_none()
+                && !super::listed(super::options::FREE_ARGUMENTS, name)
+        })
+        .collect();
+    assert!(missing.is_empty(), "no option table for {missing:?}");
+}
+
+#[test]
+fn a_file_spelled_out_by_the_call_is_judged_without_a_hash() {
+    let judged = classify_with(
+        Tool::Shell,
+        "cat > x.py <<'EOF'\nimport helper\nprint(helper.add(1, 2))\nEOF\npython3 x.py",
+        &fixture(),
+    );
+    assert_eq!(judged.risk.level, Medium, "{:?}", judged.risk.reasons);
+    // The text is part of the approved code; only the workspace file it
+    // imports is pinned by its hash.
+    let paths: Vec<&str> = judged.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["helper.py"]);
 }
