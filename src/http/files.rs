@@ -51,7 +51,12 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
 }
 
 /// Tell the live session (starting it if needed) that files arrived.
-async fn announce(state: &AppState, session_id: &SessionId, paths: Vec<String>) {
+async fn announce(
+    state: &AppState,
+    owner: crate::db::queries::UserId,
+    session_id: &SessionId,
+    paths: Vec<String>,
+) {
     if paths.is_empty() {
         return;
     }
@@ -59,6 +64,7 @@ async fn announce(state: &AppState, session_id: &SessionId, paths: Vec<String>) 
         .supervisor
         .send(Lookup {
             session_id: session_id.clone(),
+            owner,
         })
         .await
     {
@@ -174,7 +180,13 @@ async fn put(
     let size = ws.write_stream(&path, body, limits).await?;
     let entry = uploaded_entry(&ws, &path).await?;
     log::info!("session {session_id}: uploaded {path} ({size} bytes)");
-    announce(&state, &session_id, vec![path.as_str().to_string()]).await;
+    announce(
+        &state,
+        user.0.user_id(),
+        &session_id,
+        vec![path.as_str().to_string()],
+    )
+    .await;
     Ok(HttpResponse::Created().json(entry))
 }
 
@@ -215,6 +227,7 @@ async fn multipart(
         log::info!("session {session_id}: uploaded {} file(s)", uploaded.len());
         announce(
             &state,
+            user.0.user_id(),
             &session_id,
             uploaded.iter().map(|e| e.path.clone()).collect(),
         )

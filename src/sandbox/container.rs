@@ -298,9 +298,12 @@ pub async fn prepare_workspace(path: &Path) -> Result<PathBuf, SandboxError> {
     let path = path.to_path_buf();
     let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, SandboxError> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let io = |source| SandboxError::Workspace {
-            path: path.clone(),
-            source,
+        let io = |source: std::io::Error| {
+            log::warn!("workspace {} cannot be used: {source}", path.display());
+            SandboxError::Workspace {
+                path: path.clone(),
+                source,
+            }
         };
         std::fs::create_dir_all(&path).map_err(io)?;
         let abs = std::fs::canonicalize(&path).map_err(io)?;

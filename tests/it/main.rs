@@ -15,3 +15,4 @@ mod providers;
 mod sandbox;
 mod support;
 mod tools;
+mod web_safety;
