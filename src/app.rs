@@ -46,6 +46,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let env_password = std::env::var("IRONCLAW_ADMIN_PASSWORD").ok();
     ensure_admin(&db, settings.approval.mode, env_password).await?;
 
+    // The hash unknown names are checked against, made now rather than in
+    // the first login's request.
+    web::block(|| {
+        auth::dummy_hash();
+    })
+    .await?;
     let instance_id = db.run(queries::instance_id).await?;
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;

@@ -669,7 +669,10 @@ async fn open_stream(
             Ok(resp) => resp,
             Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(settings, &e)),
             Err(e) => {
-                log::warn!("provider closed the connection before answering: {e}");
+                log::warn!(
+                    "provider closed the connection before answering: {}",
+                    crate::config::redact_credentials(&e.to_string())
+                );
                 return Err(ProviderError::StreamCut);
             }
         };
