@@ -251,11 +251,36 @@ fn lines_within(rx: &std::sync::mpsc::Receiver<String>, wait: Duration) -> Vec<S
 async fn credentials_in_the_provider_url_and_huge_usernames_stay_out_of_logs() {
     let dir = tempfile::tempdir().unwrap();
     let url_with_key = "http://ironclaw:hunter2-secret@127.0.0.1:9";
-    let (mut child, url, lines, rx) =
-        serve_with(dir.path(), &[("IRONCLAW_PROVIDER__BASE_URL", url_with_key)]);
+    let (mut child, url, lines, rx) = serve_with(
+        dir.path(),
+        &[
+            ("IRONCLAW_PROVIDER__BASE_URL", url_with_key),
+            (
+                "IRONCLAW_SERVER__ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+        ],
+    );
     let log = lines.join("\n");
     assert!(log.contains("not reachable"), "{log}");
     assert!(!log.contains("hunter2"), "start-up log: {log}");
+    // server.allowed_origins from the environment, as a comma-separated list.
+    for (origin, want) in [
+        ("https://b.example", 204),
+        ("https://a.example", 204),
+        ("https://c.example", 403),
+    ] {
+        let host = origin.trim_start_matches("https://");
+        let status = reqwest::Client::new()
+            .post(format!("{url}/api/logout"))
+            .header("origin", origin)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, want, "{origin}");
+    }
     let password = admin_password(&lines);
     let cookie = login_cookie(&url, "admin", &password).await;
     let health = reqwest::Client::new()
