@@ -60,6 +60,9 @@ pub struct SessionSupervisor {
     /// Labels this installation's containers.
     instance_id: String,
     sessions: HashMap<SessionId, SessionSet>,
+    /// Container claims being decided, per user: counted as running, so
+    /// claims that arrive together cannot all pass `limits.containers`.
+    claiming: HashMap<UserId, usize>,
 }
 
 impl SessionSupervisor {
@@ -77,6 +80,7 @@ impl SessionSupervisor {
             engine,
             instance_id,
             sessions: HashMap::new(),
+            claiming: HashMap::new(),
         }
     }
 
@@ -300,7 +304,7 @@ impl Handler<EndSession> for SessionSupervisor {
 }
 
 impl Handler<ClaimContainer> for SessionSupervisor {
-    type Result = ResponseFuture<Result<(), SandboxError>>;
+    type Result = ResponseActFuture<Self, Result<(), SandboxError>>;
 
     /// Room for one more container of the session's owner: below
     /// `limits.containers` at once; at it, the owner's running containers
@@ -309,26 +313,29 @@ impl Handler<ClaimContainer> for SessionSupervisor {
     fn handle(&mut self, msg: ClaimContainer, _: &mut Context<Self>) -> Self::Result {
         let limit = self.settings.limits.containers;
         let Some(owner) = self.sessions.get(&msg.session_id).map(|s| s.owner) else {
-            return Box::pin(async { Ok(()) });
+            return Box::pin(fut::ready(Ok(())));
         };
+        let claiming = self.claiming.entry(owner).or_insert(0);
+        let pending = *claiming;
+        *claiming += 1;
         let others: Vec<(SessionId, Addr<SandboxActor>)> = self
             .sessions
             .iter()
             .filter(|(id, s)| s.owner == owner && **id != msg.session_id)
             .map(|(id, s)| (id.clone(), s.sandbox.clone()))
             .collect();
-        Box::pin(async move {
+        let decide = async move {
             let mut running = Vec::new();
             for (id, sandbox) in others {
                 if let Ok(Some(usage)) = sandbox.send(ContainerUse).await {
                     running.push((id, sandbox, usage));
                 }
             }
-            if running.len() < limit {
+            if running.len() + pending < limit {
                 return Ok(());
             }
             running.sort_by_key(|(_, _, usage)| usage.last_used);
-            let mut over = running.len() + 1 - limit;
+            let mut over = running.len() + pending + 1 - limit;
             for (id, sandbox, usage) in &running {
                 if over == 0 {
                     break;
@@ -346,7 +353,16 @@ impl Handler<ClaimContainer> for SessionSupervisor {
             } else {
                 Err(SandboxError::LimitReached { limit })
             }
-        })
+        };
+        Box::pin(decide.into_actor(self).map(move |result, act, _| {
+            if let Some(n) = act.claiming.get_mut(&owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    act.claiming.remove(&owner);
+                }
+            }
+            result
+        }))
     }
 }
 
