@@ -17,7 +17,8 @@ use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
 use crate::quota::{self, QuotaMode};
 use crate::sandbox::Engine;
-use crate::supervisor::SessionSupervisor;
+use crate::supervisor::{SessionSupervisor, StopAll};
+use crate::ws::SocketCounts;
 
 /// A running server.
 pub struct Running {
@@ -46,8 +47,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     quota::private_dir(&settings.workspaces_dir())?;
     report_quota_mode(&settings);
     let db = Db::start(&settings.database_path())?;
-    ensure_admin(&db).await?;
+    let env_password = std::env::var("IRONCLAW_ADMIN_PASSWORD").ok();
+    ensure_admin(&db, settings.approval.mode, env_password).await?;
 
+    // The hash unknown names are checked against, made now rather than in
+    // the first login's request.
+    web::block(|| {
+        auth::dummy_hash();
+    })
+    .await?;
     let instance_id = db.run(queries::instance_id).await?;
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;
@@ -65,20 +73,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings: settings.clone(),
         db: db.clone(),
         supervisor: supervisor.clone(),
-        user_limiter: LoginLimiter::new(
+        login_limiter: LoginLimiter::new(
             settings.server.login_max_failures,
+            IP_FAILURE_FACTOR,
             Duration::from_secs(settings.server.login_window_secs),
         ),
-        ip_limiter: LoginLimiter::new(
-            settings.server.login_max_failures * IP_FAILURE_FACTOR,
-            Duration::from_secs(settings.server.login_window_secs),
-        ),
+        login_slots: tokio::sync::Semaphore::new(auth::MAX_CONCURRENT_HASHES),
+        sockets: Arc::new(SocketCounts::default()),
         http: http_client,
     });
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(http::json_config(JSON_BODY_LIMIT))
+            .wrap(middleware::from_fn(http::origin::guard))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
             .configure(http::routes)
     })
@@ -106,19 +114,48 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     })
 }
 
+impl Running {
+    /// After the HTTP server has stopped (SIGTERM, SIGINT or a stop
+    /// call): stop every live session and remove its container, so none
+    /// is left running until the next start's reaper.
+    pub async fn stop_sessions(&self) {
+        match self.supervisor.send(StopAll).await {
+            Ok(n) if n > 0 => log::info!("stopped {n} session container(s)"),
+            Ok(_) => {}
+            Err(e) => log::warn!("could not stop the session containers: {e}"),
+        }
+    }
+}
+
+/// The first-start admin's password: `IRONCLAW_ADMIN_PASSWORD` when set
+/// (refused when shorter than [`auth::MIN_PASSWORD_LEN`], the rule every
+/// other password follows), else a random one to print once.
+pub fn admin_password(from_env: Option<String>) -> anyhow::Result<(String, bool)> {
+    match from_env {
+        Some(p) if !p.is_empty() => {
+            if p.chars().count() < auth::MIN_PASSWORD_LEN {
+                anyhow::bail!(
+                    "IRONCLAW_ADMIN_PASSWORD is shorter than {} characters; set a longer one, or unset it to get a random password",
+                    auth::MIN_PASSWORD_LEN
+                );
+            }
+            Ok((p, false))
+        }
+        _ => Ok((auth::random_password(), true)),
+    }
+}
+
 /// First start with no users: create `admin` with `IRONCLAW_ADMIN_PASSWORD`
-/// or a random password printed once.
-async fn ensure_admin(db: &Db) -> anyhow::Result<()> {
+/// or a random password printed once, and the configured `approval.mode`
+/// (an operator who asks for `always` gets no weaker admin).
+async fn ensure_admin(db: &Db, mode: ApprovalMode, from_env: Option<String>) -> anyhow::Result<()> {
     if db.run(queries::count_users).await? > 0 {
         return Ok(());
     }
-    let (password, generated) = match std::env::var("IRONCLAW_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (auth::random_password(), true),
-    };
+    let (password, generated) = admin_password(from_env)?;
     let hash = web::block(move || auth::hash_password(&password).map(|h| (h, password))).await??;
     let (hash, password) = hash;
-    db.run(move |c| queries::create_user(c, "admin", &hash, ApprovalMode::Risky))
+    db.run(move |c| queries::create_user(c, "admin", &hash, mode))
         .await?;
     if generated {
         log::warn!(

@@ -16,6 +16,21 @@ pub struct Settings {
     pub approval: ApprovalSettings,
     pub sandbox: SandboxSettings,
     pub files: FileSettings,
+    pub limits: LimitSettings,
+}
+
+/// Caps per user, so one account cannot take the host's memory and CPU
+/// from everyone else.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LimitSettings {
+    /// Live sandbox containers per user (each has `sandbox.memory_mb` and
+    /// `sandbox.cpus`); above it the user's oldest idle container stops.
+    pub containers: usize,
+    /// Sessions a user may keep; above it creating one answers
+    /// `limit_reached` until one is deleted.
+    pub sessions: usize,
+    /// WebSockets a user may hold open at once (tabs, CLIs).
+    pub sockets: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,6 +58,13 @@ pub struct ServerSettings {
     pub secure_cookie: bool,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Origins (`scheme://host[:port]`) besides the server's own that may
+    /// open the WebSocket and call state-changing routes, e.g. the public
+    /// name of a reverse proxy in front of IronClaw.
+    pub allowed_origins: Vec<String>,
+    /// Events sent in `history` when a tab attaches; older ones are paged
+    /// in over REST, so the frame does not grow with a session's age.
+    pub history_events: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -77,6 +99,9 @@ pub struct ProviderSettings {
     pub model: String,
     /// Empty means read from `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`.
     pub api_key: String,
+    /// Model names a session may switch to besides those the provider
+    /// lists (e.g. aliases a gateway accepts but does not list).
+    pub models: Vec<String>,
     /// Whether to offer native tools; `false` for models that cannot call
     /// them (replies are then scanned for fenced code blocks).
     pub tools: bool,
@@ -117,6 +142,12 @@ impl ProviderSettings {
             }
         };
         url.trim_end_matches('/').to_string()
+    }
+
+    /// The server's URL as shown to people and logs: credentials in it
+    /// (`user:pass@`) replaced by `***`.
+    pub fn shown_base_url(&self) -> String {
+        redact_credentials(&self.resolved_base_url())
     }
 
     /// The API key with the kind's environment variable as fallback.
@@ -195,6 +226,12 @@ impl Settings {
             .set_default("server.login_ttl_hours", 24 * 14)?
             .set_default("server.secure_cookie", false)?
             .set_default("server.workers", 0)?
+            .set_default("server.allowed_origins", Vec::<String>::new())?
+            .set_default("server.history_events", 500)?
+            .set_default("limits.containers", 3)?
+            .set_default("limits.sessions", 100)?
+            .set_default("limits.sockets", 20)?
+            .set_default("provider.models", Vec::<String>::new())?
             .set_default("data.dir", "data")?
             .set_default("provider.kind", "ollama")?
             .set_default("provider.base_url", "")?
@@ -236,7 +273,10 @@ impl Settings {
             config::Environment::with_prefix("IRONCLAW")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.allowed_origins")
+                .with_list_parse_key("provider.models"),
         );
         builder.build()?.try_deserialize()
     }
@@ -248,6 +288,34 @@ impl Settings {
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data.dir.join("workspaces")
     }
+}
+
+/// `text` with the user information of every URL in it (`user:pass@`)
+/// replaced by `***@`, for anything shown to a person or written to a log:
+/// a provider URL may carry its credentials, and error texts quote URLs.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | ')' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(i) => {
+                out.push_str("***@");
+                out.push_str(&authority[i + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -271,5 +339,31 @@ mod tests {
         assert_eq!(s.approval.mode, ApprovalMode::Risky);
         assert_eq!(s.sandbox.network, "none");
         assert_eq!(s.sandbox.exec_timeout_secs, 120);
+        assert_eq!(s.limits.containers, 3);
+        assert_eq!(s.server.history_events, 500);
+        assert!(s.server.allowed_origins.is_empty());
+        assert!(s.provider.models.is_empty());
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        let table = [
+            ("http://user:pass@host:1/v1", "http://***@host:1/v1"),
+            ("https://tok@h", "https://***@h"),
+            ("http://host:1/a@b", "http://host:1/a@b"),
+            ("no url here", "no url here"),
+            (
+                "error sending request for url (http://u:p@x/v1/models): refused",
+                "error sending request for url (http://***@x/v1/models): refused",
+            ),
+            (
+                "a http://a:b@c and ws://d:e@f",
+                "a http://***@c and ws://***@f",
+            ),
+            ("http://p:w@rd@host/", "http://***@host/"),
+        ];
+        for (input, want) in table {
+            assert_eq!(redact_credentials(input), want, "{input}");
+        }
     }
 }

@@ -88,9 +88,12 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
-        let running = ironclaw::app::start(settings).await?;
+        let mut running = ironclaw::app::start(settings).await?;
         println!("IronClaw is running: open http://{}", running.addr);
-        running.done.await?;
+        // Resolves on SIGTERM/SIGINT once requests have drained.
+        let stopped = (&mut running.done).await;
+        running.stop_sessions().await;
+        stopped?;
         Ok(())
     })
 }

@@ -166,6 +166,19 @@ error_codes! {
     Forbidden = ("forbidden", 403),
     Unavailable = ("unavailable", 503),
     Internal = ("internal", 500),
+    /// The request came from a page of another origin (or an unknown
+    /// host): cross-site requests never act for a logged-in person.
+    OriginRefused = ("origin_refused", 403),
+    /// A state-changing body that is neither JSON nor multipart: the types
+    /// a cross-site form can send without asking.
+    UnsupportedMediaType = ("unsupported_media_type", 415),
+    /// Every password check slot is busy; retry after `retry-after`.
+    LoginBusy = ("login_busy", 503),
+    /// A per-user cap (`limits.*`) is reached.
+    LimitReached = ("limit_reached", 429),
+    /// A model that the provider does not list and `provider.models` does
+    /// not allow.
+    ModelNotAllowed = ("model_not_allowed", 400),
     // Workspace files.
     BadPath = ("bad_path", 400),
     SymlinkRefused = ("symlink_refused", 400),
@@ -176,6 +189,8 @@ error_codes! {
     IsADirectory = ("is_a_directory", 409),
     DirectoryNotEmpty = ("directory_not_empty", 409),
     QuotaExceeded = ("quota_exceeded", 507),
+    /// The server's own disk is full: not the session's quota.
+    DiskFull = ("disk_full", 507),
     IoError = ("io_error", 500),
     // The WebSocket.
     MessageTooLarge = ("message_too_large", 413),
@@ -183,6 +198,8 @@ error_codes! {
     MalformedMessage = ("malformed_message", 400),
     UnknownType = ("unknown_type", 400),
     UnknownApproval = ("unknown_approval", 404),
+    /// Too many messages wait behind the running turn.
+    QueueFull = ("queue_full", 429),
     /// A tab that could not keep up was dropped; it reconnects.
     SlowClient = ("slow_client", 503),
     /// The session was deleted or went idle while a tab was attached.
@@ -423,10 +440,19 @@ pub enum ServerEvent {
         model: String,
         approval_mode: ApprovalMode,
     },
-    /// The stored events of the session, in order.
+    /// The latest stored events of the session, in order (at most
+    /// `server.history_events`).
     History {
         session_id: SessionId,
         events: Vec<ServerEvent>,
+        /// Older events exist: `GET /api/sessions/{id}/events?before=` pages
+        /// back from `before`.
+        #[serde(default)]
+        more: bool,
+        /// The sequence number of the first event sent, the cursor for the
+        /// next page back; absent when no event was sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     UserMessage {
         turn_id: TurnId,
@@ -590,6 +616,25 @@ pub struct ProviderHealth {
     pub hint: Option<String>,
 }
 
+/// `/api/health` without a login: whether the server answers, nothing
+/// about its provider or Docker (and no work to find out).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HealthStatus {
+    pub status: String,
+}
+
+/// One page of a session's stored events, oldest first
+/// (`GET /api/sessions/{id}/events?before=<seq>&limit=N`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EventPage {
+    pub events: Vec<ServerEvent>,
+    /// Older events exist before `before`.
+    pub more: bool,
+    /// The sequence number of the first event here, the next cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Health {
     pub status: String,
@@ -731,6 +776,11 @@ mod tests {
             ("forbidden", 403),
             ("unavailable", 503),
             ("internal", 500),
+            ("origin_refused", 403),
+            ("unsupported_media_type", 415),
+            ("login_busy", 503),
+            ("limit_reached", 429),
+            ("model_not_allowed", 400),
             ("bad_path", 400),
             ("symlink_refused", 400),
             ("upload_interrupted", 400),
@@ -740,12 +790,14 @@ mod tests {
             ("is_a_directory", 409),
             ("directory_not_empty", 409),
             ("quota_exceeded", 507),
+            ("disk_full", 507),
             ("io_error", 500),
             ("message_too_large", 413),
             ("malformed_json", 400),
             ("malformed_message", 400),
             ("unknown_type", 400),
             ("unknown_approval", 404),
+            ("queue_full", 429),
             ("slow_client", 503),
             ("session_closed", 410),
             ("storage_failed", 500),

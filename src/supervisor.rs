@@ -12,7 +12,8 @@
 //! holds a Docker client.
 //!
 //! Messages: [`Join`], [`Leave`], [`Lookup`], [`Live`], [`EndSession`],
-//! [`EngineStatus`].
+//! [`StopAll`], [`EngineStatus`]; and [`ClaimContainer`] from the
+//! sandboxes, which keeps each user under `limits.containers`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +24,15 @@ use actix::prelude::*;
 use crate::agent::{AgentActor, Peers, Shutdown};
 use crate::approval::ApprovalActor;
 use crate::config::Settings;
+use crate::db::queries::UserId;
 use crate::db::Db;
 use crate::protocol::SessionId;
 use crate::provider::ProviderActor;
 use crate::quota::WorkspaceVolume;
-use crate::sandbox::{Engine, EngineState, RemoveContainer, SandboxActor, SandboxError};
+use crate::sandbox::{
+    ClaimContainer, ContainerUse, Engine, EngineState, RemoveContainer, SandboxActor, SandboxError,
+    StopIfIdle,
+};
 
 /// The actors serving one live session.
 struct SessionSet {
@@ -39,6 +44,8 @@ struct SessionSet {
     /// The session's container; removed through this actor when the set
     /// stops.
     sandbox: Addr<SandboxActor>,
+    /// The user the session belongs to, for their `limits.containers`.
+    owner: UserId,
     /// Sockets attached right now.
     sockets: usize,
     /// Scheduled teardown while no socket is attached.
@@ -54,6 +61,9 @@ pub struct SessionSupervisor {
     /// Labels this installation's containers.
     instance_id: String,
     sessions: HashMap<SessionId, SessionSet>,
+    /// Container claims being decided, per user: counted as running, so
+    /// claims that arrive together cannot all pass `limits.containers`.
+    claiming: HashMap<UserId, usize>,
 }
 
 impl SessionSupervisor {
@@ -71,12 +81,18 @@ impl SessionSupervisor {
             engine,
             instance_id,
             sessions: HashMap::new(),
+            claiming: HashMap::new(),
         }
     }
 
     /// The session's set, started if needed. The caller has checked that
     /// the session exists and belongs to the requesting user.
-    fn ensure(&mut self, session_id: &SessionId) -> &mut SessionSet {
+    fn ensure(
+        &mut self,
+        session_id: &SessionId,
+        owner: UserId,
+        ctx: &mut Context<Self>,
+    ) -> &mut SessionSet {
         if !self.sessions.contains_key(session_id) {
             let provider_settings = self.settings.provider.clone();
             let http = self.http.clone();
@@ -110,14 +126,17 @@ impl SessionSupervisor {
                     AgentActor::new(id.clone(), db.clone(), settings.clone(), peers.clone())
                 })
             };
-            let sandbox = sandbox_ctx.run(SandboxActor::new(
-                self.engine.clone(),
-                self.settings.sandbox.clone(),
-                session_id.to_string(),
-                self.instance_id.clone(),
-                WorkspaceVolume::of_session(&self.settings, session_id),
-                agent.clone().recipient(),
-            ));
+            let sandbox = sandbox_ctx.run(
+                SandboxActor::new(
+                    self.engine.clone(),
+                    self.settings.sandbox.clone(),
+                    session_id.to_string(),
+                    self.instance_id.clone(),
+                    WorkspaceVolume::of_session(&self.settings, session_id),
+                    agent.clone().recipient(),
+                )
+                .with_claims(ctx.address().recipient()),
+            );
             log::info!("session {session_id}: actors started");
             self.sessions.insert(
                 session_id.clone(),
@@ -126,6 +145,7 @@ impl SessionSupervisor {
                     _provider: provider,
                     _approval: approval,
                     sandbox,
+                    owner,
                     sockets: 0,
                     teardown: None,
                 },
@@ -181,13 +201,15 @@ impl Actor for SessionSupervisor {
 #[rtype(result = "Addr<AgentActor>")]
 pub struct Join {
     pub session_id: SessionId,
+    /// The session's owner (the route checked it).
+    pub owner: UserId,
 }
 
 impl Handler<Join> for SessionSupervisor {
     type Result = MessageResult<Join>;
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        let set = self.ensure(&msg.session_id);
+        let set = self.ensure(&msg.session_id, msg.owner, ctx);
         set.sockets += 1;
         if let Some(handle) = set.teardown.take() {
             ctx.cancel_future(handle);
@@ -220,13 +242,15 @@ impl Handler<Leave> for SessionSupervisor {
 #[rtype(result = "Addr<AgentActor>")]
 pub struct Lookup {
     pub session_id: SessionId,
+    /// The session's owner (the route checked it).
+    pub owner: UserId,
 }
 
 impl Handler<Lookup> for SessionSupervisor {
     type Result = MessageResult<Lookup>;
 
     fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) -> Self::Result {
-        let agent = self.ensure(&msg.session_id).agent.clone();
+        let agent = self.ensure(&msg.session_id, msg.owner, ctx).agent.clone();
         // A set started for REST alone is torn down like an idle one.
         self.schedule_idle_teardown(&msg.session_id, ctx);
         MessageResult(agent)
@@ -278,6 +302,111 @@ impl Handler<EndSession> for SessionSupervisor {
             engine
                 .remove_session_container(&instance_id, &msg.session_id)
                 .await
+        })
+    }
+}
+
+impl Handler<ClaimContainer> for SessionSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), SandboxError>>;
+
+    /// Room for one more container of the session's owner: below
+    /// `limits.containers` at once; at it, the owner's running containers
+    /// with no exec in flight are stopped oldest-used first until there
+    /// is; if none can be, the claim is refused with a clear error.
+    fn handle(&mut self, msg: ClaimContainer, _: &mut Context<Self>) -> Self::Result {
+        let limit = self.settings.limits.containers;
+        let Some(owner) = self.sessions.get(&msg.session_id).map(|s| s.owner) else {
+            return Box::pin(fut::ready(Ok(())));
+        };
+        let claiming = self.claiming.entry(owner).or_insert(0);
+        let pending = *claiming;
+        *claiming += 1;
+        let others: Vec<(SessionId, Addr<SandboxActor>)> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| s.owner == owner && **id != msg.session_id)
+            .map(|(id, s)| (id.clone(), s.sandbox.clone()))
+            .collect();
+        let decide = async move {
+            let mut running = Vec::new();
+            for (id, sandbox) in others {
+                if let Ok(Some(usage)) = sandbox.send(ContainerUse).await {
+                    running.push((id, sandbox, usage));
+                }
+            }
+            if running.len() + pending < limit {
+                return Ok(());
+            }
+            running.sort_by_key(|(_, _, usage)| usage.last_used);
+            let mut over = running.len() + pending + 1 - limit;
+            for (id, sandbox, usage) in &running {
+                if over == 0 {
+                    break;
+                }
+                if usage.active == 0 && sandbox.send(StopIfIdle).await.unwrap_or(false) {
+                    log::info!(
+                        "session {id}: container stopped to make room for session {} (limits.containers = {limit})",
+                        msg.session_id
+                    );
+                    over -= 1;
+                }
+            }
+            if over == 0 {
+                Ok(())
+            } else {
+                Err(SandboxError::LimitReached { limit })
+            }
+        };
+        Box::pin(decide.into_actor(self).map(move |result, act, _| {
+            if let Some(n) = act.claiming.get_mut(&owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    act.claiming.remove(&owner);
+                }
+            }
+            result
+        }))
+    }
+}
+
+/// The server is shutting down: stop every live session and remove its
+/// container. Answers how many sets were stopped, once their containers
+/// are gone.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StopAll;
+
+impl Handler<StopAll> for SessionSupervisor {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
+        let sandboxes: Vec<(SessionId, Addr<SandboxActor>)> = ids
+            .into_iter()
+            .filter_map(|id| {
+                self.stop_set(&id, "The server is shutting down.")
+                    .map(|s| (id, s))
+            })
+            .collect();
+        let engine = self.engine.clone();
+        let instance_id = self.instance_id.clone();
+        Box::pin(async move {
+            let n = sandboxes.len();
+            let removals = sandboxes.into_iter().map(|(id, sandbox)| {
+                let engine = engine.clone();
+                let instance_id = instance_id.clone();
+                async move {
+                    let removed = match sandbox.send(RemoveContainer).await {
+                        Ok(r) => r,
+                        Err(_) => engine.remove_session_container(&instance_id, &id).await,
+                    };
+                    if let Err(e) = removed {
+                        log::warn!("session {id}: container not removed at shutdown: {e}");
+                    }
+                }
+            });
+            futures_util::future::join_all(removals).await;
+            n
         })
     }
 }

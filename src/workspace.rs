@@ -158,8 +158,28 @@ pub enum FileError {
     UploadInterrupted(String),
     #[error("IronClaw may not change `{0}`: the sandbox made it read-only. Change its permissions from the shell, or use another name.")]
     PermissionDenied(String),
+    /// The disk under the data directory is full: the server's problem,
+    /// not the session's quota.
+    #[error("The server's disk is full, so nothing could be saved. Tell whoever runs IronClaw; deleting files from this workspace will not help.")]
+    DiskFull,
     #[error("The workspace could not be accessed: {0}.")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for FileError {
+    /// A full disk (ENOSPC, EDQUOT) gets its own error; anything else is an
+    /// I/O error.
+    fn from(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(code)
+                if code == Errno::NOSPC.raw_os_error() || code == Errno::DQUOT.raw_os_error() =>
+            {
+                FileError::DiskFull
+            }
+            _ if e.kind() == io::ErrorKind::StorageFull => FileError::DiskFull,
+            _ => FileError::Io(e),
+        }
+    }
 }
 
 impl FileError {
@@ -177,6 +197,7 @@ impl FileError {
             FileError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             FileError::UploadInterrupted(_) => ErrorCode::UploadInterrupted,
             FileError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            FileError::DiskFull => ErrorCode::DiskFull,
             FileError::Io(_) => ErrorCode::IoError,
         }
     }
@@ -184,7 +205,7 @@ impl FileError {
 
 impl From<Errno> for FileError {
     fn from(e: Errno) -> Self {
-        FileError::Io(e.into())
+        FileError::from(io::Error::from(e))
     }
 }
 
@@ -577,18 +598,30 @@ impl Workspace {
         Ok(written)
     }
 
-    /// A write error, where "no space left" on a workspace that is its own
-    /// filesystem means the quota is reached (not the host's disk).
+    /// A write error. "No space left" on a workspace that is its own
+    /// filesystem is the quota when that filesystem holds the quota's worth;
+    /// below it, the image's backing disk (the host's) is full, which is
+    /// `disk_full`, not the person's quota.
     fn full_is_quota(&self, e: io::Error, limits: UploadLimits) -> FileError {
         let full = matches!(
             e.raw_os_error().map(Errno::from_raw_os_error),
             Some(Errno::NOSPC | Errno::DQUOT)
         );
+        if !full {
+            return FileError::Io(e);
+        }
         match limits.quota_bytes {
-            Some(quota) if full && crate::quota::is_mount_point(&self.root).unwrap_or(false) => {
-                FileError::QuotaExceeded { quota, used: quota }
+            Some(quota) if crate::quota::is_mount_point(&self.root).unwrap_or(false) => {
+                let used = rustix::fs::statvfs(&self.root)
+                    .map(|v| v.f_blocks.saturating_sub(v.f_bfree) * v.f_frsize)
+                    .unwrap_or(quota);
+                if used >= quota {
+                    FileError::QuotaExceeded { quota, used }
+                } else {
+                    FileError::DiskFull
+                }
             }
-            _ => FileError::Io(e),
+            _ => FileError::from(e),
         }
     }
 
@@ -723,7 +756,7 @@ impl Workspace {
     fn open_root(&self) -> Result<OwnedFd, FileError> {
         rustix::fs::openat(CWD, &self.root, dir_flags(), Mode::empty()).map_err(|e| match e {
             Errno::NOENT => FileError::NotFound(RelPath::root().to_string()),
-            e => FileError::Io(e.into()),
+            e => FileError::from(io::Error::from(e)),
         })
     }
 
@@ -873,7 +906,7 @@ fn classify(err: Errno, dir: BorrowedFd<'_>, name: &str, shown: &RelPath) -> Fil
         Errno::ISDIR => FileError::IsADirectory(shown),
         Errno::ACCESS | Errno::PERM | Errno::ROFS => FileError::PermissionDenied(shown),
         Errno::NAMETOOLONG => path_too_long(),
-        e => FileError::Io(e.into()),
+        e => FileError::from(io::Error::from(e)),
     }
 }
 

@@ -14,6 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
+use crate::db::queries::UserId;
 use crate::protocol::{ClientMessage, ErrorCode, ServerEvent, SessionId};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 
@@ -21,22 +22,62 @@ use crate::supervisor::{Join, Leave, SessionSupervisor};
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// A socket silent (no pong, no frame) this long is considered gone.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
-/// Frames the codec accepts before our own size check; larger than
-/// `server.max_frame_bytes` so an oversized message gets a polite `error`
-/// instead of a dropped connection.
-const CODEC_MAX_FRAME: usize = 64 * 1024 * 1024;
-
 /// Upgrade `req` to a WebSocket served by `socket`. The route has already
 /// authenticated the user and resolved the session, so a refused socket
-/// never opens.
+/// never opens. The codec's frame limit is `server.max_frame_bytes`
+/// itself: a larger frame is refused from its header, before any of it is
+/// buffered, and the socket closes with 1009 (message too big).
 pub fn start_socket(
     req: &HttpRequest,
     stream: web::Payload,
     socket: WsSession,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let limit = socket.max_frame_bytes;
     ws::WsResponseBuilder::new(socket, req, stream)
-        .frame_size(CODEC_MAX_FRAME)
+        .frame_size(limit)
         .start()
+}
+
+/// Open sockets per user, for `limits.sockets`. Shared by every worker.
+#[derive(Default)]
+pub struct SocketCounts {
+    open: std::sync::Mutex<std::collections::HashMap<i32, usize>>,
+}
+
+impl SocketCounts {
+    /// A permit for one more socket of `user`, or `None` at `limit`.
+    pub fn acquire(self: &std::sync::Arc<Self>, user: i32, limit: usize) -> Option<SocketPermit> {
+        let mut open = self.open.lock().ok()?;
+        let count = open.entry(user).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(SocketPermit {
+            counts: self.clone(),
+            user,
+        })
+    }
+}
+
+/// One open socket counted against its user; released when the socket's
+/// actor is dropped, however it ended.
+pub struct SocketPermit {
+    counts: std::sync::Arc<SocketCounts>,
+    user: i32,
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.counts.open.lock() {
+            if let Some(count) = open.get_mut(&self.user) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    open.remove(&self.user);
+                }
+            }
+        }
+    }
 }
 
 /// A serialised event for this socket. Serialised once by the agent and
@@ -58,6 +99,8 @@ pub struct WsSession {
     socket_id: u64,
     session_id: SessionId,
     username: String,
+    /// The logged-in user's id (the session's owner).
+    owner: UserId,
     supervisor: Addr<SessionSupervisor>,
     /// Set once the supervisor has answered `Join`.
     agent: Option<Addr<AgentActor>>,
@@ -70,12 +113,15 @@ pub struct WsSession {
     continuation: Option<Vec<u8>>,
     /// The continuation is over the limit; drop fragments until its end.
     skipping: bool,
+    /// Counts this socket against its user's `limits.sockets`.
+    _permit: Option<SocketPermit>,
 }
 
 impl WsSession {
     pub fn new(
         session_id: SessionId,
         username: String,
+        owner: UserId,
         supervisor: Addr<SessionSupervisor>,
         max_frame_bytes: usize,
         outbound_queue: usize,
@@ -85,6 +131,7 @@ impl WsSession {
             socket_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             session_id,
             username,
+            owner,
             supervisor,
             agent: None,
             early: Vec::new(),
@@ -93,7 +140,14 @@ impl WsSession {
             outbound_queue,
             continuation: None,
             skipping: false,
+            _permit: None,
         }
+    }
+
+    /// Count this socket against its user until it ends.
+    pub fn with_permit(mut self, permit: SocketPermit) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     fn send_event(ctx: &mut ws::WebsocketContext<Self>, event: &ServerEvent) {
@@ -102,13 +156,18 @@ impl WsSession {
         }
     }
 
-    fn too_large(&self, ctx: &mut ws::WebsocketContext<Self>, size: usize) {
+    /// Tell the client its message was over the limit (`size` when known).
+    fn too_large(&self, ctx: &mut ws::WebsocketContext<Self>, size: Option<usize>) {
+        let what = match size {
+            Some(size) => format!("That message is {size} bytes"),
+            None => "That message is too large".to_string(),
+        };
         Self::send_event(
             ctx,
             &ServerEvent::error(
                 ErrorCode::MessageTooLarge,
                 format!(
-                    "That message is {size} bytes; the limit is {} bytes. Shorten it, or upload it as a file.",
+                    "{what}; the limit is {} bytes. Shorten it, or upload it as a file.",
                     self.max_frame_bytes
                 ),
             ),
@@ -117,7 +176,7 @@ impl WsSession {
 
     fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, bytes: &[u8]) {
         if bytes.len() > self.max_frame_bytes {
-            self.too_large(ctx, bytes.len());
+            self.too_large(ctx, Some(bytes.len()));
             return;
         }
         let message = match serde_json::from_slice::<ClientMessage>(bytes) {
@@ -164,6 +223,7 @@ impl Actor for WsSession {
         });
         let join = Join {
             session_id: self.session_id.clone(),
+            owner: self.owner,
         };
         self.supervisor
             .send(join)
@@ -240,6 +300,17 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         self.last_seen = Instant::now();
         let msg = match msg {
             Ok(m) => m,
+            Err(ws::ProtocolError::Overflow) => {
+                // The codec refused a frame over `max_frame_bytes` from its
+                // header; the stream cannot be resynchronised after it.
+                self.too_large(ctx, None);
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some(ErrorCode::MessageTooLarge.to_string()),
+                }));
+                ctx.stop();
+                return;
+            }
             Err(e) => {
                 log::info!("websocket protocol error: {e}");
                 ctx.stop();
@@ -268,7 +339,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                         let size = buf.len();
                         self.continuation = None;
                         self.skipping = true;
-                        self.too_large(ctx, size);
+                        self.too_large(ctx, Some(size));
                     }
                 }
                 if last {

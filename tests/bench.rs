@@ -10,6 +10,16 @@
 //! - raw `docker exec <container> true` on the same container, p50/p99, for
 //!   comparison (includes the docker CLI's own start-up);
 //! - first streamed token: `user_message` to the first `assistant_delta`.
+//!
+//! And two floods (issue 10), reported as memory growth. The server runs
+//! in-process here (the `TestApp` harness), so the figure is the resident
+//! set of the whole test process (server, clients and fake model); the
+//! clients' own share is small next to what is measured:
+//!
+//! - 150 parallel failed logins at unknown names: RSS growth, and how many
+//!   argon2 checks actually ran;
+//! - 10 sockets each sending a frame at `server.max_frame_bytes` and then
+//!   one of 60 MiB (refused from its header): RSS growth.
 
 #[path = "it/fake_llm.rs"]
 mod fake_llm;
@@ -19,6 +29,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 use fake_llm::{FakeLlm, Reply};
 use ironclaw::config::ProviderKind;
@@ -138,6 +149,161 @@ async fn bench_exec_round_trip() {
         "first token (WS message -> first assistant_delta)",
         ms(percentile(&mut first_token, 0.5)),
         ms(percentile(&mut first_token, 0.99))
+    );
+    app.stop().await;
+}
+
+/// Resident set of this process, in MiB (Linux `/proc/self/status`).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_login_flood() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    // Warm up: the dummy hash and a connection or two.
+    let _ = app
+        .http()
+        .post(format!("{}/api/login", app.base))
+        .json(&json!({"username": "warmup", "password": "x"}))
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_mib();
+    let hashes_before = ironclaw::auth::password_checks();
+    let start = Instant::now();
+    let attempts = (0..150).map(|i| {
+        let http = app.http();
+        let url = format!("{}/api/login", app.base);
+        async move {
+            http.post(url)
+                .json(&json!({"username": format!("nobody{i}"), "password": "wrong password"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let took = start.elapsed();
+    let peak = rss_mib();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_mib();
+    let hashes = ironclaw::auth::password_checks() - hashes_before;
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    println!();
+    println!(
+        "150 parallel failed logins (unknown names, one address) in {}",
+        ms(took)
+    );
+    println!(
+        "  answers: {} x 401, {} x 429, {} x 503, {} other",
+        count(401),
+        count(429),
+        count(503),
+        150 - count(401) - count(429) - count(503)
+    );
+    println!("  argon2 checks that ran: {hashes}");
+    println!(
+        "  RSS (test process, server in-process): {before:.1} MiB before, {peak:.1} MiB right after (+{:.1}), {after:.1} MiB 2 s later (+{:.1})",
+        peak - before,
+        after - before
+    );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_max_size_frames() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    let max = 1024 * 1024; // server.max_frame_bytes default
+    let before = rss_mib();
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let mut req = format!("{}/ws?session={id}", app.ws_base)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("cookie", alice.cookie.parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        sockets.push(ws);
+    }
+    // A frame at the limit: accepted, answered `unknown_type`.
+    let at_limit = {
+        let head = r#"{"type":"bench","pad":""#;
+        let pad = "x".repeat(max - head.len() - 2);
+        format!("{head}{pad}\"}}")
+    };
+    let start = Instant::now();
+    let sends = sockets.iter_mut().map(|ws| {
+        let text = at_limit.clone();
+        async move {
+            use futures_util::SinkExt;
+            ws.send(Message::Text(text)).await.is_ok()
+        }
+    });
+    let sent = futures_util::future::join_all(sends).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_limit_rss = rss_mib();
+    // Then 60 MiB each: refused from the frame header, the socket closed.
+    // Written raw from one 64 KiB buffer (masked with a zero key), so the
+    // client holds no 60 MiB copies and the figure is the server's.
+    let mut huge_sent = Vec::new();
+    for ws in sockets.iter_mut() {
+        use tokio::io::AsyncWriteExt;
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+            panic!("plain TCP expected");
+        };
+        let len: u64 = 60 * 1024 * 1024;
+        let mut header = vec![0x81u8, 0x80 | 127];
+        header.extend_from_slice(&len.to_be_bytes());
+        header.extend_from_slice(&[0, 0, 0, 0]);
+        let chunk = vec![b'y'; 64 * 1024];
+        let mut written: u64 = 0;
+        let write = async {
+            let mut ok = tcp.write_all(&header).await.is_ok();
+            while ok && written < len {
+                ok = tcp.write_all(&chunk).await.is_ok();
+                written += chunk.len() as u64;
+            }
+            ok
+        };
+        // A server that stopped reading without closing would hold the
+        // write forever; that would show here as `false`.
+        let ok = tokio::time::timeout(Duration::from_secs(10), write)
+            .await
+            .unwrap_or(false);
+        huge_sent.push(ok);
+    }
+    let took = start.elapsed();
+    drop(sockets);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_mib();
+    println!();
+    println!(
+        "10 sockets x one {max}-byte frame ({} sent) then one 60 MiB frame ({} written out, read and dropped by the server) in {}",
+        sent.iter().filter(|s| **s).count(),
+        huge_sent.iter().filter(|s| **s).count(),
+        ms(took)
+    );
+    println!(
+        "  RSS (test process, server in-process; the 60 MiB frames are streamed from a 64 KiB buffer): {before:.1} MiB before, {at_limit_rss:.1} MiB after the max-size frames (+{:.1}), {after:.1} MiB after the 60 MiB ones and 2 s (+{:.1})",
+        at_limit_rss - before,
+        after - before
     );
     app.stop().await;
 }

@@ -455,10 +455,11 @@ impl Actor for AgentActor {
                 if !act.tabs.is_empty() {
                     let frame = act.session_frame();
                     act.tabs.broadcast(&frame);
-                    act.tabs.broadcast(&ServerEvent::History {
-                        session_id: act.session_id.clone(),
-                        events,
-                    });
+                    act.tabs.broadcast(&history_frame(
+                        act.session_id.clone(),
+                        &events,
+                        act.settings.server.history_events,
+                    ));
                 }
                 act.backlog.extend(effects);
                 act.carry_out(ctx);
@@ -502,10 +503,12 @@ impl Handler<Attach> for AgentActor {
     /// `ctx.wait`, so no live event can fall between the history and the
     /// registration.
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
-        let history = self.db.events(self.session_id.clone());
+        let history = self
+            .db
+            .latest_events(self.session_id.clone(), self.settings.server.history_events);
         ctx.wait(history.into_actor(self).map(move |res, act, _| {
-            let events = match res {
-                Ok(events) => events,
+            let page = match res {
+                Ok(page) => page,
                 Err(e) => {
                     log::error!("session {}: cannot load history: {e}", act.session_id);
                     msg.control.do_send(Disconnect {
@@ -520,7 +523,9 @@ impl Handler<Attach> for AgentActor {
                 act.session_frame(),
                 ServerEvent::History {
                     session_id: act.session_id.clone(),
-                    events,
+                    events: page.events,
+                    more: page.more,
+                    before: page.before,
                 },
             ];
             // A reply being streamed right now: catch the tab up.
@@ -673,6 +678,20 @@ impl Handler<InjectFailure> for AgentActor {
     fn handle(&mut self, _: InjectFailure, ctx: &mut Context<Self>) {
         log::error!("session {}: injected failure", self.session_id);
         ctx.stop();
+    }
+}
+
+/// The `history` frame for tabs that stayed attached across a restart: the
+/// latest `limit` of the events just loaded. Without sequence numbers at
+/// hand it offers no cursor; the page can page back from its own oldest
+/// event after a reload.
+fn history_frame(session_id: SessionId, events: &[ServerEvent], limit: usize) -> ServerEvent {
+    let start = events.len().saturating_sub(limit);
+    ServerEvent::History {
+        session_id,
+        events: events[start..].to_vec(),
+        more: start > 0,
+        before: None,
     }
 }
 
@@ -882,7 +901,11 @@ mod tests {
         );
         // Everything but the deltas and the live output is in the database,
         // in the order the tab saw it.
-        let stored = db.events(session.id.clone()).await.unwrap();
+        let sid = session.id.clone();
+        let stored = db
+            .run(move |c| queries::list_events(c, &sid))
+            .await
+            .unwrap();
         let stored: Vec<&str> = stored.iter().map(ServerEvent::kind).collect();
         assert_eq!(
             stored,

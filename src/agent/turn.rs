@@ -183,6 +183,11 @@ pub const DENIED: &str = "The person denied this command, so it was not run. Do 
 pub const TIMED_OUT: &str =
     "The person did not answer the approval request in time, so the command was not run.";
 
+/// Messages that may wait behind the running turn. Each can be up to
+/// `server.max_frame_bytes`; a person rarely queues more than a few, and a
+/// turn stuck on an approval must not let a client pile up memory.
+pub const MAX_QUEUED_MESSAGES: usize = 20;
+
 /// A session's conversation loop.
 #[derive(Debug)]
 pub struct TurnMachine {
@@ -315,6 +320,15 @@ impl TurnMachine {
     fn on_user_message(&mut self, text: String) {
         let text = text.trim().to_string();
         if text.is_empty() {
+            return;
+        }
+        if self.turn.is_some() && self.queue.len() >= MAX_QUEUED_MESSAGES {
+            self.out.push(Effect::Send(ServerEvent::error(
+                ErrorCode::QueueFull,
+                format!(
+                    "{MAX_QUEUED_MESSAGES} messages already wait for the running turn, so this one was not taken. Wait for the turn to finish, or cancel it."
+                ),
+            )));
             return;
         }
         self.queue.push_back(text);
@@ -1364,6 +1378,28 @@ mod tests {
                 "user_message"
             ]
         );
+    }
+
+    #[test]
+    fn the_queue_behind_a_turn_is_bounded_and_says_so_when_full() {
+        let mut h = Harness::new();
+        let r1 = h.say("first");
+        for i in 0..MAX_QUEUED_MESSAGES {
+            assert!(h.step(Input::UserMessage(format!("m{i}"))).is_empty());
+        }
+        let refused = h.step(Input::UserMessage("one too many".into()));
+        assert!(
+            matches!(refused.as_slice(), [Effect::Send(ServerEvent::Error { code, .. })] if *code == ErrorCode::QueueFull),
+            "{refused:?}"
+        );
+        // Nothing was stored for it; the queued ones still run in order.
+        let effects = h.reply(r1, "One.", vec![]);
+        let sent = messages_of(&effects);
+        assert!(matches!(sent.last(), Some(ChatMessage::User(t)) if t == "m0"));
+        assert!(!h
+            .events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::UserMessage { text, .. } if text == "one too many")));
     }
 
     #[test]

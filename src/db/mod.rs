@@ -206,12 +206,17 @@ impl Db {
         async move { db.run(move |c| journal::load(c, &session_id)).await }
     }
 
-    /// The session's event log, for a tab that attaches.
-    pub fn events(
+    /// The latest `limit` events of the session's log, for a tab that
+    /// attaches.
+    pub fn latest_events(
         &self,
         session_id: SessionId,
-    ) -> impl Future<Output = Result<Vec<crate::protocol::ServerEvent>, DbError>> + 'static {
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::protocol::EventPage, DbError>> + 'static {
         let db = self.clone();
-        async move { db.run(move |c| queries::list_events(c, &session_id)).await }
+        async move {
+            db.run(move |c| queries::events_page(c, &session_id, None, limit))
+                .await
+        }
     }
 }

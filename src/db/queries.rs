@@ -381,6 +381,56 @@ pub fn list_events(
         .collect())
 }
 
+/// Up to `limit` stored events of a session that come before event
+/// `before` (or the latest ones), oldest first: the bounded `history` and
+/// the REST pages behind it. Reads one row more than it returns, to know
+/// whether older ones exist.
+pub fn events_page(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<crate::protocol::EventPage, DbError> {
+    let mut query = events::table
+        .filter(events::session_id.eq(session_id))
+        .order(events::id.desc())
+        .select((events::id, events::payload))
+        .limit(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+        .into_boxed();
+    if let Some(before) = before {
+        let before = i32::try_from(before).unwrap_or(i32::MAX);
+        query = query.filter(events::id.lt(before));
+    }
+    let mut rows: Vec<(i32, String)> = query.load(conn)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    rows.reverse();
+    let first = rows.first().map(|(id, _)| i64::from(*id));
+    let events = rows
+        .into_iter()
+        .filter_map(|(_, p)| match serde_json::from_str(&p) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                log::warn!("skipping unreadable stored event in session {session_id}: {e}");
+                None
+            }
+        })
+        .collect();
+    Ok(crate::protocol::EventPage {
+        events,
+        more,
+        before: first,
+    })
+}
+
+/// How many sessions a user has (for `limits.sessions`).
+pub fn count_sessions(conn: &mut SqliteConnection, user: UserId) -> Result<i64, DbError> {
+    Ok(chat_sessions::table
+        .filter(chat_sessions::user_id.eq(user.0))
+        .count()
+        .get_result(conn)?)
+}
+
 // ------------------------------------------------------------- tool calls
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

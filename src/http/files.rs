@@ -56,7 +56,12 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<Option<u64>, Api
 }
 
 /// Tell the live session (starting it if needed) that files arrived.
-async fn announce(state: &AppState, session_id: &SessionId, paths: Vec<String>) {
+async fn announce(
+    state: &AppState,
+    owner: crate::db::queries::UserId,
+    session_id: &SessionId,
+    paths: Vec<String>,
+) {
     if paths.is_empty() {
         return;
     }
@@ -64,6 +69,7 @@ async fn announce(state: &AppState, session_id: &SessionId, paths: Vec<String>) 
         .supervisor
         .send(Lookup {
             session_id: session_id.clone(),
+            owner,
         })
         .await
     {
@@ -179,7 +185,13 @@ async fn put(
     let size = ws.write_stream_sized(&path, body, limits, declared).await?;
     let entry = uploaded_entry(&ws, &path).await?;
     log::info!("session {session_id}: uploaded {path} ({size} bytes)");
-    announce(&state, &session_id, vec![path.as_str().to_string()]).await;
+    announce(
+        &state,
+        user.0.user_id(),
+        &session_id,
+        vec![path.as_str().to_string()],
+    )
+    .await;
     Ok(HttpResponse::Created().json(entry))
 }
 
@@ -220,6 +232,7 @@ async fn multipart(
         log::info!("session {session_id}: uploaded {} file(s)", uploaded.len());
         announce(
             &state,
+            user.0.user_id(),
             &session_id,
             uploaded.iter().map(|e| e.path.clone()).collect(),
         )

@@ -4,6 +4,7 @@
 //! the audit trail are in [`files`].
 
 pub mod files;
+pub mod origin;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,23 +21,24 @@ use crate::config::Settings;
 use crate::db::queries::{self, User};
 use crate::db::{Db, DbError};
 use crate::protocol::{
-    ErrorBody, ErrorCode, ErrorDetail, Health, LoginRequest, Me, ModelList, SessionDetail,
-    SessionSummary, UpdateSession,
+    ErrorBody, ErrorCode, ErrorDetail, Health, HealthStatus, LoginRequest, Me, ModelList,
+    SessionDetail, SessionSummary, UpdateSession,
 };
 use crate::supervisor::{EndSession, EngineStatus, Live, SessionSupervisor};
 use crate::workspace::FileError;
-use crate::ws::{self, WsSession};
+use crate::ws::{self, SocketCounts, WsSession};
 
 /// Everything a route needs, shared by all workers.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub supervisor: Addr<SessionSupervisor>,
-    /// Failed logins per username.
-    pub user_limiter: LoginLimiter,
-    /// Failed logins per client address, looser: one address may serve
-    /// several people.
-    pub ip_limiter: LoginLimiter,
+    /// Login attempts per (user, address), address and user.
+    pub login_limiter: LoginLimiter,
+    /// Password checks allowed at once ([`auth::MAX_CONCURRENT_HASHES`]).
+    pub login_slots: tokio::sync::Semaphore,
+    /// Open WebSockets per user, for `limits.sockets`.
+    pub sockets: Arc<SocketCounts>,
     pub http: reqwest::Client,
 }
 
@@ -65,6 +67,19 @@ pub enum ApiError {
     /// A workspace file operation failed; its own code reaches the wire.
     #[error("{0}")]
     File(#[from] FileError),
+    #[error("Too many logins are being checked right now; try again in a moment.")]
+    LoginBusy,
+    /// A cross-site or unknown-host request; the detail goes to the log.
+    #[error("This request came from another site or an unexpected address, so IronClaw refused it. Open IronClaw from its own address, or add that origin to server.allowed_origins.")]
+    OriginRefused,
+    #[error(
+        "This route takes a JSON body (Content-Type: application/json) or a multipart upload."
+    )]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    LimitReached(String),
+    #[error("{0}")]
+    ModelNotAllowed(String),
     #[error("Internal error; the server log has details.")]
     Internal(String),
 }
@@ -84,6 +99,11 @@ impl ApiError {
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::File(e) => e.code(),
+            ApiError::LoginBusy => ErrorCode::LoginBusy,
+            ApiError::OriginRefused => ErrorCode::OriginRefused,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::LimitReached(_) => ErrorCode::LimitReached,
+            ApiError::ModelNotAllowed(_) => ErrorCode::ModelNotAllowed,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -109,8 +129,14 @@ impl ResponseError for ApiError {
             log::error!("internal error: {detail}");
         }
         let mut resp = HttpResponse::build(self.status_code());
-        if let ApiError::TooManyAttempts(secs) = self {
-            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+        match self {
+            ApiError::TooManyAttempts(secs) => {
+                resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::LoginBusy => {
+                resp.insert_header((header::RETRY_AFTER, LOGIN_BUSY_RETRY_SECS.to_string()));
+            }
+            _ => {}
         }
         resp.json(ErrorBody {
             error: ErrorDetail {
@@ -169,9 +195,16 @@ impl FromRequest for AuthUser {
 
 fn client_key(req: &HttpRequest) -> String {
     req.peer_addr()
-        .map(|a| format!("ip:{}", a.ip()))
-        .unwrap_or_else(|| "ip:unknown".into())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
+
+/// Seconds a login refused for lack of a hashing slot is told to wait.
+const LOGIN_BUSY_RETRY_SECS: u64 = 1;
+
+/// Bytes of a login body: a username and password, far below the JSON
+/// limit of other routes, so a huge body is refused before it is parsed.
+pub const LOGIN_BODY_LIMIT: usize = 8 * 1024;
 
 async fn login(
     state: web::Data<AppState>,
@@ -179,15 +212,25 @@ async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
-    let user_key = format!("user:{username}");
-    let ip_key = client_key(&req);
-    if let Some(wait) = state
-        .user_limiter
-        .blocked_for(&user_key)
-        .or_else(|| state.ip_limiter.blocked_for(&ip_key))
-    {
-        return Err(ApiError::TooManyAttempts(wait));
+    // Lengths first: nothing below (limiter keys, logs, argon2) sees an
+    // oversized value.
+    if username.len() > auth::MAX_USERNAME_BYTES || password.len() > auth::MAX_PASSWORD_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "A username is at most {} bytes and a password at most {} bytes.",
+            auth::MAX_USERNAME_BYTES,
+            auth::MAX_PASSWORD_BYTES
+        )));
     }
+    let address = client_key(&req);
+    // Counted before hashing, so parallel guesses cannot all get through.
+    let attempt = state
+        .login_limiter
+        .begin(&username, &address)
+        .map_err(|auth::Wait(secs)| ApiError::TooManyAttempts(secs))?;
+    let Ok(_slot) = state.login_slots.try_acquire() else {
+        state.login_limiter.withdraw(attempt);
+        return Err(ApiError::LoginBusy);
+    };
     let name = username.clone();
     let user = state.db.run(move |c| queries::find_user(c, &name)).await?;
     let stored = user
@@ -199,12 +242,13 @@ async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| ok) else {
-        log::info!("failed login for {username:?}");
-        state.user_limiter.record_failure(&user_key);
-        state.ip_limiter.record_failure(&ip_key);
+        log::info!(
+            "failed login for {:?} from {address}",
+            auth::clip_for_log(&username, auth::MAX_USERNAME_BYTES)
+        );
         return Err(ApiError::BadCredentials);
     };
-    state.user_limiter.clear(&user_key);
+    state.login_limiter.succeeded(attempt);
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
     let ttl = chrono::Duration::hours(state.settings.server.login_ttl_hours as i64);
@@ -271,10 +315,21 @@ async fn update_me(
 
 // ------------------------------------------------------------------ health
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// Without a login: `{status}` only, and no provider or Docker query (an
+/// unauthenticated caller must not make the server do work or learn its
+/// set-up). Logged in: the details.
+async fn health(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if AuthUser::extract(&req).await.is_err() {
+        return HttpResponse::Ok().json(HealthStatus {
+            status: "ok".to_string(),
+        });
+    }
     let database = match state.db.run(queries::count_users).await {
         Ok(_) => "ok".to_string(),
-        Err(e) => format!("error: {e}"),
+        Err(e) => {
+            log::warn!("health: database: {e}");
+            "error: the database does not answer; the server's log has details".to_string()
+        }
     };
     let provider = crate::provider::health(&state.http, &state.settings.provider).await;
     let docker = match state.supervisor.send(EngineStatus).await {
@@ -325,14 +380,60 @@ async fn create_session(
     body: Option<web::Json<crate::protocol::CreateSession>>,
 ) -> Result<HttpResponse, ApiError> {
     let title = body.and_then(|b| b.into_inner().title);
+    if let Some(t) = &title {
+        check_title(t)?;
+    }
     let uid = user.0.user_id();
     let mode = user.0.default_mode();
     let model = state.settings.provider.model.clone();
+    let limit = state.settings.limits.sessions;
     let row = state
         .db
-        .run(move |c| queries::create_session(c, uid, title.as_deref(), &model, mode))
-        .await?;
+        .run(move |c| {
+            if queries::count_sessions(c, uid)? >= limit as i64 {
+                return Ok(None);
+            }
+            queries::create_session(c, uid, title.as_deref(), &model, mode).map(Some)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::LimitReached(format!(
+                "You have {limit} sessions, the most one person may keep (limits.sessions). Delete one first."
+            ))
+        })?;
     Ok(HttpResponse::Created().json(row.summary()))
+}
+
+/// Longest session title, in characters: a sidebar line, not a document.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+fn check_title(title: &str) -> Result<(), ApiError> {
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "A session title is at most {MAX_TITLE_CHARS} characters."
+        )));
+    }
+    Ok(())
+}
+
+/// A session may use a model the provider lists (Ollama's `:latest`
+/// matching) or one on `provider.models`; anything else is refused before
+/// it is stored.
+async fn check_model(state: &AppState, model: &str) -> Result<(), ApiError> {
+    let settings = &state.settings.provider;
+    if model == settings.model || settings.models.iter().any(|m| m == model) {
+        return Ok(());
+    }
+    let shown = auth::clip_for_log(model, auth::MAX_USERNAME_BYTES);
+    match crate::provider::list_models(&state.http, settings).await {
+        Ok(offered) if crate::provider::resolve_model(model, &offered).is_some() => Ok(()),
+        Ok(_) => Err(ApiError::ModelNotAllowed(format!(
+            "The model server does not offer `{shown}`, and it is not on provider.models. Pick one from the list."
+        ))),
+        Err(e) => Err(ApiError::ModelNotAllowed(format!(
+            "`{shown}` is not on provider.models, and the model server could not be asked ({e})."
+        ))),
+    }
 }
 
 /// The session if `user` owns it, else 404.
@@ -364,6 +465,36 @@ async fn get_session(
     }))
 }
 
+/// Most events one page may ask for.
+const MAX_EVENT_PAGE: usize = 1000;
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// Older events than `history` carried, a page at a time, oldest first.
+async fn session_events(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let session = owned_session(&state, &user.0, &path).await?;
+    let limit = query
+        .limit
+        .unwrap_or(state.settings.server.history_events)
+        .clamp(1, MAX_EVENT_PAGE);
+    let before = query.before;
+    let id = session.id.clone();
+    let page = state
+        .db
+        .run(move |c| queries::events_page(c, &id, before, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
 async fn update_session(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -378,8 +509,14 @@ async fn update_session(
             "A session title cannot be empty.".into(),
         ));
     }
+    if let Some(t) = &title {
+        check_title(t)?;
+    }
     if body.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
         return Err(ApiError::BadRequest("A model name cannot be empty.".into()));
+    }
+    if let Some(m) = &body.model {
+        check_model(&state, m.trim()).await?;
     }
     let changes = queries::SessionChanges {
         title,
@@ -464,6 +601,15 @@ async fn websocket(
 ) -> Result<HttpResponse, actix_web::Error> {
     // Refuse before upgrading: an unauthenticated socket never opens.
     let user = AuthUser::extract(&req).await?.0;
+    let limit = state.settings.limits.sockets;
+    let permit = state
+        .sockets
+        .acquire(user.user_id().0, limit)
+        .ok_or_else(|| {
+            ApiError::LimitReached(format!(
+                "You have {limit} connections open, the most one person may (limits.sockets). Close a tab or another client first."
+            ))
+        })?;
     let session = match &query.session {
         Some(id) => owned_session(&state, &user, id).await?,
         None => {
@@ -484,11 +630,13 @@ async fn websocket(
     };
     let actor = WsSession::new(
         session.id,
-        user.username,
+        user.username.clone(),
+        user.user_id(),
         state.supervisor.clone(),
         state.settings.server.max_frame_bytes,
         state.settings.server.outbound_queue,
-    );
+    )
+    .with_permit(permit);
     ws::start_socket(&req, stream, actor)
 }
 
@@ -550,7 +698,11 @@ async fn api_not_found() -> Result<HttpResponse, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         files::routes(web::scope("/api"))
-            .route("/login", web::post().to(login))
+            .service(
+                web::resource("/login")
+                    .app_data(json_config(LOGIN_BODY_LIMIT))
+                    .route(web::post().to(login)),
+            )
             .route("/logout", web::post().to(logout))
             .route("/me", web::get().to(me))
             .route("/me", web::patch().to(update_me))
@@ -561,6 +713,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/sessions/{id}", web::get().to(get_session))
             .route("/sessions/{id}", web::patch().to(update_session))
             .route("/sessions/{id}", web::delete().to(delete_session))
+            .route("/sessions/{id}/events", web::get().to(session_events))
             .default_service(web::to(api_not_found)),
     )
     .route("/ws", web::get().to(websocket))

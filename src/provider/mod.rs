@@ -378,11 +378,11 @@ fn unreachable(settings: &ProviderSettings, err: &reqwest::Error) -> ProviderErr
     } else if err.is_connect() {
         "connection refused".to_string()
     } else {
-        err.to_string()
+        crate::config::redact_credentials(&err.to_string())
     };
     ProviderError::Unreachable {
         kind: kind_name(settings.kind).to_string(),
-        url: settings.resolved_base_url(),
+        url: settings.shown_base_url(),
         detail,
         hint: unreachable_hint(settings),
     }
@@ -669,7 +669,10 @@ async fn open_stream(
             Ok(resp) => resp,
             Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(settings, &e)),
             Err(e) => {
-                log::warn!("provider closed the connection before answering: {e}");
+                log::warn!(
+                    "provider closed the connection before answering: {}",
+                    crate::config::redact_credentials(&e.to_string())
+                );
                 return Err(ProviderError::StreamCut);
             }
         };
@@ -955,11 +958,15 @@ async fn run_stream(
                     }
                 },
                 Err(eventsource_stream::EventStreamError::Utf8(e)) => {
-                    failure = Some(ProviderError::Decode(e.to_string()));
+                    failure = Some(ProviderError::Decode(crate::config::redact_credentials(
+                        &e.to_string(),
+                    )));
                     break;
                 }
                 Err(eventsource_stream::EventStreamError::Parser(e)) => {
-                    failure = Some(ProviderError::Decode(e.to_string()));
+                    failure = Some(ProviderError::Decode(crate::config::redact_credentials(
+                        &e.to_string(),
+                    )));
                     break;
                 }
                 Err(eventsource_stream::EventStreamError::Transport(_)) => {
@@ -1022,13 +1029,16 @@ pub async fn list_models(
     if !resp.status().is_success() {
         return Err(ProviderError::Http {
             status,
-            detail: format!("listing models at {url} failed"),
+            detail: format!(
+                "listing models at {} failed",
+                crate::config::redact_credentials(&url)
+            ),
         });
     }
     let v: Value = resp
         .json()
         .await
-        .map_err(|e| ProviderError::Decode(e.to_string()))?;
+        .map_err(|e| ProviderError::Decode(crate::config::redact_credentials(&e.to_string())))?;
     Ok(v.get(key)
         .and_then(Value::as_array)
         .into_iter()
@@ -1075,7 +1085,7 @@ async fn anthropic_knows(
 pub async fn health(client: &reqwest::Client, settings: &ProviderSettings) -> ProviderHealth {
     let mut h = ProviderHealth {
         kind: settings.kind.as_str().to_string(),
-        url: settings.resolved_base_url(),
+        url: settings.shown_base_url(),
         reachable: false,
         model: settings.model.clone(),
         model_available: false,
@@ -1175,9 +1185,11 @@ pub async fn tool_support(
                 return ToolSupport::Unknown(format!("the model `{model}` is not on the server"));
             }
             if !resp.status().is_success() {
+                let url = crate::config::redact_credentials(&url);
                 return ToolSupport::Unknown(format!("{url} answered HTTP {status}"));
             }
             let Ok(info) = resp.json::<Value>().await else {
+                let url = crate::config::redact_credentials(&url);
                 return ToolSupport::Unknown(format!("{url} did not answer JSON"));
             };
             match info.get("capabilities").and_then(Value::as_array) {

@@ -302,9 +302,12 @@ pub async fn prepare_workspace(volume: &WorkspaceVolume) -> Result<PathBuf, Sand
     let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, SandboxError> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let path = volume.root().to_path_buf();
-        let io = |source| SandboxError::Workspace {
-            path: path.clone(),
-            source,
+        let io = |source: std::io::Error| {
+            log::warn!("workspace {} cannot be used: {source}", path.display());
+            SandboxError::Workspace {
+                path: path.clone(),
+                source,
+            }
         };
         volume.prepare().map_err(io)?;
         let abs = std::fs::canonicalize(&path).map_err(io)?;

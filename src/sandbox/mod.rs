@@ -113,6 +113,37 @@ pub struct CancelExec {
     pub call_id: CallId,
 }
 
+/// Sent by a sandbox to its supervisor before it starts its container:
+/// answers once there is room under the owner's `limits.containers`
+/// (the owner's oldest idle container stopped if need be), or
+/// [`SandboxError::LimitReached`] when every one of them is busy.
+#[derive(Message)]
+#[rtype(result = "Result<(), SandboxError>")]
+pub struct ClaimContainer {
+    pub session_id: crate::protocol::SessionId,
+}
+
+/// Whether this sandbox's container is running, and how busy: `None` when
+/// it is surely stopped.
+#[derive(Message)]
+#[rtype(result = "Option<ContainerUsage>")]
+pub struct ContainerUse;
+
+/// A running container's use, to pick the oldest idle one.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerUsage {
+    /// Execs running in it now.
+    pub active: usize,
+    /// When an exec last started or ended.
+    pub last_used: Instant,
+}
+
+/// Stop the container now if no exec runs in it (the next exec starts it
+/// again); answers whether it is stopped.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct StopIfIdle;
+
 /// Remove the container (session deleted). Also stops the actor afterwards.
 #[derive(Message)]
 #[rtype(result = "Result<(), SandboxError>")]
@@ -135,9 +166,10 @@ pub enum SandboxError {
         "The program is {size} bytes, more than the sandbox accepts ({limit} bytes). Write the data to a file in the workspace and run a shorter program that reads it."
     )]
     CodeTooLarge { size: usize, limit: usize },
+    /// The host path is kept for the server's log only: what reaches the
+    /// page names no host path.
     #[error(
-        "The session workspace {} cannot be used ({source}). Check that the data directory exists and IronClaw may write to it.",
-        path.display()
+        "The session workspace cannot be used ({source}). Check that the data directory exists and IronClaw may write to it; the server's log names the folder."
     )]
     Workspace {
         path: PathBuf,
@@ -154,6 +186,8 @@ pub enum SandboxError {
     Container { name: String, detail: String },
     #[error("The command could not be run in the sandbox ({detail}). Try again; if it keeps failing, check the Docker engine.")]
     ExecFailed { detail: String },
+    #[error("You already have {limit} sandbox containers running (limits.containers) and none of them is idle. Wait for a command in another session to finish, or delete a session you no longer need.")]
+    LimitReached { limit: usize },
 }
 
 impl SandboxError {
@@ -167,6 +201,7 @@ impl SandboxError {
             SandboxError::NameConflict { .. } => crate::protocol::ErrorCode::ContainerConflict,
             SandboxError::Container { .. } => crate::protocol::ErrorCode::ContainerFailed,
             SandboxError::ExecFailed { .. } => crate::protocol::ErrorCode::ExecFailed,
+            SandboxError::LimitReached { .. } => crate::protocol::ErrorCode::LimitReached,
         }
     }
 }
@@ -202,6 +237,10 @@ pub struct SandboxActor {
     idle_limit: Duration,
     /// An idle stop is under way; don't start a second.
     idle_stop_pending: bool,
+    /// Where to ask for room before starting the container (the
+    /// supervisor, for `limits.containers`); `None` runs unlimited.
+    claims: Option<Recipient<ClaimContainer>>,
+    session_id: crate::protocol::SessionId,
 }
 
 impl SandboxActor {
@@ -217,6 +256,7 @@ impl SandboxActor {
         notices: Recipient<SandboxNotice>,
     ) -> Self {
         let idle_limit = Duration::from_secs(settings.idle_stop_secs);
+        let id = crate::protocol::SessionId::from(session_id.as_str());
         let container = Container::new(
             engine.into(),
             settings,
@@ -235,7 +275,15 @@ impl SandboxActor {
             next_run: 0,
             idle_limit,
             idle_stop_pending: false,
+            claims: None,
+            session_id: id,
         }
+    }
+
+    /// Ask `claims` for room before each container start.
+    pub fn with_claims(mut self, claims: Recipient<ClaimContainer>) -> Self {
+        self.claims = Some(claims);
+        self
     }
 
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
@@ -293,10 +341,25 @@ impl Handler<Exec> for SandboxActor {
         let cancel = Rc::new(CancelSignal::default());
         self.runs.insert(run, (msg.call_id.clone(), cancel.clone()));
         let shared = self.shared.clone();
+        let claim = match &self.claims {
+            Some(claims) if shared.container.surely_stopped() => {
+                Some(claims.send(ClaimContainer {
+                    session_id: self.session_id.clone(),
+                }))
+            }
+            _ => None,
+        };
         shared.active.set(shared.active.get() + 1);
         shared.last_used.set(Instant::now());
         Box::pin(
             async move {
+                if let Some(claim) = claim {
+                    // A supervisor that is gone (shutting down) is no
+                    // reason to refuse; its answer is.
+                    if let Ok(Err(e)) = claim.await {
+                        return Err(e);
+                    }
+                }
                 let outcome = exec::run(&shared.container, msg, &cancel).await;
                 clear_setid_bits(&shared.container.workspace).await;
                 outcome
@@ -324,6 +387,40 @@ impl Handler<CancelExec> for SandboxActor {
                 signal.cancel();
             }
         }
+    }
+}
+
+impl Handler<ContainerUse> for SandboxActor {
+    type Result = Option<ContainerUsage>;
+
+    fn handle(&mut self, _: ContainerUse, _: &mut Self::Context) -> Self::Result {
+        if self.shared.container.surely_stopped() {
+            return None;
+        }
+        Some(ContainerUsage {
+            active: self.shared.active.get(),
+            last_used: self.shared.last_used.get(),
+        })
+    }
+}
+
+impl Handler<StopIfIdle> for SandboxActor {
+    type Result = ResponseActFuture<Self, bool>;
+
+    /// Stops under the container's lifecycle lock, re-checking that no
+    /// exec started meanwhile.
+    fn handle(&mut self, _: StopIfIdle, _: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(
+            async move {
+                shared
+                    .container
+                    .stop_idle(Duration::ZERO, || shared.active.get() == 0)
+                    .await;
+                shared.container.surely_stopped()
+            }
+            .into_actor(self),
+        )
     }
 }
 

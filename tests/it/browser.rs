@@ -349,3 +349,60 @@ async fn a_person_uploads_a_file_and_approves_a_risky_command_in_the_page() {
     browser.screenshot("after-approval").await;
     app.stop().await;
 }
+
+/// Serve `html` to every request on a fresh loopback port, from a thread;
+/// answers the page's URL.
+fn serve_page(html: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    url
+}
+
+#[actix_rt::test]
+async fn a_page_on_another_port_gets_nothing_from_the_socket() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    // Logged in: the browser holds the Strict cookie, which a page on
+    // another port of the same host (same site) would send along.
+    browser.login(&app.base, "alice").await;
+    let page = serve_page(format!(
+        r#"<!doctype html><title>other</title><script>
+window.got = []; window.ended = false;
+var ws = new WebSocket("{}/ws");
+ws.onmessage = function (e) {{ try {{ window.got.push(JSON.parse(e.data).type); }} catch (x) {{}} }};
+ws.onclose = function () {{ window.ended = true; }};
+ws.onerror = function () {{ window.ended = true; }};
+</script>"#,
+        app.ws_base
+    ));
+    browser.goto(&page).await;
+    browser
+        .wait_until("window.ended || (window.got && window.got.length > 0)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = browser.script("return window.got;").await;
+    assert!(
+        !got.as_array().unwrap().iter().any(|t| t == "session"),
+        "the foreign page received: {got}"
+    );
+    // The page's own origin still connects.
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.wait_for("#composer").await;
+    app.stop().await;
+}

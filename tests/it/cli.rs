@@ -10,7 +10,7 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ironclaw");
 
-fn ironclaw(data: &std::path::Path) -> Command {
+pub(crate) fn ironclaw(data: &std::path::Path) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(data)
         .env("IRONCLAW_DATA__DIR", data.join("data"))
@@ -43,7 +43,7 @@ fn user_cmd(data: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String
     (out.status.success(), text)
 }
 
-async fn login(base: &str, user: &str, password: &str) -> u16 {
+pub(crate) async fn login(base: &str, user: &str, password: &str) -> u16 {
     reqwest::Client::new()
         .post(format!("{base}/api/login"))
         .json(&json!({"username": user, "password": password}))
@@ -57,11 +57,31 @@ async fn login(base: &str, user: &str, password: &str) -> u16 {
 /// Start `ironclaw serve` and read its output until it says where it
 /// listens; returns the process, the URL and everything it logged.
 fn serve(data: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
-    let mut child = ironclaw(data)
+    let (child, url, lines, _) = serve_with(data, &[]);
+    (child, url, lines)
+}
+
+/// `serve` with extra environment; also answers the rest of its output,
+/// line by line.
+pub(crate) fn serve_with(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut command = ironclaw(data);
+    command
         .arg("serve")
         .env("IRONCLAW_SERVER__PORT", "0")
         // Nothing listens here: the model server is unreachable.
-        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9")
+        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -92,7 +112,7 @@ fn serve(data: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
         };
         lines.push(line.clone());
         if let Some(url) = line.strip_prefix("IronClaw is running: open ") {
-            return (child, url.trim().to_string(), lines);
+            return (child, url.trim().to_string(), lines, rx);
         }
     }
 }
@@ -112,9 +132,25 @@ async fn first_start_creates_admin_and_explains_an_unreachable_model_server() {
         log.contains("not reachable") && log.contains("ollama serve"),
         "{log}"
     );
-    assert_eq!(login(&url, "admin", &password).await, 200);
     assert_eq!(login(&url, "admin", "wrong password").await, 401);
-    let health: serde_json::Value = reqwest::get(format!("{url}/api/health"))
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let health: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/api/health"))
+        .header("cookie", cookie)
+        .send()
         .await
         .unwrap()
         .json()
@@ -171,4 +207,228 @@ async fn user_add_list_passwd_remove() {
     assert!(!ok && out.contains("no user"), "{out}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The admin password a first start printed.
+pub(crate) fn admin_password(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.split("created user `admin` with password `").nth(1))
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no admin password in the log:\n{}", lines.join("\n")))
+        .to_string()
+}
+
+/// Log in and answer the `name=value` cookie pair.
+pub(crate) async fn login_cookie(base: &str, user: &str, password: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Lines the process writes within `wait`.
+fn lines_within(rx: &std::sync::mpsc::Receiver<String>, wait: Duration) -> Vec<String> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        out.push(l);
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn credentials_in_the_provider_url_and_huge_usernames_stay_out_of_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_with_key = "http://ironclaw:hunter2-secret@127.0.0.1:9";
+    let (mut child, url, lines, rx) = serve_with(
+        dir.path(),
+        &[
+            ("IRONCLAW_PROVIDER__BASE_URL", url_with_key),
+            (
+                "IRONCLAW_SERVER__ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+        ],
+    );
+    let log = lines.join("\n");
+    assert!(log.contains("not reachable"), "{log}");
+    assert!(!log.contains("hunter2"), "start-up log: {log}");
+    // server.allowed_origins from the environment, as a comma-separated list.
+    for (origin, want) in [
+        ("https://b.example", 204),
+        ("https://a.example", 204),
+        ("https://c.example", 403),
+    ] {
+        let host = origin.trim_start_matches("https://");
+        let status = reqwest::Client::new()
+            .post(format!("{url}/api/logout"))
+            .header("origin", origin)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, want, "{origin}");
+    }
+    let password = admin_password(&lines);
+    let cookie = login_cookie(&url, "admin", &password).await;
+    let health = reqwest::Client::new()
+        .get(format!("{url}/api/health"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(health.contains("***@127.0.0.1:9"), "{health}");
+    assert!(!health.contains("hunter2"), "{health}");
+
+    // A 900 KB username: refused, and no line of the log grows with it.
+    let huge = "u".repeat(900 * 1024);
+    let status = reqwest::Client::new()
+        .post(format!("{url}/api/login"))
+        .json(&json!({"username": huge, "password": "x"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 413);
+    let later = lines_within(&rx, Duration::from_secs(2));
+    let longest = later.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 2048, "a log line of {longest} bytes");
+    assert!(!later.join("\n").contains("hunter2"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // `ironclaw check` shows the URL without its credentials.
+    let out = ironclaw(dir.path())
+        .arg("check")
+        .env("IRONCLAW_PROVIDER__BASE_URL", url_with_key)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("provider"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[actix_rt::test]
+async fn a_short_admin_password_from_the_environment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ironclaw(dir.path())
+        .arg("serve")
+        .env("IRONCLAW_SERVER__PORT", "0")
+        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9")
+        .env("IRONCLAW_ADMIN_PASSWORD", "short")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("IRONCLAW_ADMIN_PASSWORD is shorter than 8"),
+        "{text}"
+    );
+}
+
+#[actix_rt::test]
+async fn sigterm_stops_the_session_containers() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+    let llm = crate::fake_llm::FakeLlm::start().await;
+    llm.push(crate::fake_llm::Reply::tool(
+        "shell",
+        json!({"command": "true"}),
+    ));
+    llm.push(crate::fake_llm::Reply::text("ran it"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, lines, _rx) = serve_with(
+        dir.path(),
+        &[
+            ("IRONCLAW_PROVIDER__BASE_URL", llm.base_url.as_str()),
+            ("IRONCLAW_PROVIDER__KIND", "openai"),
+            ("IRONCLAW_APPROVAL__MODE", "never"),
+        ],
+    );
+    let password = admin_password(&lines);
+    let cookie = login_cookie(&url, "admin", &password).await;
+    let mut req = format!("{}/ws", url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "user_message", "text": "run true"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no exec_done");
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(60), ws.next()).await
+        else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "exec_done" {
+            break;
+        }
+    }
+    let mut conn = ironclaw::db::connect(&dir.path().join("data/ironclaw.db")).unwrap();
+    let instance = ironclaw::db::queries::instance_id(&mut conn).unwrap();
+    let containers = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=ironclaw.instance={instance}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(!containers().is_empty(), "the session has a container");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = containers();
+    if !left.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(left.split_whitespace())
+            .output();
+    }
+    assert!(
+        left.is_empty(),
+        "containers left running after SIGTERM: {left}"
+    );
 }

@@ -17,3 +17,4 @@ mod sandbox;
 mod storage;
 mod support;
 mod tools;
+mod web_safety;

@@ -710,8 +710,9 @@ async fn health_says_a_server_that_refused_the_key_is_reachable() {
             .start()
             .await;
         let health: Value = app
-            .http()
-            .get(format!("{}/api/health", app.base))
+            .login("alice")
+            .await
+            .get("/api/health")
             .send()
             .await
             .unwrap()
@@ -1000,7 +1001,11 @@ async fn the_page_lists_the_providers_models_for_every_kind() {
 async fn a_switched_model_is_used_for_the_next_request_and_a_missing_one_says_how_to_get_it() {
     let llm = FakeLlm::start().await;
     llm.set_models(&["llama3.2:latest", "qwen2.5:7b"]);
-    let app = start(&llm, ProviderKind::Ollama, |_| {}).await;
+    // The operator allows `mistral` although this server has not pulled it.
+    let app = start(&llm, ProviderKind::Ollama, |s| {
+        s.provider.models = vec!["mistral".into()]
+    })
+    .await;
     let alice = app.login("alice").await;
     let mut ws = alice.connect(None).await;
     let id = ws.session_id();
@@ -1033,12 +1038,21 @@ async fn a_switched_model_is_used_for_the_next_request_and_a_missing_one_says_ho
     again.turn().await;
     assert_eq!(llm.chat_requests()[2].body["model"], "qwen2.5:7b");
 
-    alice
+    // A name neither listed nor allowed is refused before it is stored.
+    let resp = alice
+        .patch(&format!("/api/sessions/{id}"))
+        .json(&json!({"model": "made-up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = alice
         .patch(&format!("/api/sessions/{id}"))
         .json(&json!({"model": "mistral"}))
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200);
     again.until("session").await;
     again.say("fourth").await;
     let events = again.turn().await;

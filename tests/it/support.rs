@@ -88,6 +88,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Seed no users: the first start creates `admin` itself.
+    pub fn no_users(mut self) -> Self {
+        self.users.clear();
+        self
+    }
+
     /// Use an existing data directory (to restart on the same data).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.settings.data.dir = dir.to_path_buf();
@@ -174,10 +180,25 @@ impl TestApp {
             .expect("client")
     }
 
+    /// A client whose connections come from `source` (any 127.x address:
+    /// the server sees another client address).
+    pub fn http_from(&self, source: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .local_address(source)
+            .build()
+            .expect("client")
+    }
+
     /// Log in as `user`; panics on failure.
     pub async fn login(&self, user: &str) -> Client {
-        let resp = self
-            .http()
+        self.login_with(user, self.http()).await
+    }
+
+    /// Log in as `user` through `http`; panics on failure.
+    pub async fn login_with(&self, user: &str, http: reqwest::Client) -> Client {
+        let resp = http
             .post(format!("{}/api/login", self.base))
             .json(&json!({"username": user, "password": PASSWORD}))
             .send()
@@ -198,7 +219,7 @@ impl TestApp {
             ws_base: self.ws_base.clone(),
             cookie: pair,
             raw_set_cookie: cookie,
-            http: self.http(),
+            http,
         }
     }
 }

@@ -825,6 +825,11 @@
     if (ev.session_id && S.sessionId && ev.session_id !== S.sessionId) return;
     resetConversation();
     clearLogs();
+    // `history` holds the latest events only; what is shown is kept so
+    // older pages can be put in front of it ("Load older").
+    S.shown = (ev.events || []).slice();
+    S.olderBefore = ev.more && ev.before != null ? ev.before : null;
+    if (S.olderBefore != null) E.messages.appendChild(olderButton());
     (ev.events || []).forEach(function (e) {
       try { renderEvent(e, { live: false }); } catch (err) { if (window.console) console.error('IronClaw: could not replay event', e, err); }
     });
@@ -835,9 +840,31 @@
     scrollLogToBottom();
   }
 
+  function olderButton() {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'load-older';
+    b.textContent = 'Load older messages';
+    b.addEventListener('click', loadOlder);
+    return b;
+  }
+
+  /** Fetch the page before the oldest shown event and replay it all. */
+  function loadOlder() {
+    var sid = S.sessionId, before = S.olderBefore;
+    if (!sid || before == null) return;
+    api('GET', sessionUrl(sid) + '/events?before=' + enc(String(before)) + '&limit=500').then(function (page) {
+      if (S.sessionId !== sid) return;
+      var top = E.messages.scrollHeight - E.messages.scrollTop;
+      replayHistory({ session_id: sid, events: (page.events || []).concat(S.shown || []), more: page.more, before: page.before });
+      E.messages.scrollTop = E.messages.scrollHeight - top;
+    }).catch(function (e) { if (window.console) console.error('IronClaw: could not load older events', e); });
+  }
+
   /** One path for live events and history replay. */
   function renderEvent(ev, opts) {
     var live = !!(opts && opts.live);
+    if (live && ev.type !== 'assistant_delta' && S.shown) S.shown.push(ev);
     switch (ev.type) {
       case 'user_message': onUserMessage(ev, live); break;
       case 'assistant_delta': onAssistantDelta(ev, live); break;
