@@ -925,5 +925,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(titled.title, "say hi");
+        // The command's snapshot mounted the workspace's quota filesystem.
+        crate::quota::detach_all(&dir.path().join("workspaces"));
     }
 }

@@ -427,6 +427,9 @@ async fn sigterm_stops_the_session_containers() {
             .args(left.split_whitespace())
             .output();
     }
+    // The session's quota filesystem outlives the server by design (a
+    // restart mounts it again); the temp dir is going, so it goes too.
+    ironclaw::quota::detach_all(&dir.path().join("data/workspaces"));
     assert!(
         left.is_empty(),
         "containers left running after SIGTERM: {left}"
