@@ -25,6 +25,59 @@
 
 use super::listed;
 
+/// The revision and diff options git's `log`, `show`, `diff`, `diff-*`,
+/// `rev-list`, `whatchanged` and `format-patch` all take: one list, so the
+/// tables below cannot drift apart.
+macro_rules! git_log_and_diff_options {
+    () => {
+        "\
+        --abbrev --abbrev-commit --abbrev= --after= --all --all-match \
+        --alternate-refs --ancestry-path --anchored= --author-date-order \
+        --author= --base --basic-regexp --before= --binary --bisect \
+        --boundary --branches --break-rewrites --break-rewrites= --cached \
+        --cc --check --cherry --cherry-mark --cherry-pick --children \
+        --clear-decorations --color --color-moved --color-moved-ws= \
+        --color-moved= --color-words --color-words= --color= \
+        --combined-all-paths --committer= --compact-summary --count \
+        --cumulative --date-order --date= --decorate \
+        --decorate-refs-exclude= --decorate-refs= --decorate= \
+        --default-prefix --dense --diff-algorithm= --diff-filter \
+        --diff-filter= --diff-merges= --dirstat --dirstat-by-file \
+        --dirstat-by-file= --dirstat= --do-walk --dst-prefix= --encoding= \
+        --exclude-first-parent-only --exclude= --exit-code --expand-tabs \
+        --expand-tabs= --ext-diff --extended-regexp --find-copies \
+        --find-copies-harder --find-copies= --find-object= --find-renames \
+        --find-renames= --first-parent --fixed-strings --follow --format= \
+        --full-diff --full-history --full-index --function-context --glob= \
+        --graph --grep= --histogram --ignore-all-space --ignore-blank-lines \
+        --ignore-cr-at-eol --ignore-matching-lines= --ignore-missing \
+        --ignore-space-at-eol --ignore-space-change --ignore-submodules \
+        --ignore-submodules= --in-commit-order --indent-heuristic \
+        --indexed-objects --inter-hunk-context= --invert-grep \
+        --irreversible-delete --ita-invisible-in-index \
+        --ita-visible-in-index --left-right --line-prefix= --log-size \
+        --mailmap --max-count= --max-parents= --merge-base --merges \
+        --min-parents= --minimal --name-only --name-status --no-index \
+        --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
+        --numstat --object-names --oneline --ours --output-directory= \
+        --output-indicator-context= --output-indicator-new= \
+        --output-indicator-old= --output= --parents --patch --patch-with-raw \
+        --patch-with-stat --patience --perl-regexp --pickaxe-all \
+        --pickaxe-regex --pretty --pretty= --quiet --raw --reflog \
+        --regexp-ignore-case --relative --relative-date --relative= \
+        --remerge-diff --remotes --rename-empty --reverse --rotate-to= \
+        --shortstat --show-linear-break --show-notes --show-pulls \
+        --show-signature --simplify-by-decoration --simplify-merges \
+        --since-as-filter= --since= --single-worktree --skip-to= --skip= \
+        --source --sparse --src-prefix= --staged --stat --stat-count= \
+        --stat-graph-width= --stat-name-width= --stat-width= --stat= --stdin \
+        --submodule --submodule= --summary --tags --text --textconv --theirs \
+        --topo-order --unified --unified= --unpacked --until= --use-mailmap \
+        --walk-reflogs --word-diff --word-diff-regex= --word-diff= \
+        --ws-error-highlight="
+    };
+}
+
 /// The options of one program (or of one git subcommand).
 pub(super) struct Options {
     pub(super) program: &'static str,
@@ -1519,169 +1572,25 @@ pub(super) const GIT: &[Options] = &[
         "diff",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "diff-files",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "diff-index",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "diff-tree",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "for-each-ref",
@@ -1696,49 +1605,19 @@ pub(super) const GIT: &[Options] = &[
         "format-patch",
         "cgimpsuzwbWRabEFPNtrqhlk01Nkpqs",
         "GSOLnov",
-        "\
-        --abbrev --abbrev-commit --abbrev= --add-header= --after= --all --all-match \
-        --alternate-refs --ancestry-path --anchored= --attach --author-date-order \
-        --author= --base --base= --basic-regexp --before= --binary --bisect --boundary \
-        --branches --break-rewrites --break-rewrites= --cached --cc --cc= --check \
-        --cherry --cherry-mark --cherry-pick --children --clear-decorations --color \
-        --color-moved --color-moved-ws= --color-moved= --color-words --color-words= \
-        --color= --combined-all-paths --committer= --compact-summary --count \
-        --cover-from-description= --cover-letter --creation-factor= --cumulative \
-        --date-order --date= --decorate --decorate-refs-exclude= --decorate-refs= \
-        --decorate= --default-prefix --dense --description-file= --diff-algorithm= \
-        --diff-filter --diff-filter= --diff-merges= --dirstat --dirstat-by-file \
-        --dirstat-by-file= --dirstat= --do-walk --dst-prefix= --encoding= \
-        --exclude-first-parent-only --exclude= --exit-code --expand-tabs --expand-tabs= \
-        --ext-diff --extended-regexp --filename-max-length= --find-copies \
-        --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --force-in-body-from \
-        --format= --from --full-diff --full-history --full-index --function-context \
-        --glob= --graph --grep= --histogram --ignore-all-space --ignore-blank-lines \
-        --ignore-cr-at-eol --ignore-if-in-upstream --ignore-matching-lines= \
-        --ignore-missing --ignore-space-at-eol --ignore-space-change --ignore-submodules \
-        --ignore-submodules= --in-commit-order --in-reply-to= --indent-heuristic \
-        --indexed-objects --inline --inter-hunk-context= --interdiff= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --keep-subject --left-right --line-prefix= --log-size --mailmap --max-count= \
-        --max-parents= --merge-base --merges --min-parents= --minimal --name-only \
-        --name-status --no-index --no-prefix --no-renames --no-walk --no-walk= --not \
-        --notes --notes= --numbered --numbered-files --numstat --object-names --oneline \
-        --ours --output-directory= --output-indicator-context= --output-indicator-new= \
-        --output-indicator-old= --output= --parents --patch --patch-with-raw \
-        --patch-with-stat --patience --perl-regexp --pickaxe-all --pickaxe-regex \
-        --pretty --pretty= --progress --quiet --range-diff= --raw --reflog \
-        --regexp-ignore-case --relative --relative-date --relative= --remerge-diff \
-        --remotes --rename-empty --reroll-count= --reverse --rfc --rotate-to= \
-        --shortstat --show-linear-break --show-notes --show-pulls --show-signature \
-        --signature-file= --signature= --signoff --simplify-by-decoration \
-        --simplify-merges --since-as-filter= --since= --single-worktree --skip-to= \
-        --skip= --source --sparse --src-prefix= --staged --start-number= --stat \
-        --stat-count= --stat-graph-width= --stat-name-width= --stat-width= --stat= \
-        --stdin --stdout --subject-prefix= --submodule --submodule= --suffix= --summary \
-        --tags --text --textconv --theirs --thread --to= --topo-order --unified \
-        --unified= --unpacked --until= --use-mailmap --walk-reflogs --word-diff \
-        --word-diff-regex= --word-diff= --ws-error-highlight= --zero-commit",
+        concat!(
+            git_log_and_diff_options!(),
+            " ",
+            "\
+            --add-header= --attach --base= --cc= --cover-from-description= \
+            --cover-letter --creation-factor= --description-file= \
+            --filename-max-length= --force-in-body-from --from \
+            --ignore-if-in-upstream --in-reply-to= --inline --interdiff= \
+            --keep-subject --numbered --numbered-files --progress \
+            --range-diff= --reroll-count= --rfc --signature-file= \
+            --signature= --signoff --start-number= --stdout \
+            --subject-prefix= --suffix= --thread --to= --zero-commit"
+        ),
     ),
     opt(
         "fsck",
@@ -1790,43 +1669,7 @@ pub(super) const GIT: &[Options] = &[
         "log",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "ls-files",
@@ -1969,43 +1812,7 @@ pub(super) const GIT: &[Options] = &[
         "rev-list",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "rev-parse",
@@ -2049,43 +1856,7 @@ pub(super) const GIT: &[Options] = &[
         "show",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "show-branch",
@@ -2171,43 +1942,7 @@ pub(super) const GIT: &[Options] = &[
         "whatchanged",
         "cgimpsuzwbWRabEFPNtrqhlk01",
         "GSOLn",
-        "\
-        --abbrev --abbrev-commit --abbrev= --after= --all --all-match --alternate-refs \
-        --ancestry-path --anchored= --author-date-order --author= --base --basic-regexp \
-        --before= --binary --bisect --boundary --branches --break-rewrites \
-        --break-rewrites= --cached --cc --check --cherry --cherry-mark --cherry-pick \
-        --children --clear-decorations --color --color-moved --color-moved-ws= \
-        --color-moved= --color-words --color-words= --color= --combined-all-paths \
-        --committer= --compact-summary --count --cumulative --date-order --date= \
-        --decorate --decorate-refs-exclude= --decorate-refs= --decorate= \
-        --default-prefix --dense --diff-algorithm= --diff-filter --diff-filter= \
-        --diff-merges= --dirstat --dirstat-by-file --dirstat-by-file= --dirstat= \
-        --do-walk --dst-prefix= --encoding= --exclude-first-parent-only --exclude= \
-        --exit-code --expand-tabs --expand-tabs= --ext-diff --extended-regexp \
-        --find-copies --find-copies-harder --find-copies= --find-object= --find-renames \
-        --find-renames= --first-parent --fixed-strings --follow --format= --full-diff \
-        --full-history --full-index --function-context --glob= --graph --grep= \
-        --histogram --ignore-all-space --ignore-blank-lines --ignore-cr-at-eol \
-        --ignore-matching-lines= --ignore-missing --ignore-space-at-eol \
-        --ignore-space-change --ignore-submodules --ignore-submodules= --in-commit-order \
-        --indent-heuristic --indexed-objects --inter-hunk-context= --invert-grep \
-        --irreversible-delete --ita-invisible-in-index --ita-visible-in-index \
-        --left-right --line-prefix= --log-size --mailmap --max-count= --max-parents= \
-        --merge-base --merges --min-parents= --minimal --name-only --name-status \
-        --no-index --no-prefix --no-renames --no-walk --no-walk= --not --notes --notes= \
-        --numstat --object-names --oneline --ours --output-directory= \
-        --output-indicator-context= --output-indicator-new= --output-indicator-old= \
-        --output= --parents --patch --patch-with-raw --patch-with-stat --patience \
-        --perl-regexp --pickaxe-all --pickaxe-regex --pretty --pretty= --quiet --raw \
-        --reflog --regexp-ignore-case --relative --relative-date --relative= \
-        --remerge-diff --remotes --rename-empty --reverse --rotate-to= --shortstat \
-        --show-linear-break --show-notes --show-pulls --show-signature \
-        --simplify-by-decoration --simplify-merges --since-as-filter= --since= \
-        --single-worktree --skip-to= --skip= --source --sparse --src-prefix= --staged \
-        --stat --stat-count= --stat-graph-width= --stat-name-width= --stat-width= \
-        --stat= --stdin --submodule --submodule= --summary --tags --text --textconv \
-        --theirs --topo-order --unified --unified= --unpacked --until= --use-mailmap \
-        --walk-reflogs --word-diff --word-diff-regex= --word-diff= --ws-error-highlight=",
+        git_log_and_diff_options!(),
     ),
     opt(
         "worktree",
