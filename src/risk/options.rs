@@ -25,6 +25,11 @@
 
 use super::listed;
 
+/// The long options of coreutils' md5sum and sha*sum, which share one
+/// option parser.
+const CHECKSUM_LONG: &str = "--binary --check --help --ignore-missing --quiet --status --strict \
+    --tag --text --version --warn --zero";
+
 /// The revision and diff options git's `log`, `show`, `diff`, `diff-*`,
 /// `rev-list`, `whatchanged` and `format-patch` all take: one list, so the
 /// tables below cannot drift apart.
@@ -689,14 +694,7 @@ pub(super) const READING: &[Options] = &[
     ),
     opt("mapfile", "t", "dnOsuCc", ""),
     opt("mawk", "", "fFvW", "--help --version"),
-    opt(
-        "md5sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
+    opt("md5sum", "bctwz", "", CHECKSUM_LONG),
     opt(
         "mkdir",
         "Zpv",
@@ -925,46 +923,11 @@ pub(super) const READING: &[Options] = &[
         "--equal-width --format= --help --separator= --version",
     ),
     opt("set", "abefhkmnptuvxBCEHPT", "o", ""),
-    opt(
-        "sha1sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
-    opt(
-        "sha224sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
-    opt(
-        "sha256sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
-    opt(
-        "sha384sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
-    opt(
-        "sha512sum",
-        "bctwz",
-        "",
-        "\
-        --binary --check --help --ignore-missing --quiet --status --strict --tag --text \
-        --version --warn --zero",
-    ),
+    opt("sha1sum", "bctwz", "", CHECKSUM_LONG),
+    opt("sha224sum", "bctwz", "", CHECKSUM_LONG),
+    opt("sha256sum", "bctwz", "", CHECKSUM_LONG),
+    opt("sha384sum", "bctwz", "", CHECKSUM_LONG),
+    opt("sha512sum", "bctwz", "", CHECKSUM_LONG),
     opt(
         "shasum",
         "0Uabchqstvw",
