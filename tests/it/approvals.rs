@@ -9,12 +9,8 @@ use crate::support::*;
 
 async fn audit(c: &Client, id: &str) -> Vec<Value> {
     c.get(&format!("/api/sessions/{id}/audit"))
-        .send()
+        .json_body()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn decide(ws: &mut Socket, approval_id: &str, decision: &str, remember: bool) {
@@ -329,14 +325,7 @@ async fn cancel_while_waiting_for_approval_denies_it_and_ends_the_turn() {
 async fn a_users_default_mode_applies_to_their_new_sessions_only() {
     let llm = FakeLlm::start().await;
     let (app, alice, old) = alice_with_session(&llm.base_url, |_| {}).await;
-    let me: Value = alice
-        .get("/api/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = alice.get("/api/me").json_body().await;
     assert_eq!(me["approval_mode"], "risky");
     let resp = alice
         .patch("/api/me")
@@ -353,28 +342,14 @@ async fn a_users_default_mode_applies_to_their_new_sessions_only() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     let new = alice.new_session().await;
-    let sessions: Vec<Value> = alice
-        .get("/api/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Vec<Value> = alice.get("/api/sessions").json_body().await;
     let mode_of =
         |id: &str| sessions.iter().find(|s| s["id"] == id).unwrap()["approval_mode"].clone();
     assert_eq!(mode_of(&new), "always");
     assert_eq!(mode_of(&old), "risky", "existing sessions keep their mode");
     // Bob's default is his own.
     let bob = app.login("bob").await;
-    let me: Value = bob
-        .get("/api/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = bob.get("/api/me").json_body().await;
     assert_eq!(me["approval_mode"], "risky");
     // The new session asks even for `ls`.
     let mut ws = alice.connect(Some(&new)).await;

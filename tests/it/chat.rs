@@ -40,14 +40,7 @@ async fn login_wrong_password_401_right_password_cookie_and_429_after_failures()
         "{}",
         alice.raw_set_cookie
     );
-    let me: Value = alice
-        .get("/api/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = alice.get("/api/me").json_body().await;
     assert_eq!(me["username"], "alice");
 
     // Without the cookie: 401 on every protected route.
@@ -217,14 +210,7 @@ async fn users_cannot_see_open_or_delete_each_others_sessions() {
     let bob = app.login("bob").await;
     let id = alice.new_session().await;
 
-    let listed: Vec<Value> = bob
-        .get("/api/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = bob.get("/api/sessions").json_body().await;
     assert!(listed.is_empty());
     assert_eq!(status(bob.get(&format!("/api/sessions/{id}"))).await, 404);
     assert_eq!(
@@ -275,14 +261,7 @@ async fn sessions_list_newest_first_and_take_their_title_from_the_first_message(
     let first = alice.new_session().await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = alice.new_session().await;
-    let listed: Vec<Value> = alice
-        .get("/api/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = alice.get("/api/sessions").json_body().await;
     let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [second.as_str(), first.as_str()]);
 
@@ -290,14 +269,7 @@ async fn sessions_list_newest_first_and_take_their_title_from_the_first_message(
     llm.push(Reply::text("ok"));
     ws.say("Plot the sales data by region").await;
     ws.turn().await;
-    let listed: Vec<Value> = alice
-        .get("/api/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = alice.get("/api/sessions").json_body().await;
     assert_eq!(
         listed[0]["id"], first,
         "activity moves a session to the top"
@@ -305,12 +277,8 @@ async fn sessions_list_newest_first_and_take_their_title_from_the_first_message(
     assert_eq!(listed[0]["title"], "Plot the sales data by region");
     let detail: Value = alice
         .get(&format!("/api/sessions/{first}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(detail["events"].as_array().unwrap().len(), 3);
     app.stop().await;
 }
@@ -335,14 +303,7 @@ async fn provider_unreachable_is_a_clear_error_and_the_next_message_works_once_i
     assert_eq!(log["source"], "provider");
     assert_eq!(events.last().unwrap()["reason"], "error");
     // Health says so too (the details need a login).
-    let health: Value = alice
-        .get("/api/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = alice.get("/api/health").json_body().await;
     assert_eq!(health["provider"]["reachable"], false);
 
     llm.set_offline(false);
@@ -362,14 +323,7 @@ async fn missing_model_says_how_to_pull_it() {
     llm.set_models(&["qwen2.5:7b"]);
     let app = app(&llm, ProviderKind::Ollama).await;
     let alice = app.login("alice").await;
-    let health: Value = alice
-        .get("/api/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = alice.get("/api/health").json_body().await;
     assert_eq!(health["provider"]["reachable"], true);
     assert_eq!(health["provider"]["model_available"], false);
     let mut ws = alice.connect(None).await;
@@ -387,14 +341,7 @@ async fn missing_model_says_how_to_pull_it() {
     ws.say("again").await;
     let events = ws.turn().await;
     assert_eq!(of_type(&events, "assistant_message")[0]["text"], "pulled");
-    let health: Value = alice
-        .get("/api/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = alice.get("/api/health").json_body().await;
     assert_eq!(health["provider"]["model"], "llama3.2:latest");
     assert_eq!(health["provider"]["model_available"], true);
     app.stop().await;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::JsonBody;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ironclaw");
 
 pub(crate) fn ironclaw(data: &std::path::Path) -> Command {
@@ -150,12 +152,8 @@ async fn first_start_creates_admin_and_explains_an_unreachable_model_server() {
     let health: serde_json::Value = reqwest::Client::new()
         .get(format!("{url}/api/health"))
         .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(health["provider"]["reachable"], false);
     assert_eq!(health["database"], "ok");
     child.kill().unwrap();

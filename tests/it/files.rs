@@ -428,12 +428,8 @@ async fn an_uploaded_csv_is_analysed_by_the_agent_and_its_output_downloaded() {
     // The audit trail lists the call.
     let audit: Vec<Value> = alice
         .get(&format!("/api/sessions/{id}/audit"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["exit_code"], 0);
     assert_eq!(audit[0]["decision"], "approved");

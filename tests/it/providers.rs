@@ -713,12 +713,8 @@ async fn health_says_a_server_that_refused_the_key_is_reachable() {
             .login("alice")
             .await
             .get("/api/health")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         let provider = &health["provider"];
         assert_eq!(provider["reachable"], true, "{kind:?}: {health}");
         assert_eq!(provider["model_available"], false, "{kind:?}: {health}");

@@ -476,6 +476,22 @@ pub async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.expect("request").status().as_u16()
 }
 
+/// Send a request and read its JSON body, whatever the status.
+pub trait JsonBody {
+    async fn json_body<T: serde::de::DeserializeOwned>(self) -> T;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    async fn json_body<T: serde::de::DeserializeOwned>(self) -> T {
+        self.send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+}
+
 /// Events of `kind` among `events`.
 pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()

@@ -327,14 +327,7 @@ fn session_container_events(session: &str, since: f64, until: f64) -> Vec<String
 }
 
 async fn health_docker(alice: &Client) -> Value {
-    let health: Value = alice
-        .get("/api/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = alice.get("/api/health").json_body().await;
     for key in ["status", "database", "docker", "provider"] {
         assert!(health.get(key).is_some(), "{key} in {health}");
     }

@@ -144,14 +144,7 @@ async fn state_changing_bodies_must_be_json_or_multipart() {
             "{content_type}"
         );
     }
-    let list: Value = alice
-        .get("/api/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = alice.get("/api/sessions").json_body().await;
     assert_eq!(list.as_array().unwrap().len(), 0, "nothing was created");
     // A body-less POST and a JSON one still work.
     assert_eq!(status(alice.post("/api/sessions")).await, 201);
@@ -302,12 +295,8 @@ async fn health_without_a_login_is_status_only_and_asks_nobody() {
     let health: Value = app
         .http()
         .get(format!("{}/api/health", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(health, json!({"status": "ok"}));
     assert!(llm.requests().is_empty(), "{:?}", llm.requests());
 
@@ -402,14 +391,7 @@ async fn history_is_the_latest_events_and_older_ones_page_in_over_rest() {
         ws.turn().await;
     }
     drop(ws);
-    let detail: Value = alice
-        .get(&format!("/api/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = alice.get(&format!("/api/sessions/{id}")).json_body().await;
     let all = detail["events"].as_array().unwrap().clone();
     assert!(all.len() > 4, "{all:?}");
 
@@ -425,12 +407,8 @@ async fn history_is_the_latest_events_and_older_ones_page_in_over_rest() {
         .get(&format!(
             "/api/sessions/{id}/events?before={before}&limit=100"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(page["more"], false, "{page}");
     let older = page["events"].as_array().unwrap();
     assert_eq!(older[..], all[..all.len() - 4]);
