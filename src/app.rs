@@ -45,6 +45,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // workspaces and the database are nobody else's business on this host.
     quota::private_dir(&settings.data.dir)?;
     quota::private_dir(&settings.workspaces_dir())?;
+    quota::private_dir(&settings.data.dir.join("snapshots"))?;
     report_quota_mode(&settings);
     let db = Db::start(&settings.database_path())?;
     let env_password = std::env::var("IRONCLAW_ADMIN_PASSWORD").ok();

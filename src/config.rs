@@ -17,6 +17,19 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub files: FileSettings,
     pub limits: LimitSettings,
+    pub undo: UndoSettings,
+}
+
+/// Checkpoints kept per session for undo (DESIGN.md §4); the oldest go
+/// first when either limit is passed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UndoSettings {
+    /// Checkpoints (commands and restores) kept; 0 turns undo off.
+    pub keep: usize,
+    /// Bytes of stored contents, in MiB, past which the oldest checkpoints
+    /// are dropped. The workspace's current files are always kept, so a
+    /// workspace larger than this keeps no history.
+    pub max_mb: u64,
 }
 
 /// Caps per user, so one account cannot take the host's memory and CPU
@@ -259,7 +272,9 @@ impl Settings {
             .set_default("sandbox.idle_stop_secs", 900)?
             .set_default("sandbox.tmpfs_mb", 256)?
             .set_default("files.max_upload_mb", 100)?
-            .set_default("files.quota_mb", 1024)?;
+            .set_default("files.quota_mb", 1024)?
+            .set_default("undo.keep", 50)?
+            .set_default("undo.max_mb", 1024)?;
         match file {
             Some(path) => {
                 builder = builder.add_source(config::File::from(path).required(true));

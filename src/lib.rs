@@ -29,12 +29,16 @@
 //!   (`sandbox/mod.rs`), split into `container` (lifecycle, hardening,
 //!   reaper, the `Engine` handle), `exec` (the wrapper, timeouts, kill) and
 //!   `output` (pure output decoders). The only user of bollard.
-//! - [`workspace`]: the session's files on the host, confined paths,
-//!   snapshots.
+//! - [`workspace`]: the session's files on the host, confined paths, the
+//!   confined walk.
+//! - [`undo`]: checkpoints before commands, what each command changed, and
+//!   reverts: the manifest scan, the content-addressed object store under
+//!   `data/snapshots/`, the restore (its log is `db/checkpoints.rs`).
 //! - [`quota`]: each workspace as its own size-limited filesystem (a
 //!   loop-mounted ext4 image, `nosuid,nodev`), and the upload ledger.
 //! - [`db`]: diesel/SQLite, the PersistenceActor pool, the queries
-//!   (`db/queries.rs`) and the agent's named writes (`db/journal.rs`). The
+//!   (`db/queries.rs`), the agent's named writes (`db/journal.rs`) and the
+//!   undo log (`db/checkpoints.rs`). The
 //!   only user of diesel.
 //! - [`auth`]: password hashes, login tokens, the failed-login limiter.
 
@@ -51,5 +55,6 @@ pub mod quota;
 pub mod risk;
 pub mod sandbox;
 pub mod supervisor;
+pub mod undo;
 pub mod workspace;
 pub mod ws;

@@ -106,6 +106,11 @@ impl CallId {
     pub fn fresh_call() -> Self {
         CallId(format!("call_{}", uuid::Uuid::new_v4().simple()))
     }
+
+    /// A new id for a restore (undo), usable wherever a call id is.
+    pub fn fresh_restore() -> Self {
+        CallId(format!("restore_{}", uuid::Uuid::new_v4().simple()))
+    }
 }
 
 id_type!(
@@ -233,6 +238,17 @@ error_codes! {
     ContainerConflict = ("container_conflict", 409),
     ContainerFailed = ("container_failed", 503),
     ExecFailed = ("exec_failed", 503),
+    // Undo.
+    /// A revert while the session's turn runs: it would race the command.
+    TurnRunning = ("turn_running", 409),
+    /// No tool call (or restore) of this session has that id.
+    UnknownCall = ("unknown_call", 404),
+    /// The call's checkpoint was dropped (`undo.keep`, `undo.max_mb`).
+    CheckpointGone = ("checkpoint_gone", 410),
+    /// The call was judged read-only and changed nothing: no checkpoint.
+    NoCheckpoint = ("no_checkpoint", 409),
+    /// A checkpoint could not be read back or applied.
+    UndoFailed = ("undo_failed", 500),
 }
 
 impl Serialize for ErrorCode {
@@ -506,6 +522,20 @@ pub enum ServerEvent {
         /// the model is told about them with the next message.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         uploaded: bool,
+        /// The command that changed them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<CallId>,
+        /// What the command did to each path, in path order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<FileChange>,
+    },
+    /// The workspace was put back as it was just before `call_id` (undo).
+    WorkspaceRestored {
+        call_id: CallId,
+        /// Every path the restore changed.
+        paths: Vec<String>,
+        /// This restore's own id: `/calls/{restore_id}/revert` undoes it.
+        restore_id: CallId,
     },
     Log {
         level: LogLevel,
@@ -539,6 +569,7 @@ impl ServerEvent {
             ServerEvent::ExecOutput { .. } => "exec_output",
             ServerEvent::ExecDone { .. } => "exec_done",
             ServerEvent::FilesChanged { .. } => "files_changed",
+            ServerEvent::WorkspaceRestored { .. } => "workspace_restored",
             ServerEvent::Log { .. } => "log",
             ServerEvent::TurnDone { .. } => "turn_done",
             ServerEvent::Error { .. } => "error",
@@ -561,6 +592,7 @@ impl ServerEvent {
             | ServerEvent::ExecOutput { .. }
             | ServerEvent::ExecDone { .. }
             | ServerEvent::FilesChanged { .. }
+            | ServerEvent::WorkspaceRestored { .. }
             | ServerEvent::Log { .. }
             | ServerEvent::TurnDone { .. }
             | ServerEvent::Error { .. } => true,
@@ -688,6 +720,76 @@ pub enum FileKind {
     Dir,
 }
 
+/// What a command did to one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Modified,
+    Deleted,
+}
+
+/// Kind of a path a checkpoint keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Link,
+    /// A fifo or socket: noted, not kept.
+    Other,
+}
+
+/// One path a command created, modified or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct FileChange {
+    /// Workspace-relative.
+    pub path: String,
+    pub change: ChangeKind,
+    pub kind: EntryKind,
+    /// Bytes after the change (before it, for a deletion).
+    pub size: u64,
+}
+
+/// A call's change to one path, with what the diff route needs to say
+/// whether it can show the text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub change: ChangeKind,
+    /// True when either side is not text (or too large to show): then
+    /// only the sizes are given.
+    pub binary: bool,
+    /// Unified diff, `--- a/path` / `+++ b/path`; absent for binaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub before_size: Option<u64>,
+    pub after_size: Option<u64>,
+}
+
+/// A checkpoint of the session: what the page needs to offer Undo.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CheckpointInfo {
+    /// The tool call (or restore) it was taken before.
+    pub call_id: CallId,
+    /// `exec` or `restore`.
+    pub kind: String,
+    /// Paths the call changed.
+    pub changes: usize,
+    /// Dropped by retention: it can no longer be reverted.
+    pub dropped: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The answer to a revert.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RevertOutcome {
+    pub call_id: CallId,
+    pub restore_id: CallId,
+    pub paths: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct FileEntry {
     pub name: String,
@@ -716,6 +818,40 @@ pub struct AuditEntry {
     pub exit_code: Option<i64>,
     /// RFC 3339.
     pub created_at: String,
+}
+
+/// One revert in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RevertAudit {
+    /// The call (or restore) whose checkpoint the workspace went back to.
+    pub call_id: CallId,
+    /// The revert's own id.
+    pub restore_id: CallId,
+    /// Who asked.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Paths it changed.
+    pub paths: usize,
+}
+
+/// One line of `GET /api/sessions/{id}/audit`, in time order: a tool call
+/// (`kind: "tool_call"`) or a revert (`kind: "revert"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditRecord {
+    ToolCall(AuditEntry),
+    Revert(RevertAudit),
+}
+
+impl AuditRecord {
+    /// When it happened (RFC 3339), to merge the two kinds in order.
+    pub fn at(&self) -> &str {
+        match self {
+            AuditRecord::ToolCall(entry) => &entry.created_at,
+            AuditRecord::Revert(revert) => &revert.at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -823,6 +959,11 @@ mod tests {
             ("container_conflict", 409),
             ("container_failed", 503),
             ("exec_failed", 503),
+            ("turn_running", 409),
+            ("unknown_call", 404),
+            ("checkpoint_gone", 410),
+            ("no_checkpoint", 409),
+            ("undo_failed", 500),
         ];
         assert_eq!(ErrorCode::ALL.len(), table.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(table) {

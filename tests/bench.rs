@@ -20,6 +20,11 @@
 //!   argon2 checks actually ran;
 //! - 10 sockets each sending a frame at `server.max_frame_bytes` and then
 //!   one of 60 MiB (refused from its header): RSS growth.
+//!
+//! And undo (issue 12): the round trip of `true` and of a command that
+//! changes one small file, in an empty workspace and in one of 20 000
+//! files / 200 MB with undo on and off; and the checkpoint store's size
+//! after 50 checkpoints of 1 KB changes.
 
 #[path = "it/fake_llm.rs"]
 mod fake_llm;
@@ -380,5 +385,130 @@ async fn bench_quota_against_an_agent_writing_in_a_loop() {
         .unwrap()
         .status();
     println!("  a 1 MiB upload on a full workspace: {status}");
+    app.stop().await;
+}
+
+/// Runs `command` through a turn; answers the time from the message to
+/// `exec_done`.
+async fn command_round_trip(ws: &mut Socket, llm: &FakeLlm, command: &str) -> Duration {
+    llm.push(Reply::tool("shell", json!({ "command": command })));
+    llm.push(Reply::text("ok"));
+    let start = Instant::now();
+    ws.say("run it").await;
+    let done = ws.until("exec_done").await;
+    let took = start.elapsed();
+    assert_eq!(done["exit_code"], 0, "{command}: {done}");
+    ws.until("turn_done").await;
+    took
+}
+
+/// Fills a session's workspace with 20 000 files of 10 KB (200 MB), each
+/// different so nothing deduplicates.
+const POPULATE: &str = "import os\nfor d in range(200):\n    os.makedirs(f'/workspace/big/d{d:03}', exist_ok=True)\n    for i in range(100):\n        with open(f'/workspace/big/d{d:03}/f{i:03}.bin', 'wb') as f:\n            f.write(os.urandom(10_000))\n";
+
+/// Changes one small file: the command a checkpoint is taken before.
+const ONE_SMALL_FILE: &str = "echo $RANDOM > /workspace/small.txt";
+
+/// A new session of `client` in mode `never`, optionally with the 200 MB
+/// workspace; answers its socket and id.
+async fn bench_session(client: &Client, llm: &FakeLlm, large: bool) -> (Socket, String) {
+    let id = client.new_session().await;
+    client.set_mode(&id, "never").await;
+    let mut ws = client.connect(Some(&id)).await;
+    if large {
+        llm.push(Reply::tool("python", json!({ "code": POPULATE })));
+        llm.push(Reply::text("ok"));
+        let start = Instant::now();
+        ws.say("populate").await;
+        let events = ws.turn().await;
+        let changed = of_type(&events, "files_changed")[0]["changes"]
+            .as_array()
+            .map_or(0, Vec::len);
+        println!(
+            "  populated 20 000 files / 200 MB in {} ({changed} changes reported)",
+            ms(start.elapsed())
+        );
+    }
+    // The session's first look (baseline) happens here, not in a figure.
+    command_round_trip(&mut ws, llm, ONE_SMALL_FILE).await;
+    (ws, id)
+}
+
+async fn figures(ws: &mut Socket, llm: &FakeLlm, command: &str) -> (Duration, Duration) {
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        samples.push(command_round_trip(ws, llm, command).await);
+    }
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    )
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_undo_checkpoints() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let off = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .settings(|s| s.undo.keep = 0)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let alice_off = off.login("alice").await;
+    println!();
+    println!("undo checkpoints ({RUNS} runs each; `true` is read-only, so no checkpoint; the small-file command gets one):");
+    let (mut empty, _) = bench_session(&alice, &llm, false).await;
+    let (mut large, large_id) = bench_session(&alice, &llm, true).await;
+    let (mut large_off, _) = bench_session(&alice_off, &llm, true).await;
+
+    let rows = [
+        ("empty workspace, undo on", &mut empty),
+        ("20 000 files / 200 MB, undo on", &mut large),
+        (
+            "20 000 files / 200 MB, undo off (undo.keep = 0)",
+            &mut large_off,
+        ),
+    ];
+    println!(
+        "{:<50} {:>18} {:>18}",
+        "", "`true` p50/p99", "1 small file p50/p99"
+    );
+    for (name, ws) in rows {
+        let (t50, t99) = figures(ws, &llm, "true").await;
+        let (c50, c99) = figures(ws, &llm, ONE_SMALL_FILE).await;
+        println!(
+            "{:<50} {:>18} {:>18}",
+            name,
+            format!("{} / {}", ms(t50), ms(t99)),
+            format!("{} / {}", ms(c50), ms(c99))
+        );
+    }
+
+    // Disk use after 50 checkpoints, each command changing one 1 KB file.
+    for i in 0..50 {
+        command_round_trip(
+            &mut large,
+            &llm,
+            &format!("head -c 1024 /dev/urandom > /workspace/k{}.bin", i % 5),
+        )
+        .await;
+    }
+    let (workspace, _) = bytes_under(&app.data_dir.join("workspaces").join(&large_id));
+    let (store, store_disk) = bytes_under(&app.data_dir.join("snapshots").join(&large_id));
+    let list: Vec<serde_json::Value> = alice
+        .get(&format!("/api/sessions/{large_id}/checkpoints"))
+        .json_body()
+        .await;
+    let kept = list.iter().filter(|c| c["dropped"] == false).count();
+    println!(
+        "  after 50 more checkpoints of 1 KB changes: workspace {:.1} MB, checkpoint store {:.1} MB ({:.1} MB on disk), {kept} checkpoints kept (undo.keep = 50)",
+        workspace as f64 / 1e6,
+        store as f64 / 1e6,
+        store_disk as f64 / 1e6
+    );
+    off.stop().await;
     app.stop().await;
 }

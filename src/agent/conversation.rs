@@ -80,7 +80,12 @@ impl Conversation {
             ServerEvent::FilesChanged {
                 paths,
                 uploaded: true,
+                ..
             } => self.notes.push(upload_note(paths)),
+            ServerEvent::WorkspaceRestored { call_id, paths, .. } => {
+                let note = restore_note(self.code_of(call_id), paths);
+                self.notes.push(note);
+            }
             ServerEvent::AssistantMessage { text, .. } => {
                 self.close_calls();
                 self.messages.push(ChatMessage::Assistant {
@@ -124,6 +129,17 @@ impl Conversation {
         }
     }
 
+    /// The code of a call the model made, if it is in the conversation.
+    fn code_of(&self, call_id: &CallId) -> Option<&str> {
+        self.messages.iter().rev().find_map(|m| match m {
+            ChatMessage::Assistant { tool_calls, .. } => tool_calls
+                .iter()
+                .find(|c| c.id == *call_id)
+                .map(|c| c.code.as_str()),
+            _ => None,
+        })
+    }
+
     /// Record what the model is told about `call_id`.
     pub fn answer(&mut self, call_id: &CallId, result: &str) {
         if let Some(open) = self.open_calls.iter_mut().find(|(id, ..)| id == call_id) {
@@ -158,6 +174,41 @@ fn result_message((call_id, tool, result): &(CallId, Tool, Option<String>)) -> C
 fn upload_note(paths: &[String]) -> String {
     let list: Vec<String> = paths.iter().map(|p| format!("/workspace/{p}")).collect();
     format!("[The person uploaded: {}]", list.join(", "))
+}
+
+/// Paths named in a restore note; past this, a count.
+const NOTE_PATHS: usize = 50;
+
+/// What the model is told, ahead of the person's next message, about a
+/// restore: which command's checkpoint, and what changed.
+fn restore_note(code: Option<&str>, paths: &[String]) -> String {
+    let before = match code {
+        Some(code) => {
+            let first = code.lines().next().unwrap_or_default();
+            let shown: String = first.chars().take(120).collect();
+            let cut = if shown.len() < code.trim_end().len() {
+                " …"
+            } else {
+                ""
+            };
+            format!("your command `{shown}{cut}`")
+        }
+        None => "an earlier undo".to_string(),
+    };
+    let mut list: Vec<String> = paths
+        .iter()
+        .take(NOTE_PATHS)
+        .map(|p| format!("/workspace/{p}"))
+        .collect();
+    if paths.len() > NOTE_PATHS {
+        list.push(format!("and {} more", paths.len() - NOTE_PATHS));
+    }
+    let changed = if list.is_empty() {
+        "no files changed".to_string()
+    } else {
+        format!("these files changed: {}", list.join(", "))
+    };
+    format!("[The person restored the workspace to how it was before {before}; {changed}]")
 }
 
 /// A user message with pending upload notes in front of it.
@@ -195,6 +246,7 @@ pub fn close_interrupted(events: &[ServerEvent]) -> Vec<ServerEvent> {
             | ServerEvent::ExecOutput { .. }
             | ServerEvent::ExecDone { .. }
             | ServerEvent::FilesChanged { .. }
+            | ServerEvent::WorkspaceRestored { .. }
             | ServerEvent::Log { .. }
             | ServerEvent::Error { .. } => {}
         }
@@ -386,10 +438,14 @@ mod tests {
             ServerEvent::FilesChanged {
                 paths: vec!["a.csv".into()],
                 uploaded: true,
+                call_id: None,
+                changes: vec![],
             },
             ServerEvent::FilesChanged {
                 paths: vec!["made.txt".into()],
                 uploaded: false,
+                call_id: Some("c0".into()),
+                changes: vec![],
             },
             ServerEvent::UserMessage {
                 turn_id: "t".into(),
@@ -402,6 +458,47 @@ mod tests {
             [ChatMessage::User(
                 "[The person uploaded: /workspace/a.csv]\n\nsum it".into()
             )]
+        );
+    }
+
+    #[test]
+    fn a_restore_is_told_to_the_model_with_the_next_message() {
+        let events = vec![
+            ServerEvent::UserMessage {
+                turn_id: "t".into(),
+                text: "clean up".into(),
+            },
+            tool_call("c1", Tool::Shell, "rm -rf /workspace/*\necho done"),
+            ServerEvent::TurnDone {
+                turn_id: "t".into(),
+                reason: TurnEndReason::Completed,
+            },
+            ServerEvent::WorkspaceRestored {
+                call_id: "c1".into(),
+                paths: vec!["a.txt".into(), "d/b.txt".into()],
+                restore_id: "r1".into(),
+            },
+            ServerEvent::WorkspaceRestored {
+                call_id: "r1".into(),
+                paths: vec![],
+                restore_id: "r2".into(),
+            },
+            ServerEvent::UserMessage {
+                turn_id: "t2".into(),
+                text: "what now?".into(),
+            },
+        ];
+        let mut results = HashMap::new();
+        results.insert(CallId::from("c1"), "done".to_string());
+        let conv = Conversation::rebuild(&events, &results).messages();
+        let ChatMessage::User(last) = conv.last().unwrap() else {
+            panic!("{conv:?}")
+        };
+        assert_eq!(
+            last,
+            "[The person restored the workspace to how it was before your command `rm -rf /workspace/* …`; these files changed: /workspace/a.txt, /workspace/d/b.txt]\n\
+             [The person restored the workspace to how it was before an earlier undo; no files changed]\n\n\
+             what now?"
         );
     }
 

@@ -15,9 +15,16 @@
 //! is restarted with the same address, reloads the conversation from the
 //! database and re-sends `session` + `history` to the tabs still attached.
 //!
+//! Each command runs between two looks at the workspace by the session's
+//! [`Undo`]: the checkpoint before it, and the scan after it that says
+//! what it changed. A [`Revert`] is refused while a turn runs and, once
+//! started, holds the actor (`ctx.wait`) until the restore is logged, so
+//! no turn can start in the middle of it.
+//!
 //! Messages handled here: [`Attach`], [`Detach`], [`Inbound`],
-//! [`SessionChanged`], [`FilesUploaded`], [`Shutdown`], [`InjectFailure`],
-//! and the peers' `ProviderEvent`, `ExecChunk` and `SandboxNotice`.
+//! [`SessionChanged`], [`FilesUploaded`], [`Revert`], [`Shutdown`],
+//! [`InjectFailure`], and the peers' `ProviderEvent`, `ExecChunk` and
+//! `SandboxNotice`.
 
 pub mod conversation;
 pub mod tabs;
@@ -31,19 +38,21 @@ use actix::prelude::*;
 
 use crate::approval::{Decide, Review, ReviewCall, Reviewed, Verdict, Withdraw};
 use crate::config::Settings;
+use crate::db::checkpoints::{self, Missing, Retain};
 use crate::db::journal::{self, Record};
 use crate::db::queries::{self, ChatSession};
 use crate::db::Db;
 use crate::protocol::{
-    ApprovalMode, ClientMessage, DecidedBy, ErrorCode, LogSource, Resolution, Risk, RiskLevel,
-    ServerEvent, SessionId,
+    ApprovalMode, CallId, ClientMessage, DecidedBy, ErrorCode, LogLevel, LogSource, Resolution,
+    RevertOutcome, Risk, RiskLevel, ServerEvent, SessionId,
 };
 use crate::provider::{CancelCompletion, Complete, ProviderEvent, ToolCall};
 use crate::risk::JudgedFile;
 use crate::sandbox::{CancelExec, Exec, ExecChunk, SandboxError, SandboxNotice};
+use crate::undo::{Undo, UndoError};
 use crate::ws::{Disconnect, Outbound};
 use tabs::Tabs;
-use turn::{Effect, Input, ReviewOutcome, TurnConfig, TurnMachine};
+use turn::{Effect, Input, Restore, ReviewOutcome, TurnConfig, TurnMachine};
 
 /// A socket joins the session: it receives `session`, `history`, then every
 /// live event.
@@ -86,6 +95,16 @@ pub struct FilesUploaded {
     pub paths: Vec<String>,
 }
 
+/// Put the workspace back as it was just before a call (the revert
+/// route). Refused while a turn runs.
+#[derive(Message)]
+#[rtype(result = "Result<RevertOutcome, UndoError>")]
+pub struct Revert {
+    pub call_id: CallId,
+    /// Who asked, for the audit.
+    pub by: String,
+}
+
 /// Stop for good: cancel the running turn, close the sockets.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -99,6 +118,9 @@ pub struct Shutdown {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InjectFailure;
+
+/// Where a [`Revert`]'s answer goes once its record is stored.
+type RevertReply = tokio::sync::oneshot::Sender<Result<RevertOutcome, UndoError>>;
 
 /// The agent's peers, as recipients so a test can stand in for any of them.
 #[derive(Clone)]
@@ -130,11 +152,19 @@ pub struct AgentActor {
     shutting_down: bool,
     /// The owner's name, for `session` frames (from the first socket).
     username: String,
+    /// The session's checkpoints; shared with the blocking tasks that
+    /// scan and restore.
+    undo: Arc<Undo>,
+    /// A revert waiting for its record to be stored before it answers.
+    pending_revert: Option<(RevertReply, Result<RevertOutcome, UndoError>)>,
 }
 
 impl AgentActor {
     pub fn new(session_id: SessionId, db: Db, settings: Arc<Settings>, peers: Peers) -> Self {
+        let undo = Arc::new(Undo::new(&settings, &session_id));
         AgentActor {
+            undo,
+            pending_revert: None,
             session_id,
             db,
             settings,
@@ -158,6 +188,7 @@ impl AgentActor {
             stored_output_bytes: s.agent.stored_output_bytes,
             exec_timeout_secs: s.sandbox.exec_timeout_secs,
             tools: s.provider.tools,
+            undo: self.undo.keeps(),
         }
     }
 
@@ -253,10 +284,21 @@ impl AgentActor {
                     for event in record.events() {
                         act.tabs.broadcast(event);
                     }
+                    if matches!(record, Record::Restore { .. }) {
+                        if let Some((reply, outcome)) = act.pending_revert.take() {
+                            let _ = reply.send(outcome);
+                        }
+                    }
+                    if !record.checkpoints().is_empty() {
+                        act.retain(ctx);
+                    }
                     act.carry_out(ctx);
                 }
                 Err(e) => {
                     log::error!("session {}: could not store events: {e}", act.session_id);
+                    if let Some((reply, _)) = act.pending_revert.take() {
+                        let _ = reply.send(Err(UndoError::Storage(e)));
+                    }
                     act.tabs.broadcast(&ServerEvent::error(
                         ErrorCode::StorageFailed,
                         "IronClaw could not save the conversation to its database, so the turn was stopped. Check the server's disk and log.",
@@ -341,7 +383,9 @@ impl AgentActor {
         }));
     }
 
-    /// Run a call in the sandbox, noting which workspace paths it changed.
+    /// Run a call in the sandbox between two looks at the workspace: the
+    /// checkpoint before it, and the scan after it that finds what it
+    /// changed.
     fn run(&mut self, ctx: &mut Context<Self>, call: ToolCall, files: Vec<JudgedFile>) {
         let call_id = call.id.clone();
         let exec = Exec {
@@ -354,33 +398,103 @@ impl AgentActor {
             model_output_cap: self.settings.agent.tool_output_for_model_bytes,
         };
         let sandbox = self.peers.exec.clone();
-        let root = crate::quota::WorkspaceVolume::of_session(&self.settings, &self.session_id);
+        let undo = self.undo.clone();
+        let notices: Recipient<SandboxNotice> = ctx.address().recipient();
         ctx.spawn(
             async move {
-                let before = snapshot(root.clone()).await;
+                let outside = match blocking(undo.clone(), |u| u.before_exec()).await {
+                    Ok(outside) => outside,
+                    Err(e) => {
+                        log::warn!("no checkpoint before a command: {e}");
+                        notices.do_send(SandboxNotice {
+                            level: LogLevel::Warn,
+                            message: format!(
+                                "No checkpoint could be taken before this command, so it cannot be undone: {e}"
+                            ),
+                        });
+                        Vec::new()
+                    }
+                };
                 let result = sandbox.send(exec).await.unwrap_or_else(|_| {
                     Err(SandboxError::ExecFailed {
                         detail: "the sandbox actor stopped".into(),
                     })
                 });
-                let changed = match (before, snapshot(root).await) {
-                    (Some(a), Some(b)) => crate::workspace::changed_paths(&a, &b),
-                    _ => Vec::new(),
+                let changed = match blocking(undo, |u| u.after_exec()).await {
+                    Ok(scanned) => {
+                        if scanned.setid_cleared > 0 {
+                            log::info!(
+                                "cleared setuid/setgid bits on {} workspace file(s)",
+                                scanned.setid_cleared
+                            );
+                        }
+                        scanned.changes
+                    }
+                    Err(e) => {
+                        log::warn!("could not tell what a command changed: {e}");
+                        Vec::new()
+                    }
                 };
-                (result, changed)
+                (result, changed, outside)
             }
             .into_actor(self)
-            .map(move |(result, changed), act, ctx| {
+            .map(move |(result, changed, outside), act, ctx| {
                 act.input(
                     ctx,
                     Input::ExecDone {
                         call_id,
                         result,
                         changed,
+                        outside,
                     },
                 )
             }),
         );
+    }
+
+    /// Drops the checkpoints past `undo.keep`, then past `undo.max_mb`,
+    /// and the contents only they held; tells the tabs which calls can no
+    /// longer be undone. Holds the actor, so no revert reads a checkpoint
+    /// being dropped.
+    fn retain(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let undo = self.undo.clone();
+        let session_id = self.session_id.clone();
+        let keep = self.settings.undo.keep;
+        let max_bytes = self.settings.undo.max_mb.saturating_mul(1024 * 1024);
+        let work = async move {
+            let mut gone = Vec::new();
+            let mut retain = Retain::Newest(keep);
+            loop {
+                let sid = session_id.clone();
+                let dropped = db
+                    .run(move |c| checkpoints::drop_oldest(c, &sid, retain))
+                    .await?;
+                let nothing = dropped.calls.is_empty() && dropped.unreferenced.is_empty();
+                gone.extend(dropped.calls);
+                let unreferenced = dropped.unreferenced;
+                let bytes = blocking(undo.clone(), move |u| Ok(u.collect(&unreferenced))).await?;
+                if bytes <= max_bytes || (nothing && retain == Retain::DropOldest) {
+                    break;
+                }
+                retain = Retain::DropOldest;
+            }
+            Ok::<_, UndoError>(gone)
+        };
+        ctx.wait(work.into_actor(self).map(|res, act, ctx| match res {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => {
+                let message = dropped_message(&gone, &act.settings);
+                act.input(
+                    ctx,
+                    Input::Log(ServerEvent::log(LogLevel::Info, LogSource::System, message)),
+                );
+            }
+            Err(e) => log::warn!(
+                "session {}: checkpoint retention failed: {e}",
+                act.session_id
+            ),
+        }));
     }
 
     /// Drop what is in flight (restart, shutdown): the stored log closes
@@ -415,18 +529,30 @@ impl AgentActor {
     }
 }
 
-/// The workspace's state, to tell what a command changed. `None` when it
-/// cannot be read (then no change is announced).
-async fn snapshot(volume: crate::quota::WorkspaceVolume) -> Option<crate::workspace::Snapshot> {
-    tokio::task::spawn_blocking(move || {
-        volume.prepare().ok()?;
-        crate::workspace::Workspace::open(volume.root().to_path_buf())
-            .and_then(|ws| ws.snapshot())
-            .ok()
-    })
-    .await
-    .ok()
-    .flatten()
+/// Runs undo's blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    undo: Arc<Undo>,
+    work: impl FnOnce(&Undo) -> Result<T, UndoError> + Send + 'static,
+) -> Result<T, UndoError> {
+    tokio::task::spawn_blocking(move || work(&undo))
+        .await
+        .map_err(|_| UndoError::Stopped)?
+}
+
+/// The log line when retention drops checkpoints.
+fn dropped_message(gone: &[CallId], settings: &Settings) -> String {
+    let shown: Vec<&str> = gone.iter().take(5).map(|c| c.as_str()).collect();
+    let more = if gone.len() > shown.len() {
+        format!(" and {} more", gone.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "Undo: the oldest checkpoints were dropped ({}{more}); those commands can no longer be undone. A session keeps {} checkpoints and {} MB (undo.keep, undo.max_mb).",
+        shown.join(", "),
+        settings.undo.keep,
+        settings.undo.max_mb
+    )
 }
 
 impl Actor for AgentActor {
@@ -657,6 +783,74 @@ impl Handler<SessionChanged> for AgentActor {
         self.session = Some(msg.session);
         let frame = self.session_frame();
         self.tabs.broadcast(&frame);
+    }
+}
+
+impl Handler<Revert> for AgentActor {
+    type Result = ResponseFuture<Result<RevertOutcome, UndoError>>;
+
+    /// Looks up what changed since the call's checkpoint, restores it off
+    /// the async threads, and logs the restore through the turn machine.
+    /// The answer goes out once the restore is stored.
+    fn handle(&mut self, msg: Revert, ctx: &mut Context<Self>) -> Self::Result {
+        let idle = self.machine.as_ref().is_some_and(|m| !m.is_busy())
+            && !self.storing
+            && self.backlog.is_empty()
+            && self.pending_revert.is_none();
+        if !idle {
+            return Box::pin(async { Err(UndoError::TurnRunning) });
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let db = self.db.clone();
+        let undo = self.undo.clone();
+        let sid = self.session_id.clone();
+        let call = msg.call_id.clone();
+        let (keep, max_mb) = (self.settings.undo.keep, self.settings.undo.max_mb);
+        let work = async move {
+            let since = db
+                .run(move |c| checkpoints::since(c, &sid, &call))
+                .await?
+                .map_err(|missing| match missing {
+                    Missing::Unknown => UndoError::UnknownCall,
+                    Missing::None => UndoError::NoCheckpoint,
+                    Missing::Dropped => UndoError::Gone { keep, max_mb },
+                })?;
+            blocking(undo, move |u| u.revert(&since)).await
+        };
+        ctx.wait(work.into_actor(self).map(move |res, act, ctx| {
+            let reverted = match res {
+                Ok(reverted) => reverted,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
+            let restore_id = CallId::fresh_restore();
+            let outcome = RevertOutcome {
+                call_id: msg.call_id.clone(),
+                restore_id: restore_id.clone(),
+                paths: reverted.applied.iter().map(|c| c.path.clone()).collect(),
+            };
+            if let Some(e) = &reverted.error {
+                log::warn!("session {}: revert stopped part way: {e}", act.session_id);
+            }
+            let answer = match reverted.error {
+                None => Ok(outcome),
+                Some(e) => Err(e),
+            };
+            act.pending_revert = Some((reply, answer));
+            act.input(
+                ctx,
+                Input::Restored(Restore {
+                    call_id: msg.call_id,
+                    restore_id,
+                    by: msg.by,
+                    outside: reverted.outside,
+                    applied: reverted.applied,
+                }),
+            );
+        }));
+        Box::pin(async move { answer.await.unwrap_or(Err(UndoError::Stopped)) })
     }
 }
 

@@ -18,14 +18,16 @@
 use std::collections::VecDeque;
 
 use crate::approval::Verdict;
+use crate::db::checkpoints::{CheckpointKind, NewCheckpoint};
 use crate::db::journal::{NewToolCall, Record};
 use crate::protocol::{
     ApprovalId, ApprovalMode, CallId, DecidedBy, ErrorCode, LogLevel, LogSource, OutputStream,
-    Resolution, Risk, ServerEvent, TurnEndReason, TurnId,
+    Resolution, Risk, RiskLevel, ServerEvent, TurnEndReason, TurnId,
 };
 use crate::provider::{ChatMessage, ProviderError, ToolCall};
 use crate::risk::JudgedFile;
 use crate::sandbox::{ExecOutcome, SandboxError};
+use crate::undo::Change;
 
 use super::conversation::{self, Conversation};
 
@@ -43,6 +45,9 @@ pub struct TurnConfig {
     pub exec_timeout_secs: u64,
     /// `provider.tools`: offer native tools (else fenced blocks).
     pub tools: bool,
+    /// Undo keeps checkpoints (`undo.keep` > 0): log them with the
+    /// commands.
+    pub undo: bool,
 }
 
 /// Something that happened, for the machine to answer.
@@ -86,14 +91,34 @@ pub enum Input {
         stream: OutputStream,
         data: String,
     },
-    /// The command ended; `changed` lists the workspace paths it touched.
+    /// The command ended. `changed` is what it did to the workspace;
+    /// `outside`, what the look before it found changed since the last
+    /// command (uploads, deletes through the file routes).
     ExecDone {
         call_id: CallId,
         result: Result<ExecOutcome, SandboxError>,
-        changed: Vec<String>,
+        changed: Vec<Change>,
+        outside: Vec<Change>,
     },
+    /// The person put the workspace back as it was before `call_id`.
+    Restored(Restore),
     /// The person pressed stop.
     Cancel,
+}
+
+/// A revert that was carried out, for the log and the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restore {
+    /// The call (or restore) whose checkpoint the workspace went back to.
+    pub call_id: CallId,
+    /// The restore's own id.
+    pub restore_id: CallId,
+    /// The person who asked.
+    pub by: String,
+    /// Changes made between commands, found by the look before it.
+    pub outside: Vec<Change>,
+    /// What the restore changed.
+    pub applied: Vec<Change>,
 }
 
 /// What a review decided.
@@ -170,6 +195,9 @@ struct Turn {
     context_noted: bool,
     /// The files the current call was judged on (what the approval covers).
     judged: Vec<JudgedFile>,
+    /// The current call was judged more than read-only: it gets a
+    /// checkpoint even if it changes nothing.
+    may_change: bool,
 }
 
 /// Told to the person when a reply stopped at the model's output limit.
@@ -238,6 +266,8 @@ impl TurnMachine {
             Input::Uploaded(paths) => self.store(Record::Events(vec![ServerEvent::FilesChanged {
                 paths,
                 uploaded: true,
+                call_id: None,
+                changes: Vec::new(),
             }])),
             Input::Log(event) => self.store(Record::Events(vec![event])),
             Input::Delta { request, text } => self.on_delta(request, text),
@@ -268,7 +298,9 @@ impl TurnMachine {
                 call_id,
                 result,
                 changed,
-            } => self.on_exec_done(call_id, result, changed),
+                outside,
+            } => self.on_exec_done(call_id, result, changed, outside),
+            Input::Restored(restore) => self.on_restored(restore),
             Input::Cancel => self.cancel(),
         }
         std::mem::take(&mut self.out)
@@ -354,6 +386,7 @@ impl TurnMachine {
             output: OutputLog::default(),
             context_noted: false,
             judged: Vec::new(),
+            may_change: false,
         });
         self.store(Record::StartTurn {
             message: ServerEvent::UserMessage {
@@ -561,6 +594,7 @@ impl TurnMachine {
         };
         if let Some(turn) = self.turn.as_mut() {
             turn.judged = files;
+            turn.may_change = risk.level != RiskLevel::Low;
         }
         let mut events = vec![ServerEvent::ToolCall {
             turn_id: turn_id.clone(),
@@ -679,7 +713,8 @@ impl TurnMachine {
         &mut self,
         call_id: CallId,
         result: Result<ExecOutcome, SandboxError>,
-        changed: Vec<String>,
+        changed: Vec<Change>,
+        outside: Vec<Change>,
     ) {
         let timeout_secs = self.config.exec_timeout_secs;
         let Some(turn) = self
@@ -690,6 +725,7 @@ impl TurnMachine {
             return;
         };
         let cancelled = turn.cancelled;
+        let may_change = turn.may_change;
         let output = std::mem::take(&mut turn.output).into_events(&call_id);
         turn.stage = Stage::Model;
         let mut events = Vec::new();
@@ -735,9 +771,26 @@ impl TurnMachine {
         };
         if !changed.is_empty() {
             events.push(ServerEvent::FilesChanged {
-                paths: changed,
+                paths: changed.iter().map(|c| c.path.clone()).collect(),
                 uploaded: false,
+                call_id: Some(call_id.clone()),
+                changes: changed.iter().map(Change::public).collect(),
             });
+        }
+        let mut checkpoints = Vec::new();
+        if self.config.undo {
+            if !outside.is_empty() {
+                checkpoints.push(NewCheckpoint {
+                    kind: CheckpointKind::Outside,
+                    changes: outside,
+                });
+            }
+            if may_change || !changed.is_empty() {
+                checkpoints.push(NewCheckpoint {
+                    kind: CheckpointKind::Exec(call_id.clone()),
+                    changes: changed,
+                });
+            }
         }
         self.store(Record::FinishExec {
             call_id,
@@ -745,6 +798,7 @@ impl TurnMachine {
             result,
             output,
             events,
+            checkpoints,
         });
         if cancelled {
             self.end_turn(TurnEndReason::Cancelled, Vec::new());
@@ -753,6 +807,42 @@ impl TurnMachine {
         } else {
             self.next_call();
         }
+    }
+
+    /// Log a restore with its checkpoint (so it can be undone too) and
+    /// tell every tab; the model hears of it with the next message.
+    fn on_restored(&mut self, restore: Restore) {
+        let Restore {
+            call_id,
+            restore_id,
+            by,
+            outside,
+            applied,
+        } = restore;
+        let event = ServerEvent::WorkspaceRestored {
+            call_id: call_id.clone(),
+            paths: applied.iter().map(|c| c.path.clone()).collect(),
+            restore_id: restore_id.clone(),
+        };
+        let mut checkpoints = Vec::new();
+        if !outside.is_empty() {
+            checkpoints.push(NewCheckpoint {
+                kind: CheckpointKind::Outside,
+                changes: outside,
+            });
+        }
+        checkpoints.push(NewCheckpoint {
+            kind: CheckpointKind::Restore {
+                restore_id,
+                reverted: call_id,
+                by,
+            },
+            changes: applied,
+        });
+        self.store(Record::Restore {
+            checkpoints,
+            events: vec![event],
+        });
     }
 
     fn cancel(&mut self) {
@@ -888,6 +978,7 @@ mod tests {
             stored_output_bytes: 1024,
             exec_timeout_secs: 120,
             tools: true,
+            undo: true,
         }
     }
 
@@ -1017,6 +1108,7 @@ mod tests {
                 call_id: id.into(),
                 result,
                 changed: vec![],
+                outside: vec![],
             })
         }
     }
@@ -1111,6 +1203,136 @@ mod tests {
                 "assistant_message",
                 "turn_done"
             ]
+        );
+    }
+
+    /// A change as the scan reports it.
+    fn created(path: &str) -> Change {
+        Change {
+            path: path.into(),
+            before: None,
+            after: Some(crate::undo::Entry {
+                kind: crate::protocol::EntryKind::File,
+                object: None,
+                size: 3,
+                mode: 0o644,
+                mtime_ns: 0,
+            }),
+        }
+    }
+
+    fn checkpoints_of(effects: &[Effect]) -> Vec<CheckpointKind> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Store(record) => Some(record.checkpoints()),
+                _ => None,
+            })
+            .flatten()
+            .map(|c| c.kind.clone())
+            .collect()
+    }
+
+    #[test]
+    fn calls_that_may_change_files_are_checkpointed_and_their_changes_shown() {
+        let mut h = Harness::new();
+        let r1 = h.say("tidy up");
+        h.reply(
+            r1,
+            "",
+            vec![
+                shell("c1", "ls"),
+                shell("c2", "mkdir x"),
+                shell("c3", "cat a"),
+            ],
+        );
+        // Read-only and nothing changed: no checkpoint, no event.
+        h.review("c1", RiskLevel::Low, policy(Resolution::Approved));
+        let effects = h.done("c1", ok(0, ""));
+        assert!(checkpoints_of(&effects).is_empty());
+        // May change files: a checkpoint even when nothing changed, and
+        // the uploads found before it are logged first.
+        h.review("c2", RiskLevel::Medium, policy(Resolution::Approved));
+        let effects = h.step(Input::ExecDone {
+            call_id: "c2".into(),
+            result: ok(0, ""),
+            changed: vec![created("x/new.txt")],
+            outside: vec![created("uploaded.csv")],
+        });
+        assert_eq!(
+            checkpoints_of(&effects),
+            [CheckpointKind::Outside, CheckpointKind::Exec("c2".into())]
+        );
+        let shown = effects.iter().find_map(|e| match e {
+            Effect::Store(r) => r.events().iter().find_map(|ev| match ev {
+                ServerEvent::FilesChanged {
+                    call_id, changes, ..
+                } => Some((call_id.clone(), changes.clone())),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let (call_id, changes) = shown.expect("files_changed");
+        assert_eq!(call_id, Some("c2".into()));
+        assert_eq!(changes[0].path, "x/new.txt");
+        assert_eq!(changes[0].change, crate::protocol::ChangeKind::Created);
+        // Judged read-only but it did change something: checkpointed.
+        h.review("c3", RiskLevel::Low, policy(Resolution::Approved));
+        let effects = h.step(Input::ExecDone {
+            call_id: "c3".into(),
+            result: ok(0, ""),
+            changed: vec![created("surprise")],
+            outside: vec![],
+        });
+        assert_eq!(
+            checkpoints_of(&effects),
+            [CheckpointKind::Exec("c3".into())]
+        );
+    }
+
+    #[test]
+    fn a_restore_is_logged_as_a_checkpoint_and_told_to_the_model() {
+        let mut h = Harness::new();
+        let r1 = h.say("delete it");
+        h.reply(r1, "", vec![shell("c1", "rm a.txt")]);
+        h.review("c1", RiskLevel::High, policy(Resolution::Approved));
+        h.done("c1", ok(0, ""));
+        let r2 = request_of(&h.step(Input::Finished {
+            request: r1 + 1,
+            tool_calls: vec![],
+            length_limited: false,
+        }));
+        assert!(r2.is_none());
+        assert!(!h.machine.is_busy());
+        let effects = h.step(Input::Restored(Restore {
+            call_id: "c1".into(),
+            restore_id: "r1".into(),
+            by: "alice".into(),
+            outside: vec![],
+            applied: vec![created("a.txt")],
+        }));
+        assert_eq!(
+            checkpoints_of(&effects),
+            [CheckpointKind::Restore {
+                restore_id: "r1".into(),
+                reverted: "c1".into(),
+                by: "alice".into()
+            }]
+        );
+        assert_eq!(h.kinds().last(), Some(&"workspace_restored"));
+        let r3 = h.say("and now?");
+        let effects = h.step(Input::Delta {
+            request: r3,
+            text: String::new(),
+        });
+        let _ = effects;
+        let sent = h.machine.conversation().messages();
+        let ChatMessage::User(last) = sent.last().unwrap() else {
+            panic!("{sent:?}")
+        };
+        assert!(
+            last.starts_with("[The person restored the workspace to how it was before your command `rm a.txt`; these files changed: /workspace/a.txt]"),
+            "{last}"
         );
     }
 

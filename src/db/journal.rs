@@ -10,6 +10,7 @@
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
+use super::checkpoints::{self, NewCheckpoint};
 use super::queries::{self, ToolCallRow};
 use super::schema::{chat_sessions, tool_calls};
 use super::DbError;
@@ -53,12 +54,20 @@ pub enum Record {
         events: Vec<ServerEvent>,
     },
     /// A command finished: its coalesced output (stored, not sent again:
-    /// it went out live), its exit, and what the model is told.
+    /// it went out live), its exit, what the model is told, and the
+    /// checkpoint of what it changed.
     FinishExec {
         call_id: CallId,
         exit_code: Option<i64>,
         result: String,
         output: Vec<ServerEvent>,
+        events: Vec<ServerEvent>,
+        checkpoints: Vec<NewCheckpoint>,
+    },
+    /// The person put the workspace back (`workspace_restored`), logged
+    /// as a checkpoint of its own.
+    Restore {
+        checkpoints: Vec<NewCheckpoint>,
         events: Vec<ServerEvent>,
     },
 }
@@ -71,8 +80,22 @@ impl Record {
             Record::Events(events)
             | Record::StartToolCall { events, .. }
             | Record::SettleDecision { events, .. }
-            | Record::FinishExec { events, .. } => events,
+            | Record::FinishExec { events, .. }
+            | Record::Restore { events, .. } => events,
             Record::StartTurn { message, .. } => std::slice::from_ref(message),
+        }
+    }
+
+    /// The checkpoints the record logs.
+    pub fn checkpoints(&self) -> &[NewCheckpoint] {
+        match self {
+            Record::FinishExec { checkpoints, .. } | Record::Restore { checkpoints, .. } => {
+                checkpoints
+            }
+            Record::Events(_)
+            | Record::StartTurn { .. }
+            | Record::StartToolCall { .. }
+            | Record::SettleDecision { .. } => &[],
         }
     }
 
@@ -83,7 +106,8 @@ impl Record {
             Record::Events(_)
             | Record::StartTurn { .. }
             | Record::StartToolCall { .. }
-            | Record::SettleDecision { .. } => &[],
+            | Record::SettleDecision { .. }
+            | Record::Restore { .. } => &[],
         };
         output.iter().chain(self.events()).filter(|e| e.is_stored())
     }
@@ -102,6 +126,7 @@ impl Record {
             Record::Events(_)
             | Record::StartTurn { .. }
             | Record::StartToolCall { .. }
+            | Record::Restore { .. }
             | Record::SettleDecision { result: None, .. } => None,
         }
     }
@@ -145,6 +170,10 @@ pub fn write(
                 result,
                 ..
             } => finish_exec(c, call_id, *exit_code, result)?,
+            Record::Restore { .. } => {}
+        }
+        for checkpoint in record.checkpoints() {
+            checkpoints::insert(c, session_id, checkpoint)?;
         }
         let events: Vec<ServerEvent> = record.stored_events().cloned().collect();
         queries::append_events(c, session_id, &events)
@@ -323,6 +352,7 @@ mod tests {
             result: "[exit code 0]\n3".into(),
             output: vec![output],
             events: vec![done],
+            checkpoints: vec![],
         };
         assert_eq!(finish.events().len(), 1, "live output is not sent again");
         write(&mut c, &id, &finish).unwrap();

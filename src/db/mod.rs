@@ -6,6 +6,7 @@
 //! callers run them through [`Db::run`], which ships the closure to a pool
 //! thread as one typed message and awaits its typed result.
 
+pub mod checkpoints;
 pub mod journal;
 pub mod queries;
 pub mod schema;

@@ -13,6 +13,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    checkpoint_changes (checkpoint_id, path) {
+        checkpoint_id -> Integer,
+        path -> Text,
+        before -> Nullable<Text>,
+        after -> Nullable<Text>,
+        before_object -> Nullable<Text>,
+        after_object -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    checkpoints (id) {
+        id -> Integer,
+        session_id -> Text,
+        call_id -> Nullable<Text>,
+        kind -> Text,
+        reverted_call_id -> Nullable<Text>,
+        by_user -> Nullable<Text>,
+        dropped -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
     events (id) {
         id -> Integer,
         session_id -> Text,
@@ -68,12 +92,16 @@ diesel::table! {
 }
 
 diesel::joinable!(chat_sessions -> users (user_id));
+diesel::joinable!(checkpoint_changes -> checkpoints (checkpoint_id));
+diesel::joinable!(checkpoints -> chat_sessions (session_id));
 diesel::joinable!(events -> chat_sessions (session_id));
 diesel::joinable!(logins -> users (user_id));
 diesel::joinable!(tool_calls -> chat_sessions (session_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     chat_sessions,
+    checkpoint_changes,
+    checkpoints,
     events,
     logins,
     meta,

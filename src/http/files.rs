@@ -1,6 +1,7 @@
 //! The workspace file routes (DESIGN.md §3): list, download, raw and
-//! multipart upload, delete; and the audit trail. Paths are confined by
-//! `crate::workspace`; an upload is announced to the session's agent.
+//! multipart upload, delete; and the audit trail (tool calls and reverts).
+//! Paths are confined by `crate::workspace`; an upload is announced to the
+//! session's agent, and every write leaves undo's mark.
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
@@ -10,7 +11,7 @@ use futures_util::StreamExt;
 use super::{owned_session, ApiError, AppState, AuthUser};
 use crate::agent::FilesUploaded;
 use crate::db::queries;
-use crate::protocol::{AuditEntry, FileEntry, SessionId};
+use crate::protocol::{AuditRecord, FileEntry, SessionId};
 use crate::quota::WorkspaceVolume;
 use crate::supervisor::Lookup;
 use crate::workspace::{FileError, RelPath, UploadLimits, Workspace};
@@ -55,6 +56,14 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<Option<u64>, Api
     }
 }
 
+/// Leave undo's mark that the workspace changed outside any command, so
+/// the next checkpoint looks again (`crate::undo::mark_stale`).
+async fn mark_changed(state: &AppState, session_id: &SessionId) {
+    let settings = state.settings.clone();
+    let id = session_id.clone();
+    let _ = web::block(move || crate::undo::mark_stale(&settings, &id)).await;
+}
+
 /// Tell the live session (starting it if needed) that files arrived.
 async fn announce(
     state: &AppState,
@@ -65,6 +74,7 @@ async fn announce(
     if paths.is_empty() {
         return;
     }
+    mark_changed(state, session_id).await;
     if let Ok(agent) = state
         .supervisor
         .send(Lookup {
@@ -316,10 +326,11 @@ async fn delete(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, ws, path) = file_target(&state, &user, &req).await?;
+    let (session_id, ws, path) = file_target(&state, &user, &req).await?;
     web::block(move || ws.delete(&path))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    mark_changed(&state, &session_id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -329,14 +340,23 @@ async fn audit(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = owned_session(&state, &user.0, &id).await?;
-    let rows = state
+    let (rows, reverts) = state
         .db
-        .run(move |c| queries::list_tool_calls(c, &session.id))
+        .run(move |c| {
+            Ok((
+                queries::list_tool_calls(c, &session.id)?,
+                crate::db::checkpoints::reverts(c, &session.id)?,
+            ))
+        })
         .await?;
-    let entries = rows
+    let mut entries = rows
         .iter()
-        .map(queries::ToolCallRow::audit)
-        .collect::<Result<Vec<AuditEntry>, _>>()?;
+        .map(|row| row.audit().map(AuditRecord::ToolCall))
+        .collect::<Result<Vec<AuditRecord>, _>>()?;
+    entries.extend(reverts.into_iter().map(AuditRecord::Revert));
+    // Both kinds carry RFC 3339 UTC times of one format: text order is
+    // time order (the sort is stable for ties).
+    entries.sort_by(|a, b| a.at().cmp(b.at()));
     Ok(HttpResponse::Ok().json(entries))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod origin;
+pub mod undo;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -571,6 +572,19 @@ async fn delete_session(
         .run(move |c| queries::delete_session(c, &id))
         .await?;
     remove_workspace(&state.settings, &session.id).await;
+    let settings = state.settings.clone();
+    let id = session.id.clone();
+    match web::block(move || crate::undo::remove_store(&settings, &id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!(
+            "could not remove the checkpoints of session {}: {e}",
+            session.id
+        ),
+        Err(e) => log::warn!(
+            "could not remove the checkpoints of session {}: {e}",
+            session.id
+        ),
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -697,7 +711,7 @@ async fn api_not_found() -> Result<HttpResponse, ApiError> {
 /// Register every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        files::routes(web::scope("/api"))
+        undo::routes(files::routes(web::scope("/api")))
             .service(
                 web::resource("/login")
                     .app_data(json_config(LOGIN_BODY_LIMIT))

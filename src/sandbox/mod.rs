@@ -360,9 +360,7 @@ impl Handler<Exec> for SandboxActor {
                         return Err(e);
                     }
                 }
-                let outcome = exec::run(&shared.container, msg, &cancel).await;
-                clear_setid_bits(&shared.container.workspace).await;
-                outcome
+                exec::run(&shared.container, msg, &cancel).await
             }
             .into_actor(self)
             .map(move |result, act, _| {
@@ -439,24 +437,6 @@ impl Handler<RemoveContainer> for SandboxActor {
                     result
                 }),
         )
-    }
-}
-
-/// Strips setuid/setgid bits from what a command left in the workspace
-/// (DESIGN.md §4: they never reach the host). The mount is `nosuid`
-/// already; this also covers a workspace that could not be mounted and any
-/// copy taken of it. Failures are logged: the command's outcome stands.
-async fn clear_setid_bits(workspace: &WorkspaceVolume) {
-    let root = workspace.root().to_path_buf();
-    let cleared = tokio::task::spawn_blocking(move || {
-        crate::workspace::Workspace::open(root).and_then(|ws| ws.clear_setid_bits())
-    })
-    .await;
-    match cleared {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => log::info!("cleared setuid/setgid bits on {n} workspace file(s)"),
-        Ok(Err(e)) => log::warn!("could not check the workspace for setuid bits: {e}"),
-        Err(e) => log::warn!("setuid check failed: {e}"),
     }
 }
 

@@ -17,4 +17,5 @@ mod sandbox;
 mod storage;
 mod support;
 mod tools;
+mod undo;
 mod web_safety;

@@ -1,0 +1,404 @@
+//! What the workspace holds, and what changed since the last look.
+//!
+//! A [`Manifest`] maps every path to the `stat` fields that tell a change
+//! (kind, size, mode, modification and change times, inode) and to what a
+//! checkpoint keeps of it (an [`Entry`]: the content's object id for a file,
+//! the target's for a link). A scan walks the whole tree, links never
+//! followed, and compares: a path whose `stat` is unchanged costs nothing
+//! more; only a changed file is read, hashed and (when undo keeps
+//! contents) copied into the store. Every path is visited, however many
+//! there are, down to the walk's depth limit.
+//!
+//! The scan after each command also strips setuid and setgid bits from
+//! what the sandbox left (DESIGN.md §4): one walk does both.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use serde::{Deserialize, Serialize};
+
+use super::store::{ObjectId, ObjectStore};
+use crate::protocol::{ChangeKind, EntryKind, FileChange};
+use crate::workspace::{FileError, Workspace};
+
+/// What a checkpoint keeps of one path: enough to put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// A file's content or a link's target; `None` for folders, for other
+    /// kinds (fifos, sockets), and when the content was not kept (undo off,
+    /// or unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "object_id")]
+    pub object: Option<ObjectId>,
+    pub size: u64,
+    /// Permission bits (`0o7777` without setuid/setgid).
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+impl Entry {
+    /// Same content and mode: what a person would call unchanged. A
+    /// folder's times and size follow its entries, so they do not count;
+    /// a file whose content was not kept counts as changed once its
+    /// `stat` differs (the caller only asks then).
+    fn same_as(&self, other: &Entry) -> bool {
+        if self.kind != other.kind || self.mode != other.mode {
+            return false;
+        }
+        match self.kind {
+            EntryKind::Dir | EntryKind::Other => true,
+            EntryKind::File | EntryKind::Link => {
+                self.object.is_some() && self.object == other.object
+            }
+        }
+    }
+}
+
+/// One path's change: `before` absent for a creation, `after` absent for a
+/// deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub before: Option<Entry>,
+    pub after: Option<Entry>,
+}
+
+impl Change {
+    /// As `files_changed` and the changes route show it.
+    pub fn public(&self) -> FileChange {
+        let (change, shown) = match (&self.before, &self.after) {
+            (None, Some(after)) => (ChangeKind::Created, after),
+            (Some(before), None) => (ChangeKind::Deleted, before),
+            (Some(_), Some(after)) => (ChangeKind::Modified, after),
+            // Never built; shown as a deletion of nothing.
+            (None, None) => {
+                return FileChange {
+                    path: self.path.clone(),
+                    change: ChangeKind::Deleted,
+                    kind: EntryKind::Other,
+                    size: 0,
+                }
+            }
+        };
+        FileChange {
+            path: self.path.clone(),
+            change,
+            kind: shown.kind,
+            size: shown.size,
+        }
+    }
+}
+
+/// The `stat` fields that tell a path changed. The change time cannot be
+/// set by a program, so a write always shows here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    kind: EntryKind,
+    size: u64,
+    mode: u32,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+}
+
+impl Stamp {
+    // `Stat`'s field types differ between architectures.
+    #[allow(clippy::useless_conversion)]
+    fn of(stat: &Stat) -> Self {
+        let kind = kind_of(stat);
+        Stamp {
+            kind,
+            // A folder's size is its entry table's: not a size a person
+            // means.
+            size: if kind == EntryKind::Dir {
+                0
+            } else {
+                crate::workspace::file_size(stat)
+            },
+            mode: mode_bits(stat),
+            mtime_ns: i64::from(stat.st_mtime)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::try_from(stat.st_mtime_nsec).unwrap_or(0)),
+            ctime_ns: i64::from(stat.st_ctime)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::try_from(stat.st_ctime_nsec).unwrap_or(0)),
+            inode: u64::from(stat.st_ino),
+        }
+    }
+
+    /// A folder's times and size move with its entries; only its kind and
+    /// mode are its own.
+    fn unchanged(&self, old: &Stamp) -> bool {
+        match self.kind {
+            EntryKind::Dir => old.kind == EntryKind::Dir && old.mode == self.mode,
+            _ => self == old,
+        }
+    }
+}
+
+fn kind_of(stat: &Stat) -> EntryKind {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Link,
+        _ => EntryKind::Other,
+    }
+}
+
+// `st_mode`'s type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn mode_bits(stat: &Stat) -> u32 {
+    (stat.st_mode as u32) & 0o7777
+}
+
+/// Every path of the workspace as the last scan saw it.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    paths: HashMap<String, (Stamp, Entry)>,
+}
+
+impl Manifest {
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.paths.keys().map(String::as_str)
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.paths.get(path).map(|(_, entry)| entry)
+    }
+
+    /// Every object the current workspace holds: never collected.
+    pub fn objects(&self) -> impl Iterator<Item = &ObjectId> {
+        self.paths.values().filter_map(|(_, e)| e.object.as_ref())
+    }
+
+    /// Notes `path` as just written by a restore: its new `stat` and what
+    /// it holds.
+    pub(super) fn set(&mut self, path: &str, stat: &Stat, entry: Entry) {
+        self.paths.insert(path.to_owned(), (Stamp::of(stat), entry));
+    }
+
+    pub(super) fn forget(&mut self, path: &str) {
+        self.paths.remove(path);
+    }
+}
+
+/// What one scan found.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// Sorted by path.
+    pub changes: Vec<Change>,
+    /// Files and folders whose setuid/setgid bits were stripped.
+    pub setid_cleared: usize,
+}
+
+/// Walks the workspace against `manifest` (updated in place). With a
+/// `store`, the content of every new or changed file and link goes into
+/// it, so the manifest's objects are always stored. With `baseline`, the
+/// manifest was empty for want of a previous look (a server start): the
+/// paths found are its start, not changes.
+pub fn scan(
+    ws: &Workspace,
+    manifest: &mut Manifest,
+    mut store: Option<&mut ObjectStore>,
+    baseline: bool,
+) -> Result<Scanned, FileError> {
+    let mut old = std::mem::take(&mut manifest.paths);
+    let mut fresh: HashMap<String, (Stamp, Entry)> = HashMap::with_capacity(old.len());
+    let mut out = Scanned::default();
+    let mut failure: Option<io::Error> = None;
+    ws.walk(usize::MAX, |path, stat, dir, name| {
+        // A name that is not UTF-8 cannot be named in the log or put back
+        // by path; it and what is under it are left out.
+        if std::str::from_utf8(name.to_bytes()).is_err() {
+            return false;
+        }
+        let leaf = path.rsplit('/').next().unwrap_or(path);
+        if leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX) {
+            return false;
+        }
+        let mut stat = *stat;
+        if matches!(kind_of(&stat), EntryKind::File | EntryKind::Dir)
+            && stat.st_mode & crate::workspace::SETID_BITS != 0
+        {
+            match crate::workspace::clear_setid_at(dir, name) {
+                Ok(()) => {
+                    out.setid_cleared += 1;
+                    if let Ok(again) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        stat = again;
+                    }
+                }
+                Err(e) => log::warn!("could not clear the setuid bit of {path}: {e}"),
+            }
+        }
+        let stamp = Stamp::of(&stat);
+        let previous = old.remove(path);
+        if let Some((old_stamp, entry)) = &previous {
+            if stamp.unchanged(old_stamp) {
+                fresh.insert(path.to_owned(), (stamp, entry.clone()));
+                return true;
+            }
+        }
+        let entry = match read_entry(dir, name, &stat, store.as_deref_mut()) {
+            Ok(entry) => entry,
+            Err(e) => {
+                // Vanished meanwhile, or unreadable: noted, not fatal; a
+                // store that cannot be written is.
+                if e.kind() == io::ErrorKind::NotFound {
+                    return false;
+                }
+                if failure.is_none() && is_store_failure(&e) {
+                    failure = Some(e);
+                    return false;
+                }
+                log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
+                Entry {
+                    kind: stamp.kind,
+                    object: None,
+                    size: stamp.size,
+                    mode: stamp.mode,
+                    mtime_ns: stamp.mtime_ns,
+                }
+            }
+        };
+        let changed = match previous {
+            None => Some(Change {
+                path: path.to_owned(),
+                before: None,
+                after: Some(entry.clone()),
+            }),
+            Some((_, before)) if !before.same_as(&entry) => Some(Change {
+                path: path.to_owned(),
+                before: Some(before),
+                after: Some(entry.clone()),
+            }),
+            Some(_) => None,
+        };
+        if let Some(change) = changed.filter(|_| !baseline) {
+            out.changes.push(change);
+        }
+        fresh.insert(path.to_owned(), (stamp, entry));
+        true
+    })?;
+    if let Some(e) = failure {
+        // The manifest must only name stored objects: keep the old one,
+        // which the next scan compares against again.
+        fresh.extend(old);
+        manifest.paths = fresh;
+        return Err(FileError::Io(e));
+    }
+    if !baseline {
+        out.changes
+            .extend(old.into_iter().map(|(path, (_, before))| Change {
+                path,
+                before: Some(before),
+                after: None,
+            }));
+    }
+    out.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    manifest.paths = fresh;
+    Ok(out)
+}
+
+/// Errors from the store's own folder (as opposed to the workspace entry
+/// being read): the disk under `data/` is full or unwritable.
+fn is_store_failure(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<StoreFailure>().is_some())
+}
+
+/// Marks an error as the store's, see [`is_store_failure`].
+#[derive(Debug)]
+struct StoreFailure(io::Error);
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the checkpoint store could not be written: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreFailure {}
+
+fn store_err(e: io::Error) -> io::Error {
+    io::Error::other(StoreFailure(e))
+}
+
+/// Reads what a checkpoint keeps of `name` in `dir`: a file's content
+/// (opened without following, checked to be the file that was stat'ed),
+/// a link's target.
+fn read_entry(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    stat: &Stat,
+    store: Option<&mut ObjectStore>,
+) -> io::Result<Entry> {
+    let stamp = Stamp::of(stat);
+    let mut entry = Entry {
+        kind: stamp.kind,
+        object: None,
+        size: stamp.size,
+        mode: stamp.mode,
+        mtime_ns: stamp.mtime_ns,
+    };
+    let Some(store) = store else {
+        return Ok(entry);
+    };
+    match stamp.kind {
+        EntryKind::File => {
+            let flags = OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+            let opened = rustix::fs::fstat(&fd)?;
+            if opened.st_ino != stat.st_ino || kind_of(&opened) != EntryKind::File {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "replaced while being read",
+                ));
+            }
+            let mut file = std::fs::File::from(fd);
+            entry.object = Some(store.put_file(&mut file).map_err(store_err)?);
+        }
+        EntryKind::Link => {
+            let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+            entry.object = Some(store.put_bytes(target.as_bytes()).map_err(store_err)?);
+        }
+        EntryKind::Dir | EntryKind::Other => {}
+    }
+    Ok(entry)
+}
+
+/// `ObjectId` as a plain hex string in stored JSON.
+mod object_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::ObjectId;
+
+    pub fn serialize<S: Serializer>(id: &Option<ObjectId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_some(id.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ObjectId>, D::Error> {
+        let hex: Option<String> = Option::deserialize(d)?;
+        hex.map(|hex| {
+            ObjectId::parse(&hex)
+                .ok_or_else(|| serde::de::Error::custom("a checkpoint object id is malformed"))
+        })
+        .transpose()
+    }
+}
