@@ -88,6 +88,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .app_data(state.clone())
             .app_data(http::json_config(JSON_BODY_LIMIT))
             .wrap(middleware::from_fn(http::origin::guard))
+            .wrap(middleware::from_fn(http::head_as_get))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
             .configure(http::routes)
     })

@@ -150,6 +150,30 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The type a workspace file is served as: its own when a browser can
+/// only show it (pictures, PDF, plain text); text of any other kind (HTML,
+/// JavaScript, SVG, XML, CSS…) as plain text; anything else as bytes.
+fn served_type(guessed: &str) -> &'static str {
+    let essence = guessed.split(';').next().unwrap_or_default().trim();
+    match essence {
+        "image/png" => "image/png",
+        "image/jpeg" => "image/jpeg",
+        "image/gif" => "image/gif",
+        "image/webp" => "image/webp",
+        "application/pdf" => "application/pdf",
+        _ if essence.starts_with("text/")
+            || essence.ends_with("+xml")
+            || essence.ends_with("/xml")
+            || essence.ends_with("/json")
+            || essence.ends_with("javascript")
+            || essence.ends_with("ecmascript") =>
+        {
+            "text/plain; charset=utf-8"
+        }
+        _ => "application/octet-stream",
+    }
+}
+
 async fn download(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -170,8 +194,12 @@ async fn download(
     use tokio::io::AsyncReadExt;
     let body = tokio_util::io::ReaderStream::new(file.file.take(file.len));
     Ok(HttpResponse::Ok()
-        .content_type(file.content_type)
+        .content_type(served_type(&file.content_type))
         .insert_header((header::CONTENT_DISPOSITION, disposition))
+        // Whatever the agent wrote, it is never a page or a script of this
+        // origin: no script runs in it, and it is never sniffed as one.
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
+        .insert_header((header::REFERRER_POLICY, super::REFERRER_POLICY))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .no_chunking(file.len)
@@ -374,6 +402,27 @@ pub fn routes(scope: actix_web::Scope) -> actix_web::Scope {
 #[cfg(test)]
 mod tests {
     use super::percent_decode;
+
+    #[test]
+    fn workspace_files_are_served_as_types_that_cannot_run() {
+        for (guessed, served) in [
+            ("image/png", "image/png"),
+            ("application/pdf", "application/pdf"),
+            ("text/plain", "text/plain; charset=utf-8"),
+            ("text/csv", "text/plain; charset=utf-8"),
+            ("text/html", "text/plain; charset=utf-8"),
+            ("text/javascript", "text/plain; charset=utf-8"),
+            ("application/javascript", "text/plain; charset=utf-8"),
+            ("image/svg+xml", "text/plain; charset=utf-8"),
+            ("application/xhtml+xml", "text/plain; charset=utf-8"),
+            ("application/json", "text/plain; charset=utf-8"),
+            ("application/wasm", "application/octet-stream"),
+            ("application/x-sh", "application/octet-stream"),
+            ("application/octet-stream", "application/octet-stream"),
+        ] {
+            assert_eq!(super::served_type(guessed), served, "{guessed}");
+        }
+    }
 
     #[test]
     fn percent_decoding_finishes_what_the_router_left() {

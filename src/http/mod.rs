@@ -656,9 +656,33 @@ async fn websocket(
 
 // ------------------------------------------------------------------- pages
 
-/// The page's Content-Security-Policy: only our own scripts and styles, so
-/// nothing a model writes can run even if it reached the DOM.
-const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// The page's Content-Security-Policy: only our own styles, and scripts
+/// only from the page's own static folder (not merely the origin: a
+/// workspace file served from the same origin must never run as a
+/// script), so nothing a model writes can run even if it reached the DOM.
+/// Forms post only to the server itself.
+fn csp(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    let host = info.host();
+    // The host names the page's own origin in the policy; anything odd in
+    // it (it is the client's header) falls back to the origin alone.
+    let plain = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let scripts = if plain {
+        format!("{}://{host}/static/", info.scheme())
+    } else {
+        "'self'".to_string()
+    };
+    format!(
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src {scripts}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Referrer policy of every page: the page's URLs (session ids) never
+/// leave with a link.
+pub const REFERRER_POLICY: &str = "no-referrer";
 
 /// Where the page's files are: `IRONCLAW_WEB_DIR`, else `./web` when it
 /// exists (an installed copy), else the source tree it was built from.
@@ -673,11 +697,12 @@ fn web_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
 }
 
-fn page(name: &str) -> HttpResponse {
+fn page(req: &HttpRequest, name: &str) -> HttpResponse {
     match std::fs::read_to_string(web_dir().join(name)) {
         Ok(html) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
-            .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+            .insert_header((header::CONTENT_SECURITY_POLICY, csp(req)))
+            .insert_header((header::REFERRER_POLICY, REFERRER_POLICY))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(html),
@@ -687,7 +712,7 @@ fn page(name: &str) -> HttpResponse {
 
 async fn index(req: HttpRequest) -> HttpResponse {
     match AuthUser::extract(&req).await {
-        Ok(_) => page("index.html"),
+        Ok(_) => page(&req, "index.html"),
         Err(_) => HttpResponse::Found()
             .insert_header((header::LOCATION, "/login"))
             .finish(),
@@ -700,8 +725,21 @@ async fn login_page(req: HttpRequest) -> HttpResponse {
         Ok(_) => HttpResponse::Found()
             .insert_header((header::LOCATION, "/"))
             .finish(),
-        Err(_) => page("login.html"),
+        Err(_) => page(&req, "login.html"),
     }
+}
+
+/// `HEAD` answers exactly like `GET`, without the body (the HTTP layer
+/// leaves a HEAD response's body out; its length stays). Runs before the
+/// origin check, where a read is a read either way.
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
 }
 
 async fn api_not_found() -> Result<HttpResponse, ApiError> {

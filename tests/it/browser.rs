@@ -350,6 +350,84 @@ async fn a_person_uploads_a_file_and_approves_a_risky_command_in_the_page() {
     app.stop().await;
 }
 
+#[actix_rt::test]
+async fn sign_in_never_leaves_the_origin_whatever_next_says() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    for next in [
+        "/%09/example.com/",
+        "/%0a/example.com/",
+        "/%0d/example.com/",
+        "//example.com/",
+        "https://example.com/",
+    ] {
+        browser
+            .goto(&format!("{}/login?next={next}", app.base))
+            .await;
+        browser.type_into("#login-username", "alice").await;
+        browser.type_into("#login-password", PASSWORD).await;
+        browser.click("#login-submit").await;
+        browser.wait_for("#composer").await;
+        let at = browser
+            .script("return location.origin + location.pathname;")
+            .await;
+        assert_eq!(
+            at.as_str(),
+            Some(format!("{}/", app.base).as_str()),
+            "next={next}"
+        );
+        // Sign out for the next round.
+        browser
+            .script("return fetch('/api/logout', {method: 'POST', credentials: 'same-origin'}).then(() => true);")
+            .await;
+    }
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_workspace_script_loaded_into_the_page_does_not_run() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    let resp = alice
+        .put(&format!("/api/sessions/{id}/files/evil.js"))
+        .body("window.pwned = 1;")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    // Both loads go through the same injection; the page's own script
+    // loads (so the check can tell), the workspace one must not run.
+    browser
+        .script(&format!(
+            "for (const [src, flag] of [['/static/theme.js', 'own'], ['/api/sessions/{id}/files/evil.js', 'evil']]) {{
+               const s = document.createElement('script');
+               s.src = src;
+               s.onload = () => {{ window[flag + 'Loaded'] = true; }};
+               s.onerror = () => {{ window[flag + 'Blocked'] = true; }};
+               document.head.appendChild(s);
+             }}
+             return true;"
+        ))
+        .await;
+    browser
+        .wait_until("window.ownLoaded === true && (window.evilBlocked === true || window.evilLoaded === true)")
+        .await;
+    let outcome = browser
+        .script("return [window.pwned === undefined, window.evilBlocked === true];")
+        .await;
+    assert_eq!(outcome, serde_json::json!([true, true]));
+    app.stop().await;
+}
+
 /// Serve `html` to every request on a fresh loopback port, from a thread;
 /// answers the page's URL.
 fn serve_page(html: String) -> String {

@@ -12,6 +12,7 @@ mod cli;
 mod fake_llm;
 mod files;
 mod layout;
+mod page_safety;
 mod providers;
 mod sandbox;
 mod storage;

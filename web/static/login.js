@@ -9,11 +9,18 @@
   var errorBox = document.getElementById('login-error');
   var toggle = document.getElementById('toggle-password');
 
-  /** Where to go after signing in: a same-origin path only. */
+  /**
+   * Where to go after signing in: a path of this origin only, judged after
+   * the browser's own URL parsing (which drops tabs and newlines, so
+   * `/%09/example.com/` would otherwise become `//example.com/`).
+   */
   function nextUrl() {
     var next = new URLSearchParams(location.search).get('next');
-    if (next && next[0] === '/' && next[1] !== '/' && next[1] !== '\\' && next.indexOf('/login') !== 0) return next;
-    return '/';
+    if (!next) return '/';
+    var url;
+    try { url = new URL(next, location.origin); } catch (err) { return '/'; }
+    if (url.origin !== location.origin || url.pathname.indexOf('/login') === 0) return '/';
+    return url.pathname + url.search + url.hash;
   }
 
   function showError(msg) {
