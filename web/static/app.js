@@ -57,7 +57,8 @@
     alert: 'M12 9v4M12 17h.01M10.3 3.9L1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z',
     stop: 'M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18zM9 9h6v6H9z',
     files: 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5M9 15l2 2 4-4',
-    home: 'M3 11l9-8 9 8M5 9v11h14V9'
+    home: 'M3 11l9-8 9 8M5 9v11h14V9',
+    undo: 'M9 14L4 9l5-5M4 9h10.5a5.5 5.5 0 0 1 0 11H11'
   };
   function icon(name, cls) {
     var svg = document.createElementNS(SVG_NS, 'svg');
@@ -223,6 +224,8 @@
     turnsDone: new Set(),
     streams: new Map(),      // turn_id -> [stream, ...] not yet finalised
     cards: new Map(),        // call_id -> card
+    restores: new Map(),     // restore_id -> workspace_restored notice
+    checkpoints: new Map(),  // call_id -> {call_id, kind, changes, dropped}
     approvals: new Map(),    // approval_id -> approval
     pendingUser: [],         // optimistic user bubbles awaiting their echo
     stopping: false,
@@ -813,6 +816,8 @@
     S.turnsDone.clear();
     S.streams.clear();
     S.cards.clear();
+    S.restores.clear();
+    S.checkpoints = new Map();
     S.approvals.clear();
     S.pendingUser = [];
     S.stopping = false;
@@ -836,6 +841,7 @@
     updateWorking();
     updateEmpty();
     tickCountdowns();
+    if (hasUndoable()) scheduleCheckpoints(0);
     scrollToBottom(true);
     scrollLogToBottom();
   }
@@ -875,7 +881,11 @@
       case 'exec_output': onExecOutput(ev, live); break;
       case 'exec_done': onExecDone(ev, live); break;
       case 'files_changed': onFilesChanged(ev, live); break;
-      case 'log': addLog(ev, live); return;
+      case 'workspace_restored': onWorkspaceRestored(ev, live); break;
+      case 'log':
+        addLog(ev, live);
+        if (live && /checkpoints were dropped/.test(String(ev.message || ''))) scheduleCheckpoints();
+        return;
       case 'turn_done': onTurnDone(ev, live); break;
       case 'error': onError(ev, live); break;
       default: return; // unknown event types are ignored
@@ -1058,7 +1068,9 @@
     var card = {
       callId: callId, el: el, status: status, output: output, lastSpan: null, lastStream: null,
       outLen: 0, truncated: false, hasOutput: false, done: false, state: 'pending',
-      turnId: data && data.turn_id || null
+      turnId: data && data.turn_id || null, code: data && data.code != null ? String(data.code) : null,
+      // undo: what the command changed, and whether it can still be undone
+      changes: null, undoSlot: null, undone: false, gone: false
     };
     S.cards.set(callId, card);
     appendMsg(el);
@@ -1083,6 +1095,7 @@
     if (list) list.forEach(function (s) { s.sealed = true; });
     var card = getCard(ev.call_id, ev);
     if (!card.turnId) card.turnId = ev.turn_id;
+    if (card.code == null && ev.code != null) card.code = String(ev.code);
     if (card.state === 'pending') setStatus(card, '', 'Starting…', true);
   }
 
@@ -1244,6 +1257,8 @@
 
   function onFilesChanged(ev, live) {
     var paths = Array.isArray(ev.paths) ? ev.paths : [];
+    // A command's changes go on its card, with their diffs and Undo.
+    if (ev.call_id && Array.isArray(ev.changes) && ev.changes.length) { onCallChanges(ev, live); return; }
     if (!paths.length) return;
     var shown = paths.slice(0, 6);
     var note = h('div.files-note', null, icon('files', 'tiny'),
@@ -1257,6 +1272,304 @@
       paths.forEach(function (p) { S.filesChanged.add(p); });
       scheduleFilesRefresh();
     }
+  }
+
+  // ---------------------------------------------------------------- changes, diffs, undo
+
+  var CHANGE_KINDS = { created: 1, modified: 1, deleted: 1 };
+  var AUTO_DIFFS = 10;   // diffs fetched when a change list opens; the rest on demand
+  var changesSeq = 0;
+
+  function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
+
+  /** "3 files changed": folders are counted only when nothing else changed. */
+  function changesLabel(changes) {
+    var files = changes.filter(function (c) { return c.kind !== 'dir'; }).length;
+    if (files) return plural(files, 'file', 'files') + ' changed';
+    return plural(changes.length, 'folder', 'folders') + ' changed';
+  }
+
+  function shortCode(code) {
+    var line = String(code || '').trim().split('\n')[0];
+    if (line.length > 60) line = line.slice(0, 59) + '…';
+    else if (String(code || '').trim().indexOf('\n') >= 0) line += ' …';
+    return line;
+  }
+
+  function onCallChanges(ev, live) {
+    var card = getCard(ev.call_id, null);
+    var changes = ev.changes.filter(function (c) { return c && typeof c.path === 'string'; });
+    if (card.changesBox) card.changesBox.remove();
+    card.changes = changes;
+    var listId = 'changes-' + (++changesSeq);
+    var rows = changes.map(function (c) { return changeRow(card, c); });
+    var list = h('ul.change-list', { id: listId, hidden: true, 'aria-label': 'What this command changed' },
+      rows.map(function (r) { return r.el; }));
+    var toggle = h('button.changes-toggle', {
+      type: 'button', 'aria-expanded': 'false', 'aria-controls': listId, 'data-call-id': card.callId,
+      title: 'Show what this command changed'
+    }, h('span.chev', { 'aria-hidden': 'true' }), icon('files', 'tiny'), h('span', { text: changesLabel(changes) }));
+    toggle.addEventListener('click', function () {
+      var open = list.hidden;
+      list.hidden = !open;
+      toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+      toggle.title = open ? 'Hide the changes' : 'Show what this command changed';
+      if (open) {
+        var auto = 0;
+        rows.forEach(function (r) { if (r.diffable && auto++ < AUTO_DIFFS) loadDiff(card, r); });
+      }
+    });
+    var slot = h('span.undo-slot');
+    card.undoSlot = slot;
+    card.changesBox = h('div.card-changes', null, h('div.changes-bar', null, toggle, h('span.spacer'), slot), list);
+    card.el.appendChild(card.changesBox);
+    renderUndoSlot(card);
+    if (live) {
+      changes.forEach(function (c) { S.filesChanged.add(c.path); });
+      scheduleFilesRefresh();
+      scheduleCheckpoints();
+    }
+  }
+
+  function changeRow(card, c) {
+    var change = CHANGE_KINDS[c.change] ? c.change : 'modified';
+    var isDir = c.kind === 'dir';
+    var label = c.path + (isDir ? '/' : '');
+    var name = change === 'deleted'
+      ? h('span.change-path', { text: label })
+      : h('button.link-btn.file-link.change-path', { type: 'button', 'data-path': c.path, text: label, title: 'Show in the file panel' });
+    var meta = isDir ? 'folder' : c.kind === 'link' ? 'link' : fmtSize(c.size);
+    var diff = h('div.change-diff', { hidden: true });
+    var row = {
+      el: h('li.change-row', { 'data-path': c.path, 'data-change': change, 'data-kind': c.kind || '' },
+        h('div.change-head', null,
+          h('span.change-badge.change-' + change, { text: change }),
+          name,
+          h('span.change-size', { text: meta, title: change === 'deleted' ? 'Size before it was deleted' : 'Size now' })),
+        diff),
+      diff: diff, change: c, diffable: c.kind === 'file', loaded: false, loading: false
+    };
+    if (row.diffable) {
+      var show = h('button.link-btn.show-diff', { type: 'button', text: 'Show diff', 'aria-label': 'Show the diff of ' + c.path });
+      show.addEventListener('click', function () { loadDiff(card, row); });
+      diff.appendChild(show);
+      diff.hidden = false;
+    }
+    return row;
+  }
+
+  function loadDiff(card, row) {
+    if (row.loaded || row.loading || !S.sessionId) return;
+    var sid = S.sessionId;
+    row.loading = true;
+    row.diff.hidden = false;
+    row.diff.replaceChildren(h('p.diff-note', { text: 'Loading the diff…' }));
+    api('GET', sessionUrl(sid) + '/calls/' + enc(card.callId) + '/diff?path=' + enc(row.change.path)).then(function (d) {
+      row.loaded = true;
+      row.diff.replaceChildren(renderDiff(d || {}, row.change.path));
+    }).catch(function (e) {
+      if (e.status === 410) {
+        row.loaded = true;
+        markGone(card.callId);
+        row.diff.replaceChildren(h('p.diff-note', { text: 'The checkpoint before this command was dropped, so its diff can no longer be shown.' }));
+        return;
+      }
+      var retry = h('button.link-btn', { type: 'button', text: 'Try again' });
+      retry.addEventListener('click', function () { loadDiff(card, row); });
+      row.diff.replaceChildren(h('p.diff-note.error', null, 'Could not load the diff: ' + e.message + ' ', retry));
+    }).then(function () { row.loading = false; });
+  }
+
+  function sizeOrNone(n) { return n == null ? 'none' : fmtSize(n); }
+
+  /** A unified diff as lines styled by kind; all text goes in as text. */
+  function renderDiff(d, path) {
+    if (d.binary || typeof d.diff !== 'string') {
+      return h('p.diff-note.diff-binary', { text: 'Binary or large file, not shown as text: ' +
+        sizeOrNone(d.before_size) + ' before, ' + sizeOrNone(d.after_size) + ' after.' });
+    }
+    var lines = d.diff.split('\n');
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    var body = h('div.diff-lines');
+    var inHunk = false, shown = 0;
+    lines.forEach(function (l) {
+      var cls;
+      if (!inHunk && (l.slice(0, 4) === '--- ' || l.slice(0, 4) === '+++ ' || l === '---' || l === '+++')) cls = 'diff-file';
+      else if (l.slice(0, 2) === '@@') { cls = 'diff-hunk'; inHunk = true; }
+      else if (l.charAt(0) === '+') cls = 'diff-add';
+      else if (l.charAt(0) === '-') cls = 'diff-del';
+      else if (l.charAt(0) === '\\') cls = 'diff-meta';
+      else cls = 'diff-ctx';
+      if (cls !== 'diff-file') shown++;
+      body.appendChild(h('span.' + cls, { text: l + '\n' }));
+    });
+    if (!shown) {
+      var same = d.before_size === 0 || d.after_size === 0 ? 'An empty file: no lines to show.' : 'No change in the text.';
+      return h('p.diff-note', { text: same });
+    }
+    return h('pre.diff', { tabindex: '0', 'aria-label': 'Diff of ' + (d.path || path) }, body);
+  }
+
+  // ---- Undo
+
+  /** The card or restore notice an id can undo. */
+  function undoTarget(id) {
+    var card = S.cards.get(id);
+    if (card && card.undoSlot) return card;
+    return S.restores.get(id) || null;
+  }
+
+  function hasUndoable() {
+    var any = S.restores.size > 0;
+    S.cards.forEach(function (c) { if (c.undoSlot) any = true; });
+    return any;
+  }
+
+  function renderUndoSlot(t) {
+    var slot = t.undoSlot;
+    if (!slot) return;
+    slot.replaceChildren();
+    var cp = S.checkpoints.get(t.callId);
+    if (cp && cp.dropped) t.gone = true;
+    if (t.undone) {
+      slot.appendChild(h('span.undone-tag', {
+        title: t.isRestore ? 'This restore was undone.' : 'The workspace was put back as it was before this command.'
+      }, icon('check', 'tiny'), 'Undone'));
+    } else if (t.gone) {
+      slot.appendChild(h('span.checkpoint-gone', {
+        text: 'Checkpoint dropped — can no longer be undone',
+        title: 'Undo keeps a limited number of checkpoints per chat; the oldest are dropped.'
+      }));
+    } else {
+      slot.appendChild(h('button.btn.small.undo-btn', {
+        type: 'button', 'data-action': 'undo', 'data-call-id': t.callId,
+        'aria-label': t.isRestore ? 'Undo this restore' : 'Undo the changes of this command and everything after it'
+      }, h('span.spinner', { 'aria-hidden': 'true' }), icon('undo', 'tiny'), h('span.btn-label', { text: 'Undo' })));
+      syncUndoButtons();
+    }
+  }
+
+  /** Undo waits for the running turn (the server refuses it meanwhile). */
+  function syncUndoButtons() {
+    var busy = S.turnsOpen.size > 0;
+    E.messages.querySelectorAll('[data-action="undo"]').forEach(function (b) {
+      var loading = b.classList.contains('loading');
+      b.disabled = busy || loading;
+      b.title = busy ? 'Undo is possible once the current turn has finished' : loading ? 'Undoing…' : 'Put the workspace back as it was before this';
+    });
+  }
+
+  function markGone(id) {
+    var t = undoTarget(id);
+    if (t && !t.gone) { t.gone = true; renderUndoSlot(t); }
+  }
+
+  function undoCall(id, btn) {
+    var sid = S.sessionId;
+    if (!sid || !id || btn.disabled) return;
+    var restore = S.restores.get(id);
+    var card = S.cards.get(id);
+    var paths, title, what;
+    if (restore) {
+      paths = restore.paths;
+      title = 'Undo this restore?';
+      what = 'The workspace goes back to how it was just before the restore, bringing back what it undid.';
+    } else {
+      paths = (card && card.changes || []).map(function (c) { return c.path + (c.change ? ' (' + c.change + ')' : ''); });
+      title = 'Undo this command?';
+      what = 'The workspace goes back to how it was just before ' +
+        (card && card.code ? '`' + shortCode(card.code) + '`' : 'this command') + ' ran.';
+    }
+    var shown = paths.slice(0, 8);
+    var list = paths.length ? ' Paths that change back: ' + shown.join(', ') +
+      (paths.length > shown.length ? ' and ' + (paths.length - shown.length) + ' more' : '') + '.' : '';
+    var body = what + list + ' Changes made after it — by later commands or uploads — are undone too. You can undo the undo.';
+    confirmDialog(title, body, 'Undo').then(function (ok) {
+      if (!ok || sid !== S.sessionId) return;
+      btn.classList.add('loading');
+      syncUndoButtons();
+      api('POST', sessionUrl(sid) + '/calls/' + enc(id) + '/revert').then(function (r) {
+        var n = r && Array.isArray(r.paths) ? r.paths.length : 0;
+        toast((restore ? 'Restore undone: ' : 'Undone: ') + plural(n, 'path', 'paths') + ' put back.', 'ok');
+        markReverted(id);
+        if (r && Array.isArray(r.paths)) r.paths.forEach(function (p) { S.filesChanged.add(p); });
+        scheduleFilesRefresh();
+        scheduleCheckpoints();
+      }).catch(function (e) {
+        if (e.status === 401) return;
+        if (e.code === 'checkpoint_gone' || e.status === 410) markGone(id);
+        toast('Could not undo: ' + e.message);
+      }).then(function () {
+        btn.classList.remove('loading');
+        syncUndoButtons();
+      });
+    });
+  }
+
+  /** `id` was reverted: its card or notice says so, and undoing a restore
+   *  brings back what that restore had undone. */
+  function markReverted(id) {
+    var t = undoTarget(id);
+    if (t && !t.undone) { t.undone = true; renderUndoSlot(t); }
+    var r = S.restores.get(id);
+    var before = r && undoTarget(r.target);
+    if (before && before.undone) { before.undone = false; renderUndoSlot(before); }
+  }
+
+  function onWorkspaceRestored(ev, live) {
+    if (!ev.restore_id || S.restores.has(ev.restore_id)) return;
+    var paths = Array.isArray(ev.paths) ? ev.paths : [];
+    var card = S.cards.get(ev.call_id);
+    var what;
+    if (S.restores.has(ev.call_id)) what = 'the previous undo';
+    else if (card && card.code) what = h('code', { text: shortCode(card.code), title: card.code });
+    else what = 'an earlier command';
+    var slot = h('span.undo-slot');
+    var note = h('div.restore-notice', { role: 'note', 'data-call-id': ev.call_id || '', 'data-restore-id': ev.restore_id },
+      icon('undo', 'tiny'),
+      h('span.restore-text', { title: paths.join('\n') }, 'Workspace restored to before ', what, ': ' + plural(paths.length, 'path', 'paths')),
+      h('span.spacer'),
+      slot);
+    var r = {
+      callId: ev.restore_id, target: ev.call_id, paths: paths, el: note, undoSlot: slot,
+      undone: false, gone: false, isRestore: true
+    };
+    markReverted(ev.call_id);
+    S.restores.set(ev.restore_id, r);
+    renderUndoSlot(r);
+    appendMsg(note);
+    if (live) {
+      paths.forEach(function (p) { S.filesChanged.add(p); });
+      scheduleFilesRefresh();
+      scheduleCheckpoints();
+      S.stick = true;
+    }
+  }
+
+  var checkpointsTimer = null;
+  /** Ask which checkpoints retention has dropped (debounced). */
+  function scheduleCheckpoints(delay) {
+    clearTimeout(checkpointsTimer);
+    checkpointsTimer = setTimeout(loadCheckpoints, delay == null ? 500 : delay);
+  }
+
+  function loadCheckpoints() {
+    var sid = S.sessionId;
+    if (!sid || location.protocol === 'file:') return;
+    api('GET', sessionUrl(sid) + '/checkpoints').then(function (list) {
+      if (sid !== S.sessionId || !Array.isArray(list)) return;
+      var map = new Map();
+      list.forEach(function (c) { if (c && c.call_id) map.set(c.call_id, c); });
+      S.checkpoints = map;
+      var apply = function (t) {
+        var cp = map.get(t.callId);
+        if (t.undoSlot && cp && cp.dropped && !t.gone) { t.gone = true; renderUndoSlot(t); }
+      };
+      S.cards.forEach(apply);
+      S.restores.forEach(apply);
+    }).catch(function (e) {
+      if (window.console && e.status !== 401) console.warn('IronClaw: could not list checkpoints', e);
+    });
   }
 
   // ---------------------------------------------------------------- turn end, errors
@@ -1325,6 +1638,7 @@
     else if (awaiting) ts.append(icon('shield', 'tiny'), 'Waiting for your approval');
     else if (working) ts.append(h('span.spinner', { 'aria-hidden': 'true' }), 'Working… new messages are queued');
     E.composer.placeholder = working ? 'Queue a follow-up…' : 'Message IronClaw…';
+    syncUndoButtons();
   }
 
   function updateEmpty() {
@@ -1891,6 +2205,7 @@
       if (!btn) return;
       var action = btn.getAttribute('data-action');
       if (action === 'approve' || action === 'deny' || action === 'approve-session') { decide(btn); return; }
+      if (action === 'undo') { undoCall(btn.getAttribute('data-call-id'), btn); return; }
       if (btn.classList.contains('file-link')) { revealFile(btn.getAttribute('data-path')); }
     });
     document.addEventListener('click', function (e) {
