@@ -484,3 +484,165 @@ ws.onerror = function () {{ window.ended = true; }};
     browser.wait_for("#composer").await;
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_person_sees_what_a_command_changed_and_undoes_it_in_the_page() {
+    let llm = FakeLlm::start().await;
+    // Two checkpoints kept: the third one drops the oldest, which the
+    // page must then show as no longer undoable.
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .settings(|s| s.undo.keep = 2)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    alice.set_mode(&id, "never").await;
+    let report = "region,sales\nnorth,10\n";
+    for (path, body) in [
+        ("notes.txt", "first line\nsecond line\n"),
+        ("report.csv", report),
+    ] {
+        let resp = alice
+            .put(&format!("/api/sessions/{id}/files/{path}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "upload {path}");
+    }
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    browser.goto(&format!("{}/?session={id}", app.base)).await;
+    browser
+        .wait_for(".file-row[data-path=\"report.csv\"]")
+        .await;
+
+    // A command that edits a text file: its card says so, and the diff
+    // shows the removed and the added line.
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "printf 'first line\\nchanged line\\n' > /workspace/notes.txt"}),
+    ));
+    llm.push(Reply::text("Edited."));
+    browser.type_into("#composer", "edit the notes").await;
+    browser.click("#send").await;
+    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Edited.'))").await;
+    let edit = browser
+        .wait_until("document.querySelector('.tool-card .changes-toggle') && document.querySelector('.tool-card').dataset.callId")
+        .await;
+    let edit = edit.as_str().unwrap().to_string();
+    let label = browser
+        .script("return document.querySelector('.tool-card .changes-toggle').innerText;")
+        .await;
+    assert_eq!(label.as_str().unwrap().trim(), "1 file changed");
+    browser.click(".tool-card .changes-toggle").await;
+    browser
+        .wait_for(".change-row[data-path=\"notes.txt\"][data-change=\"modified\"] .diff-add")
+        .await;
+    let diff = browser
+        .script("const r = document.querySelector('.change-row[data-path=\"notes.txt\"]'); return {del: [...r.querySelectorAll('.diff-del')].map(e => e.textContent).join(''), add: [...r.querySelectorAll('.diff-add')].map(e => e.textContent).join('')};")
+        .await;
+    assert_eq!(diff["del"], "-second line\n", "{diff}");
+    assert_eq!(diff["add"], "+changed line\n", "{diff}");
+
+    // A command that deletes a file; Undo, confirmed, brings it back.
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "rm -f /workspace/report.csv"}),
+    ));
+    llm.push(Reply::text("Removed it."));
+    browser.type_into("#composer", "remove the report").await;
+    browser.click("#send").await;
+    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed it.'))").await;
+    browser
+        .wait_until("!document.querySelector('.file-row[data-path=\"report.csv\"]')")
+        .await;
+    let rm = browser
+        .wait_until("document.querySelectorAll('.tool-card .changes-toggle').length === 2 && document.querySelectorAll('.tool-card')[1].dataset.callId")
+        .await;
+    let rm = rm.as_str().unwrap().to_string();
+    let card = format!(".tool-card[data-call-id=\"{rm}\"]");
+    let label = browser
+        .script(&format!(
+            "return document.querySelector('{card} .changes-toggle').innerText;"
+        ))
+        .await;
+    assert_eq!(label.as_str().unwrap().trim(), "1 file changed");
+    browser.click(&format!("{card} .changes-toggle")).await;
+    browser
+        .wait_for(&format!(
+            "{card} .change-row[data-path=\"report.csv\"][data-change=\"deleted\"]"
+        ))
+        .await;
+    let undo = format!("{card} [data-action=\"undo\"]:not([disabled])");
+    browser.wait_for(&undo).await;
+    browser.click(&undo).await;
+    browser.wait_for("#confirm-dialog[open]").await;
+    let body = browser
+        .script("return document.querySelector('#confirm-body').innerText;")
+        .await;
+    let body = body.as_str().unwrap();
+    assert!(
+        body.contains("report.csv") && body.contains("rm -f") && body.contains("later"),
+        "{body}"
+    );
+    browser.screenshot("undo-confirm").await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_for(".file-row[data-path=\"report.csv\"]")
+        .await;
+    browser
+        .wait_until("document.querySelector('.restore-notice') && document.querySelector('.restore-notice').innerText.includes('rm -f') && document.querySelector('.restore-notice').innerText.includes('1 path')")
+        .await;
+    browser.wait_for(&format!("{card} .undone-tag")).await;
+    let back = alice
+        .get(&format!("/api/sessions/{id}/files/report.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.text().await.unwrap(), report);
+    // The restore was the third checkpoint: the edit's was dropped.
+    let edit_card = format!(".tool-card[data-call-id=\"{edit}\"]");
+    browser
+        .wait_for(&format!("{edit_card} .checkpoint-gone"))
+        .await;
+    assert!(browser
+        .find(&format!("{edit_card} [data-action=\"undo\"]"))
+        .await
+        .is_none());
+    browser.screenshot("undo-done").await;
+    browser
+        .script("document.documentElement.setAttribute('data-theme', 'dark'); return 1;")
+        .await;
+    browser.screenshot("undo-done-dark").await;
+    browser
+        .script("document.documentElement.setAttribute('data-theme', 'light'); return 1;")
+        .await;
+
+    // After a reload the history shows the same, and the restore itself
+    // can be undone from its notice.
+    browser.script("location.reload(); return 1;").await;
+    browser
+        .wait_for(&format!("{edit_card} .checkpoint-gone"))
+        .await;
+    browser.wait_for(&format!("{card} .undone-tag")).await;
+    browser
+        .wait_for(&format!("{edit_card} .changes-toggle"))
+        .await;
+    let redo = ".restore-notice [data-action=\"undo\"]:not([disabled])";
+    browser.wait_for(redo).await;
+    browser.click(redo).await;
+    browser.wait_for("#confirm-dialog[open]").await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_until("!document.querySelector('.file-row[data-path=\"report.csv\"]')")
+        .await;
+    browser
+        .wait_until("document.querySelectorAll('.restore-notice').length === 2 && document.querySelector('.restore-notice .undone-tag')")
+        .await;
+    // The rm is back in effect, but its checkpoint has now been dropped.
+    browser.wait_for(&format!("{card} .checkpoint-gone")).await;
+    browser.screenshot("undo-undone").await;
+    app.stop().await;
+}
