@@ -221,7 +221,9 @@ impl Undo {
             None
         };
         let scanned = scan::scan(ws, &mut manifest, store, baseline);
-        if scanned.is_ok() {
+        // A scan cut short keeps what it knew (see `scan::scan`); a first
+        // look cut short knows too little, and is taken again.
+        if scanned.is_ok() || !baseline {
             state.manifest = Some(manifest);
         }
         Ok(scanned?)

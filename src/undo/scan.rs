@@ -154,10 +154,21 @@ fn mode_bits(stat: &Stat) -> u32 {
     (stat.st_mode as u32) & 0o7777
 }
 
+/// What the manifest knows of one path.
+#[derive(Debug, Clone)]
+struct Known {
+    stamp: Stamp,
+    entry: Entry,
+    /// The scan that last saw it; one that did not is gone.
+    seen: u64,
+}
+
 /// Every path of the workspace as the last scan saw it.
 #[derive(Debug, Default)]
 pub struct Manifest {
-    paths: HashMap<String, (Stamp, Entry)>,
+    paths: HashMap<String, Known>,
+    /// Scans so far, to mark what each one saw.
+    scans: u64,
 }
 
 impl Manifest {
@@ -174,18 +185,23 @@ impl Manifest {
     }
 
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.paths.get(path).map(|(_, entry)| entry)
+        self.paths.get(path).map(|k| &k.entry)
     }
 
     /// Every object the current workspace holds: never collected.
     pub fn objects(&self) -> impl Iterator<Item = &ObjectId> {
-        self.paths.values().filter_map(|(_, e)| e.object.as_ref())
+        self.paths.values().filter_map(|k| k.entry.object.as_ref())
     }
 
     /// Notes `path` as just written by a restore: its new `stat` and what
     /// it holds.
     pub(super) fn set(&mut self, path: &str, stat: &Stat, entry: Entry) {
-        self.paths.insert(path.to_owned(), (Stamp::of(stat), entry));
+        let known = Known {
+            stamp: Stamp::of(stat),
+            entry,
+            seen: self.scans,
+        };
+        self.paths.insert(path.to_owned(), known);
     }
 
     pub(super) fn forget(&mut self, path: &str) {
@@ -202,22 +218,31 @@ pub struct Scanned {
     pub setid_cleared: usize,
 }
 
-/// Walks the workspace against `manifest` (updated in place). With a
-/// `store`, the content of every new or changed file and link goes into
-/// it, so the manifest's objects are always stored. With `baseline`, the
-/// manifest was empty for want of a previous look (a server start): the
-/// paths found are its start, not changes.
+/// Walks the workspace against `manifest`, updating it in place: a path
+/// whose `stat` is unchanged costs a lookup, nothing is copied or
+/// allocated for it. With a `store`, the content of every new or changed
+/// file and link goes into it, so the manifest's objects are always
+/// stored. With `baseline`, the manifest was empty for want of a previous
+/// look (a server start): the paths found are its start, not changes.
+///
+/// If the store cannot be written the scan stops with the error and the
+/// manifest keeps, for every path it had not yet updated, what it knew:
+/// the next scan compares against that again.
 pub fn scan(
     ws: &Workspace,
     manifest: &mut Manifest,
     mut store: Option<&mut ObjectStore>,
     baseline: bool,
 ) -> Result<Scanned, FileError> {
-    let mut old = std::mem::take(&mut manifest.paths);
-    let mut fresh: HashMap<String, (Stamp, Entry)> = HashMap::with_capacity(old.len());
+    manifest.scans += 1;
+    let scan = manifest.scans;
+    let paths = &mut manifest.paths;
     let mut out = Scanned::default();
     let mut failure: Option<io::Error> = None;
     ws.walk(usize::MAX, |path, stat, dir, name| {
+        if failure.is_some() {
+            return false;
+        }
         // A name that is not UTF-8 cannot be named in the log or put back
         // by path; it and what is under it are left out.
         if std::str::from_utf8(name.to_bytes()).is_err() {
@@ -242,25 +267,22 @@ pub fn scan(
             }
         }
         let stamp = Stamp::of(&stat);
-        let previous = old.remove(path);
-        if let Some((old_stamp, entry)) = &previous {
-            if stamp.unchanged(old_stamp) {
-                fresh.insert(path.to_owned(), (stamp, entry.clone()));
+        if let Some(known) = paths.get_mut(path) {
+            if stamp.unchanged(&known.stamp) {
+                known.seen = scan;
                 return true;
             }
         }
         let entry = match read_entry(dir, name, &stat, store.as_deref_mut()) {
             Ok(entry) => entry,
+            // Vanished meanwhile: the end of the scan counts it gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+            Err(e) if is_store_failure(&e) => {
+                failure = Some(e);
+                return false;
+            }
+            // Unreadable: noted, not fatal; its content is not kept.
             Err(e) => {
-                // Vanished meanwhile, or unreadable: noted, not fatal; a
-                // store that cannot be written is.
-                if e.kind() == io::ErrorKind::NotFound {
-                    return false;
-                }
-                if failure.is_none() && is_store_failure(&e) {
-                    failure = Some(e);
-                    return false;
-                }
                 log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
                 Entry {
                     kind: stamp.kind,
@@ -271,42 +293,51 @@ pub fn scan(
                 }
             }
         };
-        let changed = match previous {
-            None => Some(Change {
-                path: path.to_owned(),
-                before: None,
-                after: Some(entry.clone()),
-            }),
-            Some((_, before)) if !before.same_as(&entry) => Some(Change {
-                path: path.to_owned(),
-                before: Some(before),
-                after: Some(entry.clone()),
-            }),
-            Some(_) => None,
+        let known = Known {
+            stamp,
+            entry: entry.clone(),
+            seen: scan,
         };
-        if let Some(change) = changed.filter(|_| !baseline) {
-            out.changes.push(change);
+        let before = match paths.get_mut(path) {
+            Some(slot) => Some(std::mem::replace(slot, known).entry),
+            None => {
+                paths.insert(path.to_owned(), known);
+                None
+            }
+        };
+        let changed = match &before {
+            None => true,
+            Some(before) => !before.same_as(&entry),
+        };
+        if changed && !baseline {
+            out.changes.push(Change {
+                path: path.to_owned(),
+                before,
+                after: Some(entry),
+            });
         }
-        fresh.insert(path.to_owned(), (stamp, entry));
         true
     })?;
     if let Some(e) = failure {
-        // The manifest must only name stored objects: keep the old one,
-        // which the next scan compares against again.
-        fresh.extend(old);
-        manifest.paths = fresh;
         return Err(FileError::Io(e));
     }
-    if !baseline {
-        out.changes
-            .extend(old.into_iter().map(|(path, (_, before))| Change {
-                path,
-                before: Some(before),
-                after: None,
-            }));
+    let gone: Vec<String> = paths
+        .iter()
+        .filter(|(_, known)| known.seen != scan)
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in gone {
+        if let Some(known) = paths.remove(&path) {
+            if !baseline {
+                out.changes.push(Change {
+                    path,
+                    before: Some(known.entry),
+                    after: None,
+                });
+            }
+        }
     }
     out.changes.sort_by(|a, b| a.path.cmp(&b.path));
-    manifest.paths = fresh;
     Ok(out)
 }
 
