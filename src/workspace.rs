@@ -801,6 +801,157 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// [`Workspace::walk`] on `threads` threads, for the walk after every
+    /// command, whose cost grows with the workspace: each thread walks
+    /// folders depth-first and hands a folder it finds to a thread that has
+    /// run out of work. `visit` gets each entry with the thread's own
+    /// accumulator and answers whether to go into a folder; the
+    /// accumulators come back, in no particular order. Names that are not
+    /// UTF-8 are not visited. Open descriptors stay bounded: a thread
+    /// holds one per level it is in, and at most `threads` folders wait to
+    /// be taken.
+    pub(crate) fn walk_parallel<A: Default + Send>(
+        &self,
+        threads: usize,
+        visit: impl Fn(&str, &Stat, BorrowedFd<'_>, &CStr, &mut A) -> bool + Sync,
+    ) -> Result<Vec<A>, FileError> {
+        let threads = threads.max(1);
+        let pool = WalkPool {
+            state: std::sync::Mutex::new(WalkState {
+                jobs: vec![(self.open_root()?, String::new(), 1)],
+                idle: 0,
+                done: false,
+            }),
+            wake: std::sync::Condvar::new(),
+            threads,
+        };
+        let accs = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(|| pool.work(&visit)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        Ok(accs)
+    }
+}
+
+/// A folder waiting to be walked: its descriptor, its path with a
+/// trailing `/` (empty for the root), its depth.
+type WalkJob = (OwnedFd, String, usize);
+
+struct WalkState {
+    jobs: Vec<WalkJob>,
+    /// Threads waiting for a job.
+    idle: usize,
+    /// Every thread was idle with no job left: the walk is over.
+    done: bool,
+}
+
+struct WalkPool {
+    state: std::sync::Mutex<WalkState>,
+    wake: std::sync::Condvar,
+    threads: usize,
+}
+
+impl WalkPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WalkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next job, or `None` once every thread is out of work.
+    fn take(&self) -> Option<WalkJob> {
+        let mut state = self.lock();
+        loop {
+            if state.done {
+                return None;
+            }
+            if let Some(job) = state.jobs.pop() {
+                return Some(job);
+            }
+            state.idle += 1;
+            if state.idle == self.threads {
+                state.done = true;
+                self.wake.notify_all();
+                return None;
+            }
+            state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.idle -= 1;
+        }
+    }
+
+    /// Hands `job` to an idle thread; gives it back if none waits.
+    fn offer(&self, job: WalkJob) -> Option<WalkJob> {
+        let mut state = self.lock();
+        if state.idle > state.jobs.len() {
+            state.jobs.push(job);
+            self.wake.notify_one();
+            None
+        } else {
+            Some(job)
+        }
+    }
+
+    fn work<A: Default>(
+        &self,
+        visit: &(impl Fn(&str, &Stat, BorrowedFd<'_>, &CStr, &mut A) -> bool + Sync),
+    ) -> A {
+        let mut acc = A::default();
+        while let Some((fd, prefix, depth)) = self.take() {
+            let Ok(reader) = Dir::new(fd) else { continue };
+            let mut stack = vec![(reader, prefix, depth)];
+            while let Some((reader, prefix, depth)) = stack.last_mut() {
+                let depth = *depth;
+                let item = match reader.read() {
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => {
+                        log::warn!("skipping an unreadable workspace folder: {e}");
+                        stack.pop();
+                        continue;
+                    }
+                    None => {
+                        stack.pop();
+                        continue;
+                    }
+                };
+                let raw_name = item.file_name();
+                let Ok(name) = std::str::from_utf8(raw_name.to_bytes()) else {
+                    continue;
+                };
+                if is_dot_or_dot_dot(raw_name.to_bytes()) {
+                    continue;
+                }
+                let Ok(dir) = reader.fd() else { continue };
+                let Ok(stat) = rustix::fs::statat(dir, raw_name, AtFlags::SYMLINK_NOFOLLOW) else {
+                    continue;
+                };
+                let path = format!("{prefix}{name}");
+                let wanted = visit(&path, &stat, dir, raw_name, &mut acc);
+                let descend = wanted
+                    && FileType::from_raw_mode(stat.st_mode) == FileType::Directory
+                    && depth < MAX_WALK_DEPTH;
+                if !descend {
+                    continue;
+                }
+                let Ok(child) = rustix::fs::openat(dir, raw_name, dir_flags(), Mode::empty())
+                else {
+                    continue;
+                };
+                let job = (child, format!("{path}/"), depth + 1);
+                if let Some((fd, prefix, depth)) = self.offer(job) {
+                    if let Ok(reader) = Dir::new(fd) {
+                        stack.push((reader, prefix, depth));
+                    }
+                }
+            }
+        }
+        acc
+    }
+}
+
 /// Runs blocking filesystem work off the async threads.
 async fn blocking<T, F>(work: F) -> Result<T, FileError>
 where
@@ -1932,6 +2083,35 @@ mod tests {
         f.sandbox_link(&f.outside, "dirlink");
         mkfifo(&f.root.join("pipe"));
         assert_eq!(f.ws.usage().unwrap(), 300);
+    }
+
+    #[test]
+    fn the_parallel_walk_sees_what_the_walk_sees() {
+        let f = fixture();
+        for d in 0..30 {
+            for i in 0..20 {
+                f.sandbox_write(&format!("d{d}/sub{}/f{i}", i % 3), b"x");
+            }
+        }
+        f.sandbox_link(&f.outside, "link");
+        let deep = vec!["z"; MAX_WALK_DEPTH + 3].join("/");
+        f.sandbox_write(&format!("{deep}/bottom"), b"x");
+        let mut one = std::collections::BTreeSet::new();
+        f.ws.walk(usize::MAX, |path, _, _, _| one.insert(path.to_owned()))
+            .unwrap();
+        for threads in [1, 2, 4] {
+            let parts =
+                f.ws.walk_parallel(threads, |path, _, _, _, seen: &mut Vec<String>| {
+                    seen.push(path.to_owned());
+                    true
+                })
+                .unwrap();
+            let many: Vec<String> = parts.into_iter().flatten().collect();
+            let set: std::collections::BTreeSet<String> = many.iter().cloned().collect();
+            assert_eq!(many.len(), set.len(), "each path once");
+            assert_eq!(set, one, "{threads} threads");
+        }
+        assert!(one.contains("link") && !one.contains("link/secret.txt"));
     }
 
     #[test]

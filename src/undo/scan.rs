@@ -13,9 +13,7 @@
 //! what the sandbox left (DESIGN.md §4): one walk does both.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::io;
-use std::os::fd::BorrowedFd;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use serde::{Deserialize, Serialize};
@@ -234,92 +232,61 @@ pub fn scan(
     mut store: Option<&mut ObjectStore>,
     baseline: bool,
 ) -> Result<Scanned, FileError> {
+    let seen = look(ws)?;
     manifest.scans += 1;
     let scan = manifest.scans;
     let paths = &mut manifest.paths;
     let mut out = Scanned::default();
-    let mut failure: Option<io::Error> = None;
-    ws.walk(usize::MAX, |path, stat, dir, name| {
-        if failure.is_some() {
-            return false;
-        }
-        // A name that is not UTF-8 cannot be named in the log or put back
-        // by path; it and what is under it are left out.
-        if std::str::from_utf8(name.to_bytes()).is_err() {
-            return false;
-        }
-        let leaf = path.rsplit('/').next().unwrap_or(path);
-        if leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX) {
-            return false;
-        }
-        let mut stat = *stat;
-        if matches!(kind_of(&stat), EntryKind::File | EntryKind::Dir)
-            && stat.st_mode & crate::workspace::SETID_BITS != 0
-        {
-            match crate::workspace::clear_setid_at(dir, name) {
-                Ok(()) => {
-                    out.setid_cleared += 1;
-                    if let Ok(again) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                        stat = again;
+    for part in seen {
+        out.setid_cleared += part.setid_cleared;
+        for (path, stamp) in part.entries {
+            if let Some(known) = paths.get_mut(&path) {
+                if stamp.unchanged(&known.stamp) {
+                    known.seen = scan;
+                    continue;
+                }
+            }
+            let entry = match read_entry(ws, &path, &stamp, store.as_deref_mut()) {
+                Ok(entry) => entry,
+                // Vanished meanwhile: the end of the scan counts it gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if is_store_failure(&e) => return Err(FileError::Io(e)),
+                // Unreadable: noted, not fatal; its content is not kept.
+                Err(e) => {
+                    log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
+                    Entry {
+                        kind: stamp.kind,
+                        object: None,
+                        size: stamp.size,
+                        mode: stamp.mode,
+                        mtime_ns: stamp.mtime_ns,
                     }
                 }
-                Err(e) => log::warn!("could not clear the setuid bit of {path}: {e}"),
-            }
-        }
-        let stamp = Stamp::of(&stat);
-        if let Some(known) = paths.get_mut(path) {
-            if stamp.unchanged(&known.stamp) {
-                known.seen = scan;
-                return true;
-            }
-        }
-        let entry = match read_entry(dir, name, &stat, store.as_deref_mut()) {
-            Ok(entry) => entry,
-            // Vanished meanwhile: the end of the scan counts it gone.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
-            Err(e) if is_store_failure(&e) => {
-                failure = Some(e);
-                return false;
-            }
-            // Unreadable: noted, not fatal; its content is not kept.
-            Err(e) => {
-                log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
-                Entry {
-                    kind: stamp.kind,
-                    object: None,
-                    size: stamp.size,
-                    mode: stamp.mode,
-                    mtime_ns: stamp.mtime_ns,
+            };
+            let known = Known {
+                stamp,
+                entry: entry.clone(),
+                seen: scan,
+            };
+            let before = match paths.get_mut(&path) {
+                Some(slot) => Some(std::mem::replace(slot, known).entry),
+                None => {
+                    paths.insert(path.clone(), known);
+                    None
                 }
+            };
+            let changed = match &before {
+                None => true,
+                Some(before) => !before.same_as(&entry),
+            };
+            if changed && !baseline {
+                out.changes.push(Change {
+                    path,
+                    before,
+                    after: Some(entry),
+                });
             }
-        };
-        let known = Known {
-            stamp,
-            entry: entry.clone(),
-            seen: scan,
-        };
-        let before = match paths.get_mut(path) {
-            Some(slot) => Some(std::mem::replace(slot, known).entry),
-            None => {
-                paths.insert(path.to_owned(), known);
-                None
-            }
-        };
-        let changed = match &before {
-            None => true,
-            Some(before) => !before.same_as(&entry),
-        };
-        if changed && !baseline {
-            out.changes.push(Change {
-                path: path.to_owned(),
-                before,
-                after: Some(entry),
-            });
         }
-        true
-    })?;
-    if let Some(e) = failure {
-        return Err(FileError::Io(e));
     }
     let gone: Vec<String> = paths
         .iter()
@@ -339,6 +306,50 @@ pub fn scan(
     }
     out.changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Threads for the walk: the machine's cores, at most 4 (the walk is
+/// `stat` calls; past a few threads they wait on each other in the
+/// kernel).
+fn walk_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}
+
+/// What one walking thread saw.
+#[derive(Default)]
+struct Seen {
+    entries: Vec<(String, Stamp)>,
+    setid_cleared: usize,
+}
+
+/// Every path's stamp (the walk, on several threads), setuid bits
+/// stripped on the way. Upload temporaries are left out.
+fn look(ws: &Workspace) -> Result<Vec<Seen>, FileError> {
+    ws.walk_parallel(walk_threads(), |path, stat, dir, name, seen: &mut Seen| {
+        let leaf = path.rsplit('/').next().unwrap_or(path);
+        if leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX) {
+            return false;
+        }
+        let mut stat = *stat;
+        if matches!(kind_of(&stat), EntryKind::File | EntryKind::Dir)
+            && stat.st_mode & crate::workspace::SETID_BITS != 0
+        {
+            match crate::workspace::clear_setid_at(dir, name) {
+                Ok(()) => {
+                    seen.setid_cleared += 1;
+                    if let Ok(again) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        stat = again;
+                    }
+                }
+                Err(e) => log::warn!("could not clear the setuid bit of {path}: {e}"),
+            }
+        }
+        seen.entries.push((path.to_owned(), Stamp::of(&stat)));
+        true
+    })
 }
 
 /// Errors from the store's own folder (as opposed to the workspace entry
@@ -364,16 +375,15 @@ fn store_err(e: io::Error) -> io::Error {
     io::Error::other(StoreFailure(e))
 }
 
-/// Reads what a checkpoint keeps of `name` in `dir`: a file's content
-/// (opened without following, checked to be the file that was stat'ed),
-/// a link's target.
+/// Reads what a checkpoint keeps of `path`: a file's content (opened
+/// through the confined walk, without following, and checked to be the
+/// file that was stat'ed), a link's target.
 fn read_entry(
-    dir: BorrowedFd<'_>,
-    name: &CStr,
-    stat: &Stat,
+    ws: &Workspace,
+    path: &str,
+    stamp: &Stamp,
     store: Option<&mut ObjectStore>,
 ) -> io::Result<Entry> {
-    let stamp = Stamp::of(stat);
     let mut entry = Entry {
         kind: stamp.kind,
         object: None,
@@ -384,30 +394,37 @@ fn read_entry(
     let Some(store) = store else {
         return Ok(entry);
     };
-    match stamp.kind {
-        EntryKind::File => {
-            let flags = OFlags::RDONLY
-                | OFlags::NOFOLLOW
-                | OFlags::NONBLOCK
-                | OFlags::NOCTTY
-                | OFlags::CLOEXEC;
-            let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-            let opened = rustix::fs::fstat(&fd)?;
-            if opened.st_ino != stat.st_ino || kind_of(&opened) != EntryKind::File {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "replaced while being read",
-                ));
-            }
-            let mut file = std::fs::File::from(fd);
-            entry.object = Some(store.put_file(&mut file).map_err(store_err)?);
-        }
-        EntryKind::Link => {
-            let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
-            entry.object = Some(store.put_bytes(target.as_bytes()).map_err(store_err)?);
-        }
-        EntryKind::Dir | EntryKind::Other => {}
+    if !matches!(stamp.kind, EntryKind::File | EntryKind::Link) {
+        return Ok(entry);
     }
+    let rel = Workspace::clean_path(path).map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
+    let Some((parent, name)) = rel.split_last() else {
+        return Ok(entry);
+    };
+    let dir = ws.open_dir(&parent, None).map_err(|e| match e {
+        FileError::NotFound(_) | FileError::SymlinkRefused(_) | FileError::NotADirectory(_) => {
+            io::Error::from(io::ErrorKind::NotFound)
+        }
+        other => io::Error::other(other.to_string()),
+    })?;
+    let replaced = || io::Error::new(io::ErrorKind::NotFound, "replaced while being read");
+    if stamp.kind == EntryKind::Link {
+        let target = rustix::fs::readlinkat(&dir, name, Vec::new())?;
+        entry.object = Some(store.put_bytes(target.as_bytes()).map_err(store_err)?);
+        return Ok(entry);
+    }
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP => replaced(),
+        e => io::Error::from(e),
+    })?;
+    let opened = Stamp::of(&rustix::fs::fstat(&fd)?);
+    if opened.inode != stamp.inode || opened.kind != EntryKind::File {
+        return Err(replaced());
+    }
+    let mut file = std::fs::File::from(fd);
+    entry.object = Some(store.put_file(&mut file).map_err(store_err)?);
     Ok(entry)
 }
 

@@ -337,24 +337,3 @@ fn a_damaged_object_is_refused_not_restored() {
     assert!(error.unwrap().to_string().contains("damaged"));
     assert_eq!(f.read("a.txt"), b"changed!", "the file is left as it was");
 }
-
-#[test]
-#[ignore]
-fn time_a_scan_of_20000_files() {
-    let mut f = Fixture::new();
-    for d in 0..200 {
-        for i in 0..100 {
-            f.write(&format!("d{d:03}/f{i:03}"), b"x");
-        }
-    }
-    f.baseline();
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        let n = f.scan().len();
-        eprintln!("scan: {n} changes in {:?}", t.elapsed());
-    }
-    let t = std::time::Instant::now();
-    let mut n = 0;
-    f.ws.walk(usize::MAX, |_, _, _, _| { n += 1; true }).unwrap();
-    eprintln!("bare walk: {n} in {:?}", t.elapsed());
-}
