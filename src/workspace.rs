@@ -757,17 +757,9 @@ impl Workspace {
             let Some((reader, prefix)) = stack.last_mut() else {
                 break;
             };
-            let item = match reader.read() {
-                Some(Ok(item)) => item,
-                Some(Err(e)) => {
-                    log::warn!("skipping an unreadable workspace folder: {e}");
-                    stack.pop();
-                    continue;
-                }
-                None => {
-                    stack.pop();
-                    continue;
-                }
+            let Some(item) = next_entry(reader) else {
+                stack.pop();
+                continue;
             };
             let raw_name = item.file_name();
             if is_dot_or_dot_dot(raw_name.to_bytes()) {
@@ -839,6 +831,18 @@ impl Workspace {
     }
 }
 
+/// The next entry of a folder being walked; `None` when it is done, or
+/// cannot be read any further (logged: the sandbox may be changing it).
+fn next_entry(reader: &mut Dir) -> Option<rustix::fs::DirEntry> {
+    match reader.read()? {
+        Ok(item) => Some(item),
+        Err(e) => {
+            log::warn!("skipping an unreadable workspace folder: {e}");
+            None
+        }
+    }
+}
+
 /// A folder waiting to be walked: its descriptor, its path with a
 /// trailing `/` (empty for the root), its depth.
 type WalkJob = (OwnedFd, String, usize);
@@ -905,17 +909,9 @@ impl WalkPool {
             let mut stack = vec![(reader, prefix, depth)];
             while let Some((reader, prefix, depth)) = stack.last_mut() {
                 let depth = *depth;
-                let item = match reader.read() {
-                    Some(Ok(item)) => item,
-                    Some(Err(e)) => {
-                        log::warn!("skipping an unreadable workspace folder: {e}");
-                        stack.pop();
-                        continue;
-                    }
-                    None => {
-                        stack.pop();
-                        continue;
-                    }
+                let Some(item) = next_entry(reader) else {
+                    stack.pop();
+                    continue;
                 };
                 let raw_name = item.file_name();
                 let Ok(name) = std::str::from_utf8(raw_name.to_bytes()) else {

@@ -235,6 +235,15 @@ pub fn of_call(
     )))
 }
 
+/// Paths checkpoint `id` logged.
+fn change_count(c: &mut SqliteConnection, id: i32) -> Result<usize, DbError> {
+    let n = checkpoint_changes::table
+        .filter(checkpoint_changes::checkpoint_id.eq(id))
+        .count()
+        .get_result::<i64>(c)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// The session's checkpoints for calls and restores, oldest first.
 pub fn list(c: &mut SqliteConnection, session_id: &str) -> Result<Vec<CheckpointInfo>, DbError> {
     let rows: Vec<(i32, Option<String>, String, bool, String)> = checkpoints::table
@@ -251,14 +260,10 @@ pub fn list(c: &mut SqliteConnection, session_id: &str) -> Result<Vec<Checkpoint
         .load(c)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, call_id, kind, dropped, created_at) in rows {
-        let changes = checkpoint_changes::table
-            .filter(checkpoint_changes::checkpoint_id.eq(id))
-            .count()
-            .get_result::<i64>(c)?;
         out.push(CheckpointInfo {
             call_id: CallId::from(call_id.unwrap_or_default()),
             kind,
-            changes: usize::try_from(changes).unwrap_or(0),
+            changes: change_count(c, id)?,
             dropped,
             created_at,
         });
@@ -389,16 +394,12 @@ pub fn reverts(
         .load(c)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, restore_id, reverted, by, at) in rows {
-        let paths = checkpoint_changes::table
-            .filter(checkpoint_changes::checkpoint_id.eq(id))
-            .count()
-            .get_result::<i64>(c)?;
         out.push(crate::protocol::RevertAudit {
             call_id: CallId::from(reverted.unwrap_or_default()),
             restore_id: CallId::from(restore_id.unwrap_or_default()),
             by: by.unwrap_or_default(),
             at,
-            paths: usize::try_from(paths).unwrap_or(0),
+            paths: change_count(c, id)?,
         });
     }
     Ok(out)

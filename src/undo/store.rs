@@ -151,18 +151,7 @@ impl ObjectStore {
         }
         file.seek(SeekFrom::Start(0))?;
         let (mut temp, temp_path) = self.temp_file()?;
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            temp.write_all(&buf[..n])?;
-            len += n as u64;
-        }
-        let id = ObjectId::of(hasher);
+        let (id, len) = copy_hashing(file, &mut temp)?;
         if self.contains(&id) {
             let _ = std::fs::remove_file(&temp_path);
         } else {
@@ -176,19 +165,8 @@ impl ObjectStore {
     /// thrown away.
     pub fn copy_to(&self, id: &ObjectId, out: &mut impl Write) -> io::Result<u64> {
         let mut file = File::open(self.path(id))?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            len += n as u64;
-        }
-        if ObjectId::of(hasher) != *id {
+        let (found, len) = copy_hashing(&mut file, out)?;
+        if found != *id {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("checkpoint object {} is damaged", &id.0[..12]),
@@ -244,6 +222,24 @@ impl ObjectStore {
         self.bytes = self.bytes.saturating_add(len);
         Ok(())
     }
+}
+
+/// Copies `from` to its end into `to`; answers the SHA-256 of what was
+/// copied and its length.
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(ObjectId, u64)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        len += n as u64;
+    }
+    Ok((ObjectId::of(hasher), len))
 }
 
 /// Reads until `buf` is full or the file ends; answers the bytes read.
