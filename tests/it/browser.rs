@@ -728,9 +728,11 @@ async fn command_output_shows_colours_and_progress_like_a_terminal_and_code_is_h
         .await;
 
     // A reload replays the same output from history.
-    browser.script("location.reload(); return 1;").await;
     browser
-        .wait_for(".tool-card[data-done=\"true\"] .tool-output .ansi-fg-1")
+        .script("window.beforeReload = true; location.reload(); return 1;")
+        .await;
+    browser
+        .wait_until("!window.beforeReload && document.querySelector('.tool-card[data-done=\"true\"] .tool-output .ansi-fg-1')")
         .await;
     let output = browser
         .script("return document.querySelector('.tool-output').textContent;")
