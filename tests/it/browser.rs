@@ -646,3 +646,97 @@ async fn a_person_sees_what_a_command_changed_and_undoes_it_in_the_page() {
     browser.screenshot("undo-undone").await;
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn command_output_shows_colours_and_progress_like_a_terminal_and_code_is_highlighted() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    alice.set_mode(&id, "never").await;
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    browser.goto(&format!("{}/?session={id}", app.base)).await;
+    browser.wait_for("#composer").await;
+
+    // Red text, then a progress counter rewritten with \r; the sleeps put
+    // the updates in separate output chunks.
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "printf '\\033[31mred\\033[0m plain\\n'; for i in 1 2 3; do printf '\\rprogress %d' $i; sleep 0.3; done; echo"}),
+    ));
+    llm.push(Reply::text(
+        "Done. In Python:\n\n```python\ndef greet(name):\n    return f\"hi {name}\"  # <b>not bold</b>\n```\n",
+    ));
+    browser.type_into("#composer", "show me colours").await;
+    browser.click("#send").await;
+    browser
+        .wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('In Python'))")
+        .await;
+    browser.wait_for(".tool-card[data-done=\"true\"]").await;
+
+    let red = browser
+        .script("const s = [...document.querySelectorAll('.tool-output span')].find(e => e.textContent === 'red'); return s && {cls: s.className, color: getComputedStyle(s).color, plain: getComputedStyle(s.nextSibling || s.parentNode).color};")
+        .await;
+    assert!(
+        red["cls"].as_str().unwrap_or("").contains("ansi-fg-1"),
+        "{red}"
+    );
+    assert_eq!(red["color"], "rgb(255, 107, 107)", "{red}");
+    assert_ne!(red["color"], red["plain"], "{red}");
+    let output = browser
+        .script("return document.querySelector('.tool-output').textContent;")
+        .await;
+    assert_eq!(output, "red plain\nprogress 3\n");
+
+    // The tool card's command and the reply's Python block are highlighted;
+    // the HTML in the Python comment stays text.
+    browser
+        .wait_until("[...document.querySelectorAll('.tool-card .code-block code .token.keyword')].some(e => e.textContent === 'for')")
+        .await;
+    let py = browser
+        .script("const c = document.querySelector('.msg-assistant .code-block code.language-python'); return {kw: [...c.querySelectorAll('.token.keyword')].map(e => e.textContent), comment: (c.querySelector('.token.comment') || {}).textContent, tags: c.querySelectorAll('b').length, text: c.textContent, kwColor: getComputedStyle(c.querySelector('.token.keyword')).color, plainColor: getComputedStyle(c).color};")
+        .await;
+    assert!(py["kw"].as_array().unwrap().contains(&json!("def")), "{py}");
+    assert!(
+        py["kw"].as_array().unwrap().contains(&json!("return")),
+        "{py}"
+    );
+    assert_eq!(py["comment"], "# <b>not bold</b>", "{py}");
+    assert_eq!(py["tags"], 0, "{py}");
+    assert_eq!(
+        py["text"],
+        "def greet(name):\n    return f\"hi {name}\"  # <b>not bold</b>"
+    );
+    assert_ne!(py["kwColor"], py["plainColor"], "{py}");
+    browser.screenshot("terminal-light").await;
+
+    // Dark theme: the keyword colour follows the theme, the output's red stays.
+    browser
+        .script("document.documentElement.setAttribute('data-theme', 'dark'); return 1;")
+        .await;
+    let dark = browser
+        .script("const k = document.querySelector('.msg-assistant .code-block .token.keyword'); const s = [...document.querySelectorAll('.tool-output span')].find(e => e.textContent === 'red'); return {kw: getComputedStyle(k).color, red: getComputedStyle(s).color};")
+        .await;
+    assert_ne!(dark["kw"], py["kwColor"], "{dark}");
+    assert_eq!(dark["red"], "rgb(255, 107, 107)", "{dark}");
+    browser.screenshot("terminal-dark").await;
+    browser
+        .script("document.documentElement.setAttribute('data-theme', 'light'); return 1;")
+        .await;
+
+    // A reload replays the same output from history.
+    browser
+        .script("window.beforeReload = true; location.reload(); return 1;")
+        .await;
+    browser
+        .wait_until("!window.beforeReload && document.querySelector('.tool-card[data-done=\"true\"] .tool-output .ansi-fg-1')")
+        .await;
+    let output = browser
+        .script("return document.querySelector('.tool-output').textContent;")
+        .await;
+    assert_eq!(output, "red plain\nprogress 3\n");
+    app.stop().await;
+}

@@ -136,15 +136,6 @@
     return s.charAt(0).toUpperCase() + s.slice(1);
   }
 
-  function stripAnsi(s) {
-    return String(s)
-      .replace(/\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)/g, '')
-      .replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, '')
-      .replace(/\x1b[@-Z\\-_]/g, '')
-      .replace(/\r\n/g, '\n')
-      .replace(/\r/g, '\n');
-  }
-
   // ================================================================ REST
 
   function ApiError(status, code, message) {
@@ -980,7 +971,11 @@
     bubble.classList.add('md');
     bubble.removeAttribute('aria-busy');
     if (window.IronMarkdown) {
-      try { bubble.appendChild(window.IronMarkdown.render(text, document)); return; } catch (e) { /* fall back to text */ }
+      try {
+        bubble.appendChild(window.IronMarkdown.render(text, document));
+        if (window.IronSyntax) window.IronSyntax.highlightWithin(bubble);
+        return;
+      } catch (e) { /* fall back to text */ }
     }
     bubble.appendChild(h('p', { text: text }));
   }
@@ -1040,7 +1035,12 @@
       h('div.code-head', null,
         h('span.code-lang', { text: lang }),
         h('button.copy-btn', { type: 'button', 'aria-label': 'Copy code', title: 'Copy code', text: 'Copy' })),
-      h('pre', null, h('code', { class: 'language-' + lang, text: code })));
+      h('pre', null, highlighted(h('code', { class: 'language-' + lang, text: code }), lang)));
+  }
+
+  function highlighted(code, lang) {
+    if (window.IronSyntax) window.IronSyntax.highlight(code, lang);
+    return code;
   }
 
   function buildCard(callId, data) {
@@ -1066,7 +1066,7 @@
       codeBlock(data && data.code != null ? data.code : '', tool === 'python' ? 'python' : 'bash'),
       output);
     var card = {
-      callId: callId, el: el, status: status, output: output, lastSpan: null, lastStream: null,
+      callId: callId, el: el, status: status, output: output, term: null,
       outLen: 0, truncated: false, hasOutput: false, done: false, state: 'pending',
       turnId: data && data.turn_id || null, code: data && data.code != null ? String(data.code) : null,
       // undo: what the command changed, and whether it can still be undone
@@ -1207,20 +1207,14 @@
     var out = card.output;
     var atBottom = !live || out.hidden || out.scrollHeight - out.scrollTop - out.clientHeight < 30;
     out.hidden = false;
-    var data = stripAnsi(ev.data);
+    var data = String(ev.data);
     if (card.outLen + data.length > MAX_OUTPUT_CHARS) {
       data = data.slice(0, Math.max(0, MAX_OUTPUT_CHARS - card.outLen));
       card.truncated = true;
     }
     card.outLen += data.length;
-    var stream = ev.stream === 'stderr' ? 'stderr' : 'stdout';
-    if (card.lastStream === stream && card.lastSpan) {
-      card.lastSpan.firstChild.appendData(data);
-    } else {
-      card.lastSpan = h('span.' + stream, null, document.createTextNode(data));
-      card.lastStream = stream;
-      out.appendChild(card.lastSpan);
-    }
+    if (!card.term) card.term = window.IronTerminal.view(out, document);
+    card.term.write(data, ev.stream === 'stderr' ? 'stderr' : 'stdout');
     if (card.truncated) {
       out.appendChild(h('span.out-note', { text: '\n[more output not shown here]' }));
     }
