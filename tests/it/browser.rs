@@ -740,3 +740,346 @@ async fn command_output_shows_colours_and_progress_like_a_terminal_and_code_is_h
     assert_eq!(output, "red plain\nprogress 3\n");
     app.stop().await;
 }
+
+impl Browser {
+    /// Resize the browser window (the page's viewport follows).
+    async fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// Upload `file` through the page's file input.
+    async fn upload(&self, file: &std::path::Path) {
+        let input = self.wait_for("#file-input").await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{input}/value"),
+            Some(json!({"text": file.display().to_string()})),
+        )
+        .await;
+    }
+
+    /// The `id` of the focused element.
+    async fn focused(&self) -> Value {
+        self.script("return document.activeElement && document.activeElement.id;")
+            .await
+    }
+
+    /// Press `key` where the focus is (a synthetic keydown, as the page's
+    /// handlers see it).
+    async fn press(&self, key: &str) {
+        self.script(&format!(
+            "(document.activeElement || document.body).dispatchEvent(new KeyboardEvent('keydown', {{key: '{key}', bubbles: true, cancelable: true}})); return 1;"
+        ))
+        .await;
+    }
+}
+
+#[actix_rt::test]
+async fn focus_goes_to_the_message_box_after_sign_in_approve_and_keys_move_in_the_chat_list() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    for _ in 0..3 {
+        alice.new_session().await;
+    }
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    browser
+        .wait_until("document.activeElement && document.activeElement.id === 'composer'")
+        .await;
+
+    // A low-risk command runs without asking, and its card says so.
+    llm.push(Reply::tool("shell", json!({"command": "ls -la"})));
+    llm.push(Reply::text("Listed."));
+    browser.type_into("#composer", "list the files").await;
+    browser.click("#send").await;
+    browser
+        .wait_until("document.querySelector('.tool-card[data-done=\"true\"]')")
+        .await;
+    let note = browser
+        .wait_until("document.querySelector('.tool-card .ap-outcome.unasked') && document.querySelector('.tool-card .ap-outcome.unasked').innerText")
+        .await;
+    assert_eq!(
+        note.as_str().unwrap().trim(),
+        "Ran without asking: low risk"
+    );
+
+    // A risky command asks; after Approve the keyboard is back in the
+    // message box.
+    llm.push(Reply::tool("shell", json!({"command": "rm -f x"})));
+    llm.push(Reply::text("Removed."));
+    browser.type_into("#composer", "remove x").await;
+    browser.click("#send").await;
+    browser.click("[data-action=\"approve\"]").await;
+    browser
+        .wait_until("document.querySelector('.approval.resolved[data-decision=\"approved\"]')")
+        .await;
+    assert_eq!(browser.focused().await, json!("composer"));
+    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed.'))").await;
+    assert_eq!(browser.focused().await, json!("composer"));
+    let asked = browser
+        .script("return document.querySelectorAll('.tool-card .ap-outcome.unasked').length;")
+        .await;
+    assert_eq!(
+        asked,
+        json!(1),
+        "the approved card does not say it ran unasked"
+    );
+
+    // Escape closes the log panel.
+    browser.click("#log-toggle").await;
+    browser
+        .wait_until("!document.querySelector('#log-panel').hidden")
+        .await;
+    browser.press("Escape").await;
+    browser
+        .wait_until("document.querySelector('#log-panel').hidden && document.activeElement.id === 'log-toggle'")
+        .await;
+
+    // The chat list is one Tab stop; arrow keys move inside it.
+    browser
+        .wait_until("document.querySelectorAll('.session-item').length === 3")
+        .await;
+    let stops = browser
+        .script("return [...document.querySelectorAll('#sidebar a[href], #sidebar button')].filter(e => e.tabIndex >= 0 && e.closest('#session-list')).length;")
+        .await;
+    assert_eq!(stops, json!(1), "one Tab stop in the chat list");
+    browser
+        .script("document.querySelector('.session-item[tabindex=\"0\"]').focus(); return 1;")
+        .await;
+    let first = browser
+        .script("return document.activeElement.dataset.sessionId;")
+        .await;
+    browser.press("ArrowDown").await;
+    let moved = browser
+        .script("const items = [...document.querySelectorAll('.session-item')]; return [items.indexOf(document.activeElement), document.activeElement.tabIndex, items.filter(a => a.tabIndex === 0).length];")
+        .await;
+    assert_eq!(moved, json!([1, 0, 1]));
+    browser.press("ArrowUp").await;
+    assert_eq!(
+        browser
+            .script("return document.activeElement.dataset.sessionId;")
+            .await,
+        first
+    );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn uploading_a_name_that_exists_asks_replace_keep_both_or_cancel() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.csv");
+    std::fs::write(&file, "a,b\n1,2\n").unwrap();
+    browser.upload(&file).await;
+    browser
+        .wait_for(".file-row[data-path=\"report.csv\"]")
+        .await;
+    let rows = "document.querySelectorAll('.file-row').length";
+
+    // Keep both: the upload gets a free name.
+    std::fs::write(&file, "a,b\n3,4\n").unwrap();
+    browser.upload(&file).await;
+    browser.wait_for("#choice-dialog[open]").await;
+    let prompt = browser
+        .script("return [document.querySelector('#choice-title').innerText, [...document.querySelectorAll('#choice-actions button')].map(b => b.innerText)];")
+        .await;
+    assert!(
+        prompt[0].as_str().unwrap().contains("report.csv"),
+        "{prompt}"
+    );
+    assert_eq!(prompt[1], json!(["Cancel", "Keep both", "Replace"]));
+    browser.screenshot("upload-replace-prompt").await;
+    browser.click("[data-choice=\"keep\"]").await;
+    browser
+        .wait_for(".file-row[data-path=\"report (1).csv\"]")
+        .await;
+
+    // Cancel: nothing is uploaded.
+    browser.upload(&file).await;
+    browser.wait_for("#choice-dialog[open]").await;
+    browser.click("[data-choice=\"cancel\"]").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(browser.script(&format!("return {rows};")).await, json!(2));
+
+    // Replace: the same name, the new content.
+    std::fs::write(&file, "a,b\n5,6\n").unwrap();
+    browser.upload(&file).await;
+    browser.wait_for("#choice-dialog[open]").await;
+    browser.click("[data-choice=\"replace\"]").await;
+    browser
+        .wait_until("document.querySelector('.upload-item.done')")
+        .await;
+    let id = browser
+        .script("return window.IronClaw.state.sessionId;")
+        .await;
+    let alice = app.login("alice").await;
+    let body = alice
+        .get(&format!(
+            "/api/sessions/{}/files/report.csv",
+            id.as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "a,b\n5,6\n");
+    assert_eq!(browser.script(&format!("return {rows};")).await, json!(2));
+    app.stop().await;
+}
+
+/// Bounding boxes in the chat header that overlap the title, or that stick
+/// out of the window, and the header's shape.
+const HEADER_CHECK: &str = r#"
+const box = (e) => e.getBoundingClientRect();
+const shown = (e) => { const r = box(e); return r.width > 0 && r.height > 0; };
+const header = box(document.querySelector('.chat-header'));
+const title = box(document.querySelector('#session-title'));
+const controls = [document.querySelector('#sidebar-open'),
+  ...document.querySelectorAll('.header-controls > *, .chat-settings > *')]
+  .filter((e) => e && shown(e) && !e.classList.contains('chat-settings'));
+const problems = [];
+for (const c of controls) {
+  const r = box(c);
+  const name = c.id || c.className;
+  if (r.left < title.right && title.left < r.right && r.top < title.bottom && title.top < r.bottom) problems.push('title under ' + name);
+  if (r.right > window.innerWidth + 0.5 || r.left < -0.5) problems.push(name + ' outside the window');
+  if (r.top < header.top - 0.5 || r.bottom > header.bottom + 0.5) problems.push(name + ' outside the header row');
+}
+return {problems, width: window.innerWidth, headerHeight: header.height, titleWidth: title.width,
+        controls: controls.length, title: document.querySelector('#session-title-text').innerText};
+"#;
+
+#[actix_rt::test]
+async fn the_header_never_paints_the_title_under_its_controls() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    let id = alice.new_session().await;
+    let resp = alice
+        .patch(&format!("/api/sessions/{id}"))
+        .json(&json!({"title": "**Quarterly sales report** with `regional` breakdowns and a very long tail of words"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let browser = Browser::start().await;
+    browser.login(&app.base, "alice").await;
+    browser.goto(&format!("{}/?session={id}", app.base)).await;
+    browser
+        .wait_until("document.querySelector('#session-title-text').innerText.includes('Quarterly')")
+        .await;
+    let shown = browser
+        .script("return [document.querySelector('#session-title-text').innerText, document.querySelector('.session-item[aria-current] .s-title').innerText, document.title];")
+        .await;
+    for t in shown.as_array().unwrap() {
+        let t = t.as_str().unwrap();
+        assert!(
+            t.starts_with("Quarterly sales report with regional")
+                && !t.contains('*')
+                && !t.contains('`'),
+            "{shown}"
+        );
+    }
+    // The approval switch says what it is.
+    let mode = browser
+        .script("return document.querySelector('#approval-mode').innerText.replace(/\\s+/g, ' ');")
+        .await;
+    assert!(mode.as_str().unwrap().starts_with("Approval:"), "{mode}");
+
+    for (width, height) in [(1400, 900), (1000, 800), (700, 800), (390, 844)] {
+        browser.resize(width, height).await;
+        for theme in ["light", "dark"] {
+            browser
+                .script(&format!(
+                    "document.documentElement.setAttribute('data-theme', '{theme}'); return 1;"
+                ))
+                .await;
+            let check = browser
+                .wait_until(&format!(
+                    "window.innerWidth <= {width} && (() => {{ {HEADER_CHECK} }})()"
+                ))
+                .await;
+            assert_eq!(check["problems"], json!([]), "{width} {theme}: {check}");
+            assert!(
+                check["titleWidth"].as_f64().unwrap() >= 60.0,
+                "{width} {theme}: {check}"
+            );
+            assert!(
+                check["headerHeight"].as_f64().unwrap() <= 64.0,
+                "one row at {width}: {check}"
+            );
+            if width == 1400 || width == 390 {
+                browser.screenshot(&format!("header-{width}-{theme}")).await;
+            }
+        }
+    }
+
+    // On the phone, the model and the mode are in a menu; Escape closes it.
+    browser
+        .script("document.documentElement.setAttribute('data-theme', 'light'); return 1;")
+        .await;
+    let hidden = browser
+        .script("return [document.querySelector('#model-picker').getBoundingClientRect().width, document.querySelector('#approval-mode').getBoundingClientRect().width];")
+        .await;
+    assert_eq!(hidden, json!([0, 0]), "in the menu while it is closed");
+    browser.click("#settings-toggle").await;
+    browser
+        .wait_until("document.querySelector('#model-picker').getBoundingClientRect().width > 0 && document.querySelector('#approval-mode').getBoundingClientRect().width > 0")
+        .await;
+    browser.screenshot("header-390-menu-light").await;
+    browser.press("Escape").await;
+    browser
+        .wait_until("document.querySelector('#approval-mode').getBoundingClientRect().width === 0 && document.activeElement.id === 'settings-toggle'")
+        .await;
+
+    // Switching to Never asks first; cancelling keeps Risky.
+    browser.resize(1400, 900).await;
+    let never = "document.querySelector('input[name=\"approval_mode\"][value=\"never\"]')";
+    browser.script(&format!("{never}.click(); return 1;")).await;
+    browser.wait_for("#confirm-dialog[open]").await;
+    let body = browser
+        .script("return document.querySelector('#confirm-title').innerText + ' ' + document.querySelector('#confirm-ok').innerText;")
+        .await;
+    assert!(body.as_str().unwrap().contains("Never ask"), "{body}");
+    browser.click("#confirm-cancel").await;
+    browser
+        .wait_until(
+            "document.querySelector('input[name=\"approval_mode\"]:checked').value === 'risky'",
+        )
+        .await;
+    let stored: Value = alice
+        .get(&format!("/api/sessions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["approval_mode"], "risky");
+    browser.script(&format!("{never}.click(); return 1;")).await;
+    browser.wait_for("#confirm-dialog[open]").await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_until(
+            "document.querySelector('input[name=\"approval_mode\"]:checked').value === 'never'",
+        )
+        .await;
+    app.stop().await;
+}

@@ -136,6 +136,23 @@
     return s.charAt(0).toUpperCase() + s.slice(1);
   }
 
+  /**
+   * A chat title as plain text: titles are often written by the model, in
+   * Markdown (`**help**`), and are shown as text, never rendered.
+   */
+  function plainTitle(t) {
+    var s = String(t == null ? '' : t)
+      .replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1')
+      .replace(/^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+)/, '')
+      .replace(/(\*\*|__|~~)(?=\S)([\s\S]*?\S)\1/g, '$2')
+      .replace(/(^|[^\w*])\*(?=\S)([^*]*?\S)\*(?!\w)/g, '$1$2')
+      .replace(/(^|[^\w_])_(?=\S)([^_]*?\S)_(?!\w)/g, '$1$2')
+      .replace(/`+([^`]*)`+/g, '$1')
+      .replace(/\s+/g, ' ')
+      .trim();
+    return s || 'New chat';
+  }
+
   // ================================================================ REST
 
   function ApiError(status, code, message) {
@@ -264,6 +281,33 @@
     });
   }
 
+  /**
+   * A question with several answers, e.g. [{value, label, cls, focus}];
+   * resolves to the chosen value, or 'cancel' when dismissed.
+   */
+  function choiceDialog(title, body, choices) {
+    var d = E.choice;
+    if (!d || typeof d.showModal !== 'function') {
+      return Promise.resolve(window.confirm(title + '\n\n' + body) ? choices[choices.length - 1].value : 'cancel');
+    }
+    $('#choice-title').textContent = title;
+    $('#choice-body').textContent = body;
+    var actions = $('#choice-actions');
+    actions.replaceChildren();
+    var first = null;
+    choices.forEach(function (c) {
+      var b = h('button.btn' + (c.cls ? '.' + c.cls : ''), { type: 'submit', value: c.value, 'data-choice': c.value, text: c.label });
+      if (c.focus || !first) first = b;
+      actions.appendChild(b);
+    });
+    d.returnValue = '';
+    d.showModal();
+    if (first) first.focus();
+    return new Promise(function (resolve) {
+      d.addEventListener('close', function () { resolve(d.returnValue || 'cancel'); }, { once: true });
+    });
+  }
+
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
     return new Promise(function (resolve, reject) {
@@ -331,6 +375,10 @@
 
   function renderSessions(errorMsg) {
     var box = E.sessionList;
+    // Re-rendering must not drop the keyboard's place in the list.
+    var focused = document.activeElement;
+    var hadFocus = focused && focused.classList && focused.classList.contains('session-item') && box.contains(focused)
+      ? focused.getAttribute('data-session-id') : null;
     box.replaceChildren();
     if (errorMsg && !S.sessions.length) {
       box.appendChild(h('p.session-empty', { text: 'Could not load your chats. ' + errorMsg }));
@@ -350,11 +398,12 @@
       var ul = h('ul');
       g.items.forEach(function (s) {
         var active = s.id === S.sessionId;
-        var title = s.title || 'New chat';
+        var title = plainTitle(s.title);
         var link = h('a.session-item', {
           href: '/?session=' + enc(s.id),
           'data-session-id': s.id,
           'aria-current': active ? 'page' : null,
+          tabindex: '-1',
           title: title
         }, h('span.s-title', { text: title }), h('span.s-time', { text: relTime(s.updated_at), 'data-time': s.updated_at }));
         link.addEventListener('click', function (e) {
@@ -364,7 +413,8 @@
           closeSidebar();
         });
         var del = h('button.icon-btn.small.danger.session-del', {
-          type: 'button', 'aria-label': 'Delete chat “' + title + '”', title: 'Delete chat', 'data-session-id': s.id
+          type: 'button', 'aria-label': 'Delete chat “' + title + '”', title: 'Delete chat (Delete key)',
+          'data-session-id': s.id, tabindex: '-1'
         }, icon('trash'));
         del.addEventListener('click', function () { deleteSession(s); });
         ul.appendChild(h('li.session-li' + (active ? '.active' : ''), null, link, del));
@@ -372,6 +422,41 @@
       box.appendChild(h('div.session-group', { role: 'group', 'aria-label': g.name },
         h('h3.session-group-title', { text: g.name }), ul));
     });
+    var items = sessionItems();
+    var stop = items.filter(function (a) { return a.getAttribute('data-session-id') === (hadFocus || S.sessionId); })[0] || items[0];
+    if (stop) {
+      stop.tabIndex = 0;
+      if (hadFocus) stop.focus();
+    }
+  }
+
+  function sessionItems() {
+    return Array.prototype.slice.call(E.sessionList.querySelectorAll('.session-item'));
+  }
+
+  /**
+   * The chat list is one Tab stop: Up/Down (Home/End) move within it,
+   * Enter opens, Delete asks to delete the focused chat.
+   */
+  function onSessionListKey(e) {
+    var item = e.target.closest && e.target.closest('.session-item');
+    if (!item || e.altKey || e.ctrlKey || e.metaKey) return;
+    var items = sessionItems();
+    var i = items.indexOf(item), next = null;
+    if (e.key === 'ArrowDown') next = items[Math.min(items.length - 1, i + 1)];
+    else if (e.key === 'ArrowUp') next = items[Math.max(0, i - 1)];
+    else if (e.key === 'Home') next = items[0];
+    else if (e.key === 'End') next = items[items.length - 1];
+    else if (e.key === 'Delete') {
+      e.preventDefault();
+      var s = S.sessions.find(function (x) { return x.id === item.getAttribute('data-session-id'); });
+      if (s) deleteSession(s);
+      return;
+    } else return;
+    e.preventDefault();
+    if (!next) return;
+    items.forEach(function (a) { a.tabIndex = a === next ? 0 : -1; });
+    next.focus();
   }
 
   function updateRelativeTimes() {
@@ -393,7 +478,7 @@
   }
 
   function deleteSession(s) {
-    var title = s.title || 'New chat';
+    var title = plainTitle(s.title);
     confirmDialog('Delete “' + title + '”?',
       'The conversation, its workspace files and its sandbox are removed for good.', 'Delete chat').then(function (ok) {
       if (!ok) return;
@@ -459,17 +544,30 @@
 
   function renderHeader() {
     var s = S.session;
-    var title = (s && s.title) || 'New chat';
+    var title = plainTitle(s && s.title);
     E.titleText.textContent = title;
+    E.titleBtn.title = 'Rename “' + title + '”';
     updateDocTitle();
     var mode = s && s.approval_mode;
     E.modeRadios.forEach(function (r) { r.checked = r.value === mode; });
     E.modeGroup.classList.toggle('disabled', !s);
     renderModelPicker();
+    var label = 'Model and approval' + (s ? ': ' + (s.model || 'default model') + ', Approval: ' + (MODE_LABEL[mode] || '—') : '');
+    E.settingsToggle.setAttribute('aria-label', label);
+    E.settingsToggle.title = label;
   }
 
+  var MODE_LABEL = { always: 'Always', risky: 'Risky', never: 'Never' };
+
+  /** The narrow header's menu holding the model and the approval mode. */
+  function setSettingsOpen(open) {
+    E.chatSettings.classList.toggle('open', open);
+    E.settingsToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+  }
+  function settingsOpen() { return E.chatSettings.classList.contains('open'); }
+
   function updateDocTitle() {
-    var title = (S.session && S.session.title) || 'New chat';
+    var title = plainTitle(S.session && S.session.title);
     var t = (hasPendingApproval() ? '● Approval needed · ' : '') + title + ' · IronClaw';
     if (document.title !== t) document.title = t;
   }
@@ -482,7 +580,7 @@
 
   function startRename() {
     if (!S.sessionId) return;
-    E.titleInput.value = (S.session && S.session.title) || '';
+    E.titleInput.value = plainTitle(S.session && S.session.title);
     E.titleBtn.hidden = true;
     E.titleInput.hidden = false;
     E.titleInput.focus();
@@ -493,7 +591,7 @@
     var value = E.titleInput.value.trim();
     E.titleInput.hidden = true;
     E.titleBtn.hidden = false;
-    if (!save || !S.session || !value || value === S.session.title) { E.titleBtn.focus(); return; }
+    if (!save || !S.session || !value || value === S.session.title || value === plainTitle(S.session.title)) { E.titleBtn.focus(); return; }
     var id = S.sessionId, old = S.session.title;
     S.session.title = value;
     renderHeader();
@@ -568,6 +666,20 @@
   function onModeChange(e) {
     var id = S.sessionId, value = e.target.value;
     if (!id || !S.session || value === S.session.approval_mode) return;
+    if (value === 'never') {
+      // Until confirmed, the switch keeps showing the mode in force.
+      renderHeader();
+      confirmDialog('Never ask for approval?',
+        'Every command the agent writes will run without asking you first, including ones that delete files or reach the network. You can switch back at any time.',
+        'Never ask').then(function (ok) {
+        if (ok && S.sessionId === id && S.session) setMode(id, value);
+      });
+      return;
+    }
+    setMode(id, value);
+  }
+
+  function setMode(id, value) {
     var old = S.session.approval_mode;
     S.session.approval_mode = value;
     patchSession(id, { approval_mode: value }).catch(function () {
@@ -1101,6 +1213,7 @@
 
   function onApprovalRequest(ev, live) {
     var card = getCard(ev.call_id, ev);
+    card.asked = true;
     if (S.approvals.has(ev.approval_id)) return;
     var countdown = h('span.ap-countdown');
     var mk = function (action, label, cls, decision, remember) {
@@ -1151,6 +1264,8 @@
     btn.classList.add('loading');
     a.countdown.textContent = 'Sending your answer…';
     a.sent = true;
+    // The buttons are gone once answered: the keyboard goes back to the message box.
+    focusComposer();
     // No resolution after a while (the server refused it, or the socket
     // dropped): let the person answer again.
     a.retryTimer = setTimeout(function () {
@@ -1165,6 +1280,7 @@
   function onApprovalResolved(ev) {
     var a = S.approvals.get(ev.approval_id);
     var card = a ? a.card : getCard(ev.call_id, null);
+    card.asked = true;
     var box = a ? a.box : null;
     if (!box) {
       box = h('div.approval', { 'data-approval-id': ev.approval_id });
@@ -1203,6 +1319,7 @@
       card.state = 'running';
       setStatus(card, '', 'Running…', true);
     }
+    noteUnasked(card);
     if (card.truncated || !ev.data) return;
     var out = card.output;
     var atBottom = !live || out.hidden || out.scrollHeight - out.scrollTop - out.clientHeight < 30;
@@ -1222,8 +1339,28 @@
     if (atBottom && live) out.scrollTop = out.scrollHeight;
   }
 
+  /**
+   * A command that ran with no approval asked says why: its risk was below
+   * what the mode asks about, the mode is Never, or the person approved
+   * the same command for the session earlier. Judged with the chat's
+   * current mode (events do not carry the mode a call was judged under).
+   */
+  function noteUnasked(card) {
+    if (card.asked || card.unasked) return;
+    var mode = S.session && S.session.approval_mode;
+    var risk = card.el.getAttribute('data-risk');
+    var why;
+    if (mode === 'never') why = 'approval is set to Never';
+    else if (mode === 'risky' && risk !== 'high') why = (RISK_LABEL[risk] || 'low risk').toLowerCase();
+    else why = 'approved earlier for this session';
+    card.unasked = h('div.approval.resolved.unasked', { 'data-decision': 'unasked' },
+      h('span.ap-outcome.unasked', null, icon('shield'), 'Ran without asking: ' + why));
+    card.el.insertBefore(card.unasked, card.output);
+  }
+
   function onExecDone(ev) {
     var card = getCard(ev.call_id, null);
+    noteUnasked(card);
     card.done = true;
     card.state = 'done';
     var parts = [];
@@ -1647,6 +1784,8 @@
     if (!wsSend({ type: 'cancel' })) { toast('Not connected to the server; cannot stop the turn right now.'); return; }
     S.stopping = true;
     updateWorking();
+    // Stop disappears when the turn ends; the keyboard stays in the message box.
+    focusComposer();
     // A turn the server no longer runs (say it restarted mid-turn) never
     // answers with turn_done: end it here so the page does not spin forever.
     var open = Array.from(S.turnsOpen);
@@ -1703,6 +1842,10 @@
   }
 
   // ================================================================ composer
+
+  function focusComposer() {
+    E.composer.focus({ preventScroll: true });
+  }
 
   function autosize() {
     var ta = E.composer;
@@ -1770,10 +1913,12 @@
       return;
     }
     if (!list || !list.length) {
+      S.fileNames = [];
       box.appendChild(h('div.files-empty', { role: 'listitem' }, icon('folder'),
         h('div', { text: dir ? 'This folder is empty.' : 'No files yet. Upload files or drop them on the chat; the agent sees them in /workspace.' })));
       return;
     }
+    S.fileNames = list.map(function (f) { return String(f.name); });
     list = list.slice().sort(function (a, b) {
       if (a.kind !== b.kind) return a.kind === 'dir' ? -1 : 1;
       return String(a.name).localeCompare(String(b.name), undefined, { numeric: true, sensitivity: 'base' });
@@ -1867,13 +2012,56 @@
     if (!S.sessionId) { toast('Open a chat before uploading files.'); return; }
     setFilesOpen(true);
     var dir = S.filesDir, sid = S.sessionId;
-    files.forEach(function (file) {
-      var progress = h('progress', { max: '100', value: '0', 'aria-label': 'Upload progress for ' + file.name });
-      var state = h('span.u-state', { text: 'Waiting…' });
-      var item = h('div.upload-item', null, h('span.u-name', { text: file.name, title: file.name }), state, progress);
-      E.uploads.appendChild(item);
-      S.uploadQueue.push({ file: file, dir: dir, sid: sid, item: item, progress: progress, state: state });
+    // An upload overwrites a file of the same name (the API's PUT/POST
+    // semantics), so the page asks first, one file at a time.
+    existingNames(sid, dir).then(function (taken) {
+      return files.reduce(function (prev, file) {
+        return prev.then(function () {
+          if (sid !== S.sessionId) return null;
+          if (!taken.has(file.name)) { taken.add(file.name); queueUpload(file, file.name, dir, sid); return null; }
+          var where = '/workspace' + (dir ? '/' + dir : '');
+          return choiceDialog('Replace “' + file.name + '”?',
+            'A file named “' + file.name + '” is already in ' + where + '. Replace it with the one you are uploading, or keep both (the upload gets a new name)?',
+            [{ value: 'cancel', label: 'Cancel' }, { value: 'keep', label: 'Keep both', focus: true }, { value: 'replace', label: 'Replace', cls: 'danger' }]
+          ).then(function (choice) {
+            if (sid !== S.sessionId) return;
+            if (choice === 'replace') queueUpload(file, file.name, dir, sid);
+            else if (choice === 'keep') {
+              var name = freeName(file.name, taken);
+              taken.add(name);
+              queueUpload(file, name, dir, sid);
+            }
+          });
+        });
+      }, Promise.resolve());
     });
+  }
+
+  /** Names in a workspace folder, fresh from the server (else as last listed). */
+  function existingNames(sid, dir) {
+    return api('GET', sessionUrl(sid) + '/files' + (dir ? '?path=' + enc(dir) : '')).then(function (list) {
+      return new Set((Array.isArray(list) ? list : []).map(function (f) { return String(f.name); }));
+    }).catch(function () {
+      return new Set(dir === S.filesDir ? S.fileNames || [] : []);
+    });
+  }
+
+  /** `name (1).ext`, `name (2).ext`…: the first not in `taken`. */
+  function freeName(name, taken) {
+    var m = /^(.+?)((?:\.tar)?\.[^.\s]+)$/i.exec(name);
+    var stem = m ? m[1] : name, ext = m ? m[2] : '';
+    for (var n = 1; ; n++) {
+      var candidate = stem + ' (' + n + ')' + ext;
+      if (!taken.has(candidate)) return candidate;
+    }
+  }
+
+  function queueUpload(file, name, dir, sid) {
+    var progress = h('progress', { max: '100', value: '0', 'aria-label': 'Upload progress for ' + name });
+    var state = h('span.u-state', { text: 'Waiting…' });
+    var item = h('div.upload-item', null, h('span.u-name', { text: name, title: name }), state, progress);
+    E.uploads.appendChild(item);
+    S.uploadQueue.push({ file: file, name: name, dir: dir, sid: sid, item: item, progress: progress, state: state });
     pumpUploads();
   }
 
@@ -1886,7 +2074,7 @@
     var xhr = new XMLHttpRequest();
     var fd = new FormData();
     if (u.dir) fd.append('dir', u.dir);
-    fd.append('file', u.file, u.file.name);
+    fd.append('file', u.file, u.name);
     xhr.open('POST', sessionUrl(u.sid) + '/files');
     xhr.withCredentials = true;
     xhr.setRequestHeader('Accept', 'application/json');
@@ -1904,7 +2092,7 @@
         u.state.textContent = 'Uploaded';
         setTimeout(function () { u.item.remove(); }, 3500);
         if (u.sid === S.sessionId) {
-          S.filesChanged.add(u.dir ? u.dir + '/' + u.file.name : u.file.name);
+          S.filesChanged.add(u.dir ? u.dir + '/' + u.name : u.name);
           scheduleFilesRefresh();
         }
       } else {
@@ -2089,6 +2277,9 @@
     E.titleText = $('#session-title-text');
     E.titleInput = $('#session-title-input');
     E.modelPicker = $('#model-picker');
+    E.settingsToggle = $('#settings-toggle');
+    E.chatSettings = $('#chat-settings');
+    E.choice = $('#choice-dialog');
     E.modeGroup = $('#approval-mode');
     E.modeRadios = Array.prototype.slice.call(document.querySelectorAll('input[name="approval_mode"]'));
     E.statusLine = $('#status-line');
@@ -2154,9 +2345,12 @@
     E.modelPicker.addEventListener('change', onModelChange);
     E.modeRadios.forEach(function (r) { r.addEventListener('change', onModeChange); });
     E.statusLine.addEventListener('click', function (e) { e.stopPropagation(); toggleStatusPopover(); });
+    E.settingsToggle.addEventListener('click', function (e) { e.stopPropagation(); setSettingsOpen(!settingsOpen()); });
     document.addEventListener('click', function (e) {
       if (!E.statusPopover.hidden && !E.statusPopover.contains(e.target)) toggleStatusPopover(false);
+      if (settingsOpen() && !E.chatSettings.contains(e.target) && !(E.confirm && E.confirm.open)) setSettingsOpen(false);
     });
+    E.sessionList.addEventListener('keydown', onSessionListKey);
     E.logToggle.addEventListener('click', function () { setLogOpen(E.logPanel.hidden); });
     $('#log-close').addEventListener('click', function () { setLogOpen(false); E.logToggle.focus(); });
     E.filesToggle.addEventListener('click', function () { setFilesOpen(!S.filesOpen, true); });
@@ -2245,11 +2439,17 @@
     setupDragDrop();
 
     // Keyboard
+    // Escape closes the innermost open thing: a popover or menu, then a
+    // sliding panel, then the log panel. Dialogs and the title editor
+    // handle their own Escape.
     document.addEventListener('keydown', function (e) {
-      if (e.key !== 'Escape') return;
+      if (e.key !== 'Escape' || e.defaultPrevented) return;
+      if ((E.confirm && E.confirm.open) || (E.choice && E.choice.open)) return;
       if (!E.statusPopover.hidden) { toggleStatusPopover(false); E.statusLine.focus(); return; }
+      if (settingsOpen()) { setSettingsOpen(false); E.settingsToggle.focus(); return; }
       if (E.app.classList.contains('sidebar-open')) { closeSidebar(); E.sidebarOpen.focus(); return; }
-      if (S.filesOpen && narrowFiles.matches) { setFilesOpen(false); E.filesToggle.focus(); }
+      if (S.filesOpen && narrowFiles.matches) { setFilesOpen(false); E.filesToggle.focus(); return; }
+      if (!E.logPanel.hidden) { setLogOpen(false); E.logToggle.focus(); }
     });
 
     // Files panel: open by default on wide screens (remembered), an overlay
@@ -2304,6 +2504,8 @@
 
   function boot() {
     bind();
+    // Signed in (or back): ready to type.
+    if (!document.activeElement || document.activeElement === document.body) focusComposer();
     start();
   }
 
