@@ -488,6 +488,10 @@ pub enum ServerEvent {
         tool: Tool,
         code: String,
         risk: Risk,
+        /// The session's approval mode when the call was judged, so a page
+        /// can say why a call ran without asking.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval_mode: Option<ApprovalMode>,
     },
     ApprovalRequest {
         approval_id: ApprovalId,

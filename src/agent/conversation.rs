@@ -388,6 +388,7 @@ mod tests {
                 level: RiskLevel::Low,
                 reasons: vec![],
             },
+            approval_mode: None,
         }
     }
 

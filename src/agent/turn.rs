@@ -602,6 +602,7 @@ impl TurnMachine {
             tool: call.tool,
             code: call.code.clone(),
             risk: risk.clone(),
+            approval_mode: Some(mode),
         }];
         let new_call = NewToolCall {
             turn_id,
@@ -1247,7 +1248,17 @@ mod tests {
             ],
         );
         // Read-only and nothing changed: no checkpoint, no event.
-        h.review("c1", RiskLevel::Low, policy(Resolution::Approved));
+        let effects = h.review("c1", RiskLevel::Low, policy(Resolution::Approved));
+        // The call says which mode it was judged under (the page says why
+        // it ran without asking).
+        let judged = effects.iter().find_map(|e| match e {
+            Effect::Store(r) => r.events().iter().find_map(|ev| match ev {
+                ServerEvent::ToolCall { approval_mode, .. } => Some(*approval_mode),
+                _ => None,
+            }),
+            _ => None,
+        });
+        assert_eq!(judged, Some(Some(ApprovalMode::Risky)));
         let effects = h.done("c1", ok(0, ""));
         assert!(checkpoints_of(&effects).is_empty());
         // May change files: a checkpoint even when nothing changed, and

@@ -1208,6 +1208,8 @@
     var card = getCard(ev.call_id, ev);
     if (!card.turnId) card.turnId = ev.turn_id;
     if (card.code == null && ev.code != null) card.code = String(ev.code);
+    // The mode the call was judged under (older events lack it).
+    if (ev.approval_mode) card.mode = ev.approval_mode;
     if (card.state === 'pending') setStatus(card, '', 'Starting…', true);
   }
 
@@ -1347,7 +1349,7 @@
    */
   function noteUnasked(card) {
     if (card.asked || card.unasked) return;
-    var mode = S.session && S.session.approval_mode;
+    var mode = card.mode || (S.session && S.session.approval_mode);
     var risk = card.el.getAttribute('data-risk');
     var why;
     if (mode === 'never') why = 'approval is set to Never';
