@@ -355,6 +355,10 @@ fn time_a_scan_of_20000_files() {
     }
     let t = std::time::Instant::now();
     let mut n = 0;
-    f.ws.walk(usize::MAX, |_, _, _, _| { n += 1; true }).unwrap();
+    f.ws.walk(usize::MAX, |_, _, _, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
     eprintln!("bare walk: {n} in {:?}", t.elapsed());
 }
