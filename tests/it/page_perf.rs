@@ -51,6 +51,11 @@ async fn typing_in_a_chat_holding_a_long_output_shows_every_key() {
     chat_with_a_long_output(&app, &llm, &browser).await;
     let text = "the quick brown fox jumps over";
     assert_eq!(text.len(), 30);
+    // Only the output's tail is in the page to be laid out.
+    let in_page = browser
+        .script("return document.querySelector('.tool-card .tool-output').textContent.split('\\n').filter(Boolean).length;")
+        .await;
+    assert_eq!(in_page, TAIL_LINES);
     let per_char = browser.time_typing("#composer", text).await;
     println!("typing 30 characters next to a 20 000-line output: {per_char:.1} ms per character");
     let value = browser
