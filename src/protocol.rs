@@ -117,6 +117,13 @@ id_type!(
     /// One pending approval request.
     ApprovalId
 );
+id_type!(
+    /// A message's id chosen by the page that sent it, echoed back with the
+    /// stored message so the page can tell its own optimistic copy from
+    /// another tab's message (the server trims the text, so the text alone
+    /// cannot tell).
+    ClientMessageId
+);
 
 /// Declares [`ErrorCode`]: each code with its wire name and the HTTP
 /// status it answers with, in one table.
@@ -289,7 +296,13 @@ impl std::fmt::Display for ErrorCode {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Start a turn, or queue it behind the running one.
-    UserMessage { text: String },
+    UserMessage {
+        text: String,
+        /// Echoed back on the `user_message` event; optional, older
+        /// clients send none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientMessageId>,
+    },
     /// Answer a pending approval.
     ApprovalDecision {
         approval_id: ApprovalId,
@@ -473,6 +486,10 @@ pub enum ServerEvent {
     UserMessage {
         turn_id: TurnId,
         text: String,
+        /// The sender's `client_id`, when it gave one. Stored with the
+        /// event; rows stored before it existed have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientMessageId>,
     },
     AssistantDelta {
         turn_id: TurnId,
@@ -885,7 +902,23 @@ mod tests {
     fn client_messages_parse_and_ignore_unknown_fields() {
         let m: ClientMessage =
             serde_json::from_str(r#"{"type":"user_message","text":"hi","extra":1}"#).unwrap();
-        assert_eq!(m, ClientMessage::UserMessage { text: "hi".into() });
+        assert_eq!(
+            m,
+            ClientMessage::UserMessage {
+                text: "hi".into(),
+                client_id: None
+            }
+        );
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"user_message","text":" hi\n","client_id":"c-1"}"#)
+                .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::UserMessage {
+                text: " hi\n".into(),
+                client_id: Some("c-1".into())
+            }
+        );
         let m: ClientMessage = serde_json::from_str(
             r#"{"type":"approval_decision","approval_id":"a","decision":"deny"}"#,
         )
@@ -899,6 +932,35 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    /// Rows stored before `client_id` existed still load, and an event
+    /// without one is written exactly as before.
+    #[test]
+    fn a_user_message_echo_carries_the_client_id_only_when_given() {
+        let old: ServerEvent =
+            serde_json::from_str(r#"{"type":"user_message","turn_id":"t","text":"hi"}"#).unwrap();
+        assert_eq!(
+            old,
+            ServerEvent::UserMessage {
+                turn_id: "t".into(),
+                text: "hi".into(),
+                client_id: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            serde_json::json!({"type": "user_message", "turn_id": "t", "text": "hi"})
+        );
+        let echo = ServerEvent::UserMessage {
+            turn_id: "t".into(),
+            text: "hi".into(),
+            client_id: Some("c-1".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&echo).unwrap(),
+            serde_json::json!({"type": "user_message", "turn_id": "t", "text": "hi", "client_id": "c-1"})
+        );
     }
 
     /// Every code, its name on the wire and its HTTP status, written out

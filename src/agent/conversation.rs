@@ -398,6 +398,7 @@ mod tests {
             ServerEvent::UserMessage {
                 turn_id: "t".into(),
                 text: "list".into(),
+                client_id: None,
             },
             ServerEvent::AssistantMessage {
                 turn_id: "t".into(),
@@ -451,6 +452,7 @@ mod tests {
             ServerEvent::UserMessage {
                 turn_id: "t".into(),
                 text: "sum it".into(),
+                client_id: None,
             },
         ];
         let conv = Conversation::rebuild(&events, &HashMap::new()).messages();
@@ -468,6 +470,7 @@ mod tests {
             ServerEvent::UserMessage {
                 turn_id: "t".into(),
                 text: "clean up".into(),
+                client_id: None,
             },
             tool_call("c1", Tool::Shell, "rm -rf /workspace/*\necho done"),
             ServerEvent::TurnDone {
@@ -487,6 +490,7 @@ mod tests {
             ServerEvent::UserMessage {
                 turn_id: "t2".into(),
                 text: "what now?".into(),
+                client_id: None,
             },
         ];
         let mut results = HashMap::new();

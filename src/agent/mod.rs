@@ -682,7 +682,9 @@ impl Handler<Inbound> for AgentActor {
     /// to the ApprovalActor, whose verdict reaches the machine from there.
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         match msg.message {
-            ClientMessage::UserMessage { text } => self.input(ctx, Input::UserMessage(text)),
+            ClientMessage::UserMessage { text, client_id } => {
+                self.input(ctx, Input::UserMessage { text, client_id })
+            }
             ClientMessage::Cancel => self.input(ctx, Input::Cancel),
             ClientMessage::ApprovalDecision {
                 approval_id,
@@ -1060,6 +1062,7 @@ mod tests {
             socket_id: 1,
             message: ClientMessage::UserMessage {
                 text: "say hi".into(),
+                client_id: None,
             },
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

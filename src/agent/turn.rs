@@ -21,8 +21,8 @@ use crate::approval::Verdict;
 use crate::db::checkpoints::{CheckpointKind, NewCheckpoint};
 use crate::db::journal::{NewToolCall, Record};
 use crate::protocol::{
-    ApprovalId, ApprovalMode, CallId, DecidedBy, ErrorCode, LogLevel, LogSource, OutputStream,
-    Resolution, Risk, RiskLevel, ServerEvent, TurnEndReason, TurnId,
+    ApprovalId, ApprovalMode, CallId, ClientMessageId, DecidedBy, ErrorCode, LogLevel, LogSource,
+    OutputStream, Resolution, Risk, RiskLevel, ServerEvent, TurnEndReason, TurnId,
 };
 use crate::provider::{ChatMessage, ProviderError, ToolCall};
 use crate::risk::JudgedFile;
@@ -53,8 +53,12 @@ pub struct TurnConfig {
 /// Something that happened, for the machine to answer.
 #[derive(Debug)]
 pub enum Input {
-    /// A message from the person.
-    UserMessage(String),
+    /// A message from the person, with the id its page gave it (echoed
+    /// back so the page can match its optimistic copy).
+    UserMessage {
+        text: String,
+        client_id: Option<ClientMessageId>,
+    },
     /// The person uploaded files into the workspace.
     Uploaded(Vec<String>),
     /// A line for the log panel (sandbox lifecycle notices).
@@ -216,13 +220,22 @@ pub const TIMED_OUT: &str =
 /// turn stuck on an approval must not let a client pile up memory.
 pub const MAX_QUEUED_MESSAGES: usize = 20;
 
+/// A message waiting behind the running turn.
+#[derive(Debug)]
+struct Queued {
+    /// Already trimmed, never blank.
+    text: String,
+    /// Goes out on the echo when its turn starts.
+    client_id: Option<ClientMessageId>,
+}
+
 /// A session's conversation loop.
 #[derive(Debug)]
 pub struct TurnMachine {
     config: TurnConfig,
     conversation: Conversation,
     /// Messages waiting for the running turn to end.
-    queue: VecDeque<String>,
+    queue: VecDeque<Queued>,
     turn: Option<Turn>,
     next_request: u64,
     /// Cleared when the model turns out not to support native tools.
@@ -262,7 +275,7 @@ impl TurnMachine {
     /// Answer one input.
     pub fn step(&mut self, input: Input) -> Vec<Effect> {
         match input {
-            Input::UserMessage(text) => self.on_user_message(text),
+            Input::UserMessage { text, client_id } => self.on_user_message(text, client_id),
             Input::Uploaded(paths) => self.store(Record::Events(vec![ServerEvent::FilesChanged {
                 paths,
                 uploaded: true,
@@ -349,7 +362,7 @@ impl TurnMachine {
         self.out.push(Effect::Store(record));
     }
 
-    fn on_user_message(&mut self, text: String) {
+    fn on_user_message(&mut self, text: String, client_id: Option<ClientMessageId>) {
         let text = text.trim().to_string();
         if text.is_empty() {
             return;
@@ -363,7 +376,7 @@ impl TurnMachine {
             )));
             return;
         }
-        self.queue.push_back(text);
+        self.queue.push_back(Queued { text, client_id });
         self.start_next_turn();
     }
 
@@ -371,7 +384,7 @@ impl TurnMachine {
         if self.turn.is_some() {
             return;
         }
-        let Some(text) = self.queue.pop_front() else {
+        let Some(Queued { text, client_id }) = self.queue.pop_front() else {
             return;
         };
         let id = TurnId::random();
@@ -392,6 +405,7 @@ impl TurnMachine {
             message: ServerEvent::UserMessage {
                 turn_id: id,
                 text: text.clone(),
+                client_id,
             },
             text,
         });
@@ -983,6 +997,14 @@ mod tests {
         }
     }
 
+    /// A message sent without a client id (as older pages do).
+    fn message(text: impl Into<String>) -> Input {
+        Input::UserMessage {
+            text: text.into(),
+            client_id: None,
+        }
+    }
+
     fn shell(id: &str, code: &str) -> ToolCall {
         ToolCall {
             id: id.into(),
@@ -1072,7 +1094,7 @@ mod tests {
 
         /// Start a turn; answers the model request's number.
         fn say(&mut self, text: &str) -> u64 {
-            let effects = self.step(Input::UserMessage(text.into()));
+            let effects = self.step(message(text));
             request_of(&effects).expect("the model is asked")
         }
 
@@ -1592,11 +1614,8 @@ mod tests {
     fn a_message_sent_during_a_turn_waits_for_it() {
         let mut h = Harness::new();
         let r1 = h.say("first");
-        assert!(h.step(Input::UserMessage("second".into())).is_empty());
-        assert!(
-            h.step(Input::UserMessage("   ".into())).is_empty(),
-            "blank is ignored"
-        );
+        assert!(h.step(message("second")).is_empty());
+        assert!(h.step(message("   ")).is_empty(), "blank is ignored");
         let effects = h.reply(r1, "One.", vec![]);
         let r2 = request_of(&effects).expect("the queued message starts its turn");
         assert!(r2 > r1);
@@ -1613,14 +1632,41 @@ mod tests {
         );
     }
 
+    /// The echo carries the page's id back, also for a message that waited
+    /// in the queue, so the page matches its copy whatever the server did
+    /// to the text (it trims it).
+    #[test]
+    fn the_echo_carries_the_client_id_also_for_a_queued_message() {
+        let mut h = Harness::new();
+        let sent = |text: &str, id: &str| Input::UserMessage {
+            text: text.into(),
+            client_id: Some(id.into()),
+        };
+        let effects = h.step(sent("  hi \n", "c-1"));
+        let r1 = request_of(&effects).expect("the model is asked");
+        assert!(h.step(sent(" next\n", "c-2")).is_empty(), "queued");
+        h.reply(r1, "One.", vec![]);
+        let echoes: Vec<(&str, Option<&str>)> = h
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::UserMessage {
+                    text, client_id, ..
+                } => Some((text.as_str(), client_id.as_deref())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(echoes, [("hi", Some("c-1")), ("next", Some("c-2"))]);
+    }
+
     #[test]
     fn the_queue_behind_a_turn_is_bounded_and_says_so_when_full() {
         let mut h = Harness::new();
         let r1 = h.say("first");
         for i in 0..MAX_QUEUED_MESSAGES {
-            assert!(h.step(Input::UserMessage(format!("m{i}"))).is_empty());
+            assert!(h.step(message(format!("m{i}"))).is_empty());
         }
-        let refused = h.step(Input::UserMessage("one too many".into()));
+        let refused = h.step(message("one too many"));
         assert!(
             matches!(refused.as_slice(), [Effect::Send(ServerEvent::Error { code, .. })] if *code == ErrorCode::QueueFull),
             "{refused:?}"

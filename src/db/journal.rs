@@ -293,6 +293,7 @@ mod tests {
         let message = ServerEvent::UserMessage {
             turn_id: "t".into(),
             text: "  count   the files please ".into(),
+            client_id: None,
         };
         write(
             &mut c,
@@ -394,6 +395,7 @@ mod tests {
                 message: ServerEvent::UserMessage {
                     turn_id: "t".into(),
                     text: "hello".into(),
+                    client_id: None,
                 },
                 text: "hello".into(),
             },

@@ -640,6 +640,7 @@ mod tests {
             ServerEvent::UserMessage {
                 turn_id: "t1".into(),
                 text: "hi".into(),
+                client_id: None,
             },
             ServerEvent::log(LogLevel::Info, crate::protocol::LogSource::Agent, "x"),
         ];

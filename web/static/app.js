@@ -976,7 +976,10 @@
     if (live && ev.type !== 'assistant_delta' && S.shown) S.shown.push(ev);
     switch (ev.type) {
       case 'user_message': onUserMessage(ev, live); break;
-      case 'assistant_delta': onAssistantDelta(ev, live); break;
+      case 'assistant_delta':
+        onAssistantDelta(ev, live);
+        if (live) return; // shown with the next frame (showDeltas)
+        break;
       case 'assistant_message': onAssistantMessage(ev, live); break;
       case 'tool_call': onToolCall(ev, live); break;
       case 'approval_request': onApprovalRequest(ev, live); break;
@@ -1017,7 +1020,51 @@
   // ---------------------------------------------------------------- user
 
   function buildUserMsg(text) {
-    return h('div.msg.msg-user', null, h('div.bubble', { text: text }));
+    var node = h('div.msg.msg-user', null, h('div.bubble', { text: text }));
+    collapseIfLong(node, text, LONG_USER);
+    return node;
+  }
+
+  // Messages longer than this are shown folded, with "Show more". Judged
+  // on the text, not measured, so no layout is read to decide.
+  var LONG_USER = { lines: 24, chars: 2000 };
+  // A reply being streamed is never folded under the reader; replies are
+  // folded when the chat is loaded again.
+  var LONG_REPLY = { lines: 120, chars: 8000 };
+
+  function collapseIfLong(node, text, limit) {
+    text = String(text || '');
+    if (node.classList.contains('collapsible')) return;
+    var lines = 1;
+    for (var i = text.indexOf('\n'); i >= 0 && lines <= limit.lines; i = text.indexOf('\n', i + 1)) lines++;
+    if (lines <= limit.lines && text.length <= limit.chars) return;
+    var more = h('button.link-btn.show-more', { type: 'button', 'data-action': 'show-more', 'aria-expanded': 'false', text: 'Show more' });
+    more.addEventListener('click', function () {
+      var open = node.classList.toggle('collapsed') === false;
+      more.setAttribute('aria-expanded', open ? 'true' : 'false');
+      more.textContent = open ? 'Show less' : 'Show more';
+      if (!open) node.scrollIntoView({ block: 'nearest' });
+    });
+    node.classList.add('collapsible', 'collapsed');
+    node.appendChild(h('div.show-more-row', null, more));
+  }
+
+  /** An id for a message this page sends; the server echoes it back. */
+  function newClientId() {
+    var c = window.crypto;
+    if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+    if (c && typeof c.getRandomValues === 'function') {
+      var b = c.getRandomValues(new Uint8Array(16));
+      return Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join('');
+    }
+    return Date.now().toString(36) + '-' + Math.random().toString(36).slice(2);
+  }
+
+  /** Whether `ev` is the echo of the optimistic message `p`. The server
+   *  trims the text, so only an older server without ids is matched by it. */
+  function isEchoOf(ev, p) {
+    if (ev.client_id != null) return ev.client_id === p.clientId;
+    return p.text.trim() === String(ev.text || '').trim();
   }
 
   function onUserMessage(ev, live) {
@@ -1025,12 +1072,14 @@
     var node = null;
     if (live) {
       for (var i = 0; i < S.pendingUser.length; i++) {
-        if (S.pendingUser[i].text === ev.text) {
+        if (isEchoOf(ev, S.pendingUser[i])) {
           node = S.pendingUser[i].el;
           S.pendingUser.splice(i, 1);
           node.classList.remove('pending');
           var tag = node.querySelector('.queued-tag');
           if (tag) tag.remove();
+          var bubble = node.querySelector('.bubble');
+          if (bubble && bubble.textContent !== ev.text) bubble.textContent = ev.text;
           break;
         }
       }
@@ -1044,14 +1093,15 @@
   function sendMessage() {
     var text = E.composer.value;
     if (!text.trim()) { E.composer.focus(); return; }
-    var msg = { type: 'user_message', text: text };
+    var clientId = newClientId();
+    var msg = { type: 'user_message', text: text, client_id: clientId };
     var sent = wsSend(msg);
     if (!sent) S.outbox.push(msg);
     var node = buildUserMsg(text);
     node.classList.add('pending');
     var label = !sent ? 'Will send when reconnected' : (S.turnsOpen.size ? 'Queued' : '');
     if (label) node.querySelector('.bubble').appendChild(h('span.queued-tag', { text: label }));
-    S.pendingUser.push({ text: text, el: node });
+    S.pendingUser.push({ text: text, el: node, clientId: clientId });
     E.messages.appendChild(node);
     E.composer.value = '';
     autosize();
@@ -1092,16 +1142,48 @@
     bubble.appendChild(h('p', { text: text }));
   }
 
-  function onAssistantDelta(ev) {
+  function onAssistantDelta(ev, live) {
     openTurn(ev.turn_id);
     if (!ev.text) return;
     var list = S.streams.get(ev.turn_id);
     var s = list && list.length && !list[list.length - 1].sealed ? list[list.length - 1] : newStream(ev.turn_id);
     s.text += ev.text;
-    s.textNode.appendData(ev.text);
+    if (!live) { s.textNode.appendData(ev.text); return; }
+    s.unshown = (s.unshown || '') + ev.text;
+    unshownStreams.add(s);
+    if (!deltaFrame) deltaFrame = requestAnimationFrame(showDeltas);
   }
 
-  function onAssistantMessage(ev) {
+  // Deltas arrive far faster than frames (a few characters each): they are
+  // put into the page once per animation frame, with the working state and
+  // the scroll position, instead of once per delta.
+  var unshownStreams = new Set();
+  var deltaFrame = 0;
+  function showDeltas() {
+    deltaFrame = 0;
+    unshownStreams.forEach(function (s) {
+      if (s.unshown && !s.el.hasAttribute('data-done')) appendStreamText(s, s.unshown);
+      s.unshown = '';
+    });
+    unshownStreams.clear();
+    updateWorking();
+    updateEmpty();
+    scheduleStick();
+  }
+
+  /** Streamed text goes into one text node per paragraph, so a frame lays
+   *  out the paragraph being written, not the whole reply so far. */
+  function appendStreamText(s, text) {
+    var cut = text.lastIndexOf('\n\n');
+    if (cut < 0 || !s.textNode.parentNode) { s.textNode.appendData(text); return; }
+    s.textNode.appendData(text.slice(0, cut + 2));
+    var part = h('span.stream-part');
+    s.textNode = document.createTextNode(text.slice(cut + 2));
+    part.appendChild(s.textNode);
+    s.bubble.appendChild(part);
+  }
+
+  function onAssistantMessage(ev, live) {
     openTurn(ev.turn_id);
     var list = S.streams.get(ev.turn_id);
     var s = list && list.length ? list.shift() : null;
@@ -1116,6 +1198,7 @@
     }
     renderMarkdownInto(s.bubble, text);
     s.el.setAttribute('data-done', 'true');
+    if (!live) collapseIfLong(s.el, text, LONG_REPLY);
   }
 
   function finishStreams(turnId) {
@@ -1323,6 +1406,7 @@
     }
     noteUnasked(card);
     if (card.truncated || !ev.data) return;
+    keepOutput(card, ev);
     var out = card.output;
     var atBottom = !live || out.hidden || out.scrollHeight - out.scrollTop - out.clientHeight < 30;
     out.hidden = false;
@@ -1339,6 +1423,147 @@
     }
     card.hasOutput = true;
     if (atBottom && live) out.scrollTop = out.scrollHeight;
+    limitOutput(card, live);
+  }
+
+  // ---------------------------------------------------------------- long output
+
+  // A card shows the last lines of its command's output; "Show all" puts
+  // the rest in, Copy and Download take all of it. 20 000 lines in the page
+  // make every layout slow, and the end is what a person looks at first.
+  var OUTPUT_TAIL_LINES = 200;
+
+  /** Every chunk as it came (ANSI and all), for Show all, Copy, Download. */
+  function keepOutput(card, ev) {
+    if (card.refeeding) return;
+    if (!card.raw) { card.raw = []; card.rawNewlines = 0; card.rawEndsLine = true; }
+    var data = String(ev.data);
+    card.raw.push({ stream: ev.stream, data: data });
+    for (var i = data.indexOf('\n'); i >= 0; i = data.indexOf('\n', i + 1)) card.rawNewlines++;
+    card.rawEndsLine = data.charAt(data.length - 1) === '\n';
+  }
+
+  function outputLines(card) {
+    return card.raw ? card.rawNewlines + (card.rawEndsLine ? 0 : 1) : 0;
+  }
+
+  function rawOutput(card) {
+    return (card.raw || []).map(function (c) { return c.data; }).join('');
+  }
+
+  /** Trim the card to its tail, live output once per frame. */
+  function limitOutput(card, live) {
+    if (card.limitFrame) return;
+    var run = function () {
+      card.limitFrame = 0;
+      if (!card.outputExpanded) trimToLastLines(card, OUTPUT_TAIL_LINES);
+      renderOutputBar(card);
+    };
+    if (live) card.limitFrame = requestAnimationFrame(run);
+    else run();
+  }
+
+  /** Delete the output's text before its last `keep` lines, whatever
+   *  spans it is split into. */
+  function trimToLastLines(card, keep) {
+    var out = card.output;
+    var walker = document.createTreeWalker(out, NodeFilter.SHOW_TEXT);
+    var nodes = [], t;
+    while ((t = walker.nextNode())) {
+      if (!(t.parentNode.classList && t.parentNode.classList.contains('out-note'))) nodes.push(t);
+    }
+    var seen = 0, atEnd = true;
+    for (var i = nodes.length - 1; i >= 0; i--) {
+      var text = nodes[i].data;
+      var at = text.length;
+      if (atEnd && at) {
+        // A final newline ends the last line; it does not start another.
+        if (text.charAt(at - 1) === '\n') at--;
+        atEnd = false;
+      }
+      while (at > 0) {
+        var nl = text.lastIndexOf('\n', at - 1);
+        if (nl < 0) break;
+        if (++seen === keep) {
+          nodes[i].deleteData(0, nl + 1);
+          for (var k = 0; k < i; k++) nodes[k].data = '';
+          pruneEmpty(card);
+          return true;
+        }
+        at = nl;
+      }
+    }
+    return false;
+  }
+
+  /** Drop the spans trimming emptied, but not the one output goes on to. */
+  function pruneEmpty(card) {
+    var out = card.output;
+    // The terminal view's line under the cursor stays, empty or not.
+    while (out.firstChild && out.firstChild.textContent === '' &&
+           !(out.firstChild.classList && out.firstChild.classList.contains('term-line'))) {
+      out.removeChild(out.firstChild);
+    }
+  }
+
+  function renderOutputBar(card) {
+    if (!card.raw) return;
+    var total = outputLines(card);
+    if (!card.outputBar) {
+      var note = h('span.output-note');
+      var expand = h('button.link-btn.output-expand', { type: 'button', 'data-action': 'output-expand', 'aria-expanded': 'false' });
+      var copy = h('button.link-btn.output-copy', { type: 'button', 'data-action': 'output-copy', text: 'Copy', title: 'Copy all of the output' });
+      var download = h('button.link-btn.output-download', {
+        type: 'button', 'data-action': 'output-download', title: 'Download all of the output as a text file'
+      }, icon('download', 'tiny'), 'Download');
+      expand.addEventListener('click', function () { setOutputExpanded(card, !card.outputExpanded); });
+      copy.addEventListener('click', function () {
+        copyText(window.IronTerminal.renderText([rawOutput(card)])).then(function () {
+          copy.textContent = 'Copied';
+          setTimeout(function () { copy.textContent = 'Copy'; }, 1500);
+        }).catch(function () { toast('Could not copy to the clipboard.'); });
+      });
+      download.addEventListener('click', function () { downloadOutput(card); });
+      card.outputBar = { el: h('div.output-bar', null, note, h('span.spacer'), expand, copy, download), note: note, expand: expand };
+      card.output.parentNode.insertBefore(card.outputBar.el, card.output.nextSibling);
+    }
+    var bar = card.outputBar;
+    var long = total > OUTPUT_TAIL_LINES;
+    var lines = total + (total === 1 ? ' line' : ' lines');
+    bar.note.textContent = long && !card.outputExpanded ? 'Showing the last ' + OUTPUT_TAIL_LINES + ' of ' + lines : lines;
+    bar.expand.hidden = !long && !card.outputExpanded;
+    bar.expand.textContent = card.outputExpanded ? 'Show the last ' + OUTPUT_TAIL_LINES + ' lines' : 'Show all ' + lines;
+    bar.expand.setAttribute('aria-expanded', card.outputExpanded ? 'true' : 'false');
+  }
+
+  /** All of the output, put back in through onExecOutput (so it is drawn
+   *  the same way), or back to the tail. */
+  function setOutputExpanded(card, open) {
+    card.outputExpanded = open;
+    if (open) {
+      card.output.replaceChildren();
+      card.term = null;
+      card.outLen = 0;
+      card.truncated = false;
+      card.refeeding = true;
+      try {
+        card.raw.forEach(function (c) { onExecOutput({ call_id: card.callId, stream: c.stream, data: c.data }, false); });
+      } finally { card.refeeding = false; }
+    } else {
+      trimToLastLines(card, OUTPUT_TAIL_LINES);
+      card.output.scrollTop = card.output.scrollHeight;
+    }
+    renderOutputBar(card);
+  }
+
+  function downloadOutput(card) {
+    var blob = new Blob([rawOutput(card)], { type: 'text/plain;charset=utf-8' });
+    var url = URL.createObjectURL(blob);
+    var a = h('a', { href: url, download: 'output-' + String(card.callId).replace(/[^A-Za-z0-9_.-]/g, '_') + '.txt', hidden: true });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
   }
 
   /**
@@ -1849,10 +2074,33 @@
     E.composer.focus({ preventScroll: true });
   }
 
+  // The message box grows with its text. Setting its height to `auto` to
+  // read scrollHeight laid out the whole page on every key (110-150 ms next
+  // to a long output); the text is measured on a hidden copy instead, once
+  // per frame, and the box's height is only set when it changes.
+  var COMPOSER_MAX = 260;
+  var sizeFrame = 0, composerHeight = -1, composerWidth = 0, measurer = null;
   function autosize() {
+    if (!sizeFrame) sizeFrame = requestAnimationFrame(fitComposer);
+  }
+  function fitComposer() {
+    sizeFrame = 0;
     var ta = E.composer;
-    ta.style.height = 'auto';
-    ta.style.height = Math.min(ta.scrollHeight, 260) + 'px';
+    if (!measurer) {
+      measurer = h('textarea.composer-measure', { 'aria-hidden': 'true', tabindex: '-1', rows: '1' });
+      document.body.appendChild(measurer);
+      if (window.ResizeObserver) {
+        new ResizeObserver(function () { composerWidth = ta.clientWidth; autosize(); }).observe(ta);
+      }
+    }
+    var width = composerWidth || ta.clientWidth;
+    if (measurer.style.width !== width + 'px') measurer.style.width = width + 'px';
+    measurer.value = ta.value;
+    var height = Math.min(measurer.scrollHeight, COMPOSER_MAX);
+    if (height !== composerHeight) {
+      composerHeight = height;
+      ta.style.height = height + 'px';
+    }
   }
 
   // ================================================================ files
