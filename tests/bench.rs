@@ -25,6 +25,10 @@
 //! character typed into the message box of a chat holding a 20 000-line
 //! command output.
 //!
+//! And for issue 13: 1 000 lines streamed by one command against `docker
+//! exec`, and a burst of 100 new sessions each running one command against
+//! the engine's own 100 parallel `docker create && docker start`.
+//!
 //! And undo (issue 12): the round trip of `true` and of a command that
 //! changes one small file, in an empty workspace and in one of 20 000
 //! files / 200 MB with undo on and off; and the checkpoint store's size
@@ -160,6 +164,16 @@ async fn bench_exec_round_trip() {
         "first token (WS message -> first assistant_delta)",
         ms(percentile(&mut first_token, 0.5)),
         ms(percentile(&mut first_token, 0.99))
+    );
+    let (warm50, raw50, first50) = (
+        percentile(&mut warm, 0.5),
+        percentile(&mut raw, 0.5),
+        percentile(&mut firsts, 0.5),
+    );
+    println!(
+        "ratios at p50: round trip / raw docker exec {:.2}x; first exec of a new session / warm round trip {:.2}x",
+        warm50.as_secs_f64() / raw50.as_secs_f64(),
+        first50.as_secs_f64() / warm50.as_secs_f64()
     );
     app.stop().await;
 }
@@ -557,4 +571,203 @@ async fn bench_typing_next_to_a_long_output() {
         samples[1], samples[2]
     );
     app.stop().await;
+}
+
+/// New sessions started at once in the burst figure (issue 13).
+const BURST: usize = 100;
+
+/// Lines streamed by one command in the streaming figure.
+const STREAM_LINES: usize = 1000;
+
+/// `docker create && docker start` of one container with the sandbox's
+/// settings, on the CLI: the engine's own cost for what a new session
+/// asks of it.
+fn engine_create_start(name: &str, image: &str) -> Duration {
+    let start = Instant::now();
+    let created = std::process::Command::new("docker")
+        .args([
+            "create",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777",
+            "--tmpfs",
+            "/home/sandbox:rw,exec,nosuid,nodev,size=256m,mode=700,uid=1000,gid=1000",
+            "--pids-limit",
+            "256",
+            "--memory",
+            "512m",
+            "--memory-swap",
+            "512m",
+            "--cpus",
+            "1",
+            "--init",
+            "--user",
+            "1000:1000",
+            "--label",
+            "ironclaw.bench=1",
+            image,
+            "sleep",
+            "infinity",
+        ])
+        .output()
+        .expect("docker create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let started = std::process::Command::new("docker")
+        .args(["start", name])
+        .output()
+        .expect("docker start");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    start.elapsed()
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_burst_of_new_sessions_and_streaming() {
+    let llm = FakeLlm::start().await;
+    llm.set_scripted_runs(true);
+    let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .settings(|s| {
+            s.limits.containers = BURST + 10;
+            s.limits.sessions = BURST + 10;
+            s.limits.sockets = BURST + 10;
+            s.approval.mode = ironclaw::protocol::ApprovalMode::Never;
+        })
+        .start()
+        .await;
+    let alice = app.login("alice").await;
+    println!();
+
+    // 1 000 lines from one command: time to the last byte (exec_done, which
+    // follows the last output) against `docker exec` on the same container.
+    let id = alice.new_session().await;
+    alice.set_mode(&id, "never").await;
+    let mut ws = alice.connect(Some(&id)).await;
+    let command = format!("seq 1 {STREAM_LINES}");
+    let mut ours = Vec::new();
+    for _ in 0..10 {
+        ws.say(&format!("run: {command}")).await;
+        let start = Instant::now();
+        ws.until("exec_done").await;
+        ours.push(start.elapsed());
+        ws.until("turn_done").await;
+    }
+    let container = String::from_utf8(
+        std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=ironclaw.session={id}"),
+            ])
+            .output()
+            .expect("docker ps")
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let mut raw = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let out = std::process::Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "1000",
+                &container,
+                "seq",
+                "1",
+                &STREAM_LINES.to_string(),
+            ])
+            .output()
+            .expect("docker exec");
+        raw.push(start.elapsed());
+        assert_eq!(
+            out.stdout.iter().filter(|b| **b == b'\n').count(),
+            STREAM_LINES
+        );
+    }
+    let (ours50, raw50) = (percentile(&mut ours, 0.5), percentile(&mut raw, 0.5));
+    println!(
+        "{STREAM_LINES} lines from one command, to the last byte (p50 of 10): IronClaw {} (message -> exec_done), docker exec {} ({:.2}x)",
+        ms(ours50),
+        ms(raw50),
+        ours50.as_secs_f64() / raw50.as_secs_f64()
+    );
+    drop(ws);
+
+    // A burst: BURST new sessions, each sending one command at once.
+    let mut sockets = Vec::new();
+    for _ in 0..BURST {
+        let id = alice.new_session().await;
+        sockets.push(alice.connect(Some(&id)).await);
+    }
+    let start = Instant::now();
+    for ws in sockets.iter_mut() {
+        ws.say("run: true").await;
+    }
+    let waits = futures_util::future::join_all(sockets.iter_mut().map(|ws| async move {
+        ws.until("exec_done").await;
+        let first = start.elapsed();
+        ws.until("turn_done").await;
+        first
+    }))
+    .await;
+    let total = start.elapsed();
+    let mut firsts = waits;
+    println!(
+        "burst of {BURST} new sessions, one command each (message -> exec_done): p50 {}, p99 {}, all done in {}",
+        ms(percentile(&mut firsts, 0.5)),
+        ms(percentile(&mut firsts, 0.99)),
+        ms(total)
+    );
+    drop(sockets);
+    app.stop().await;
+
+    // The engine's own ceiling: BURST parallel create + start with the same
+    // settings, on the CLI.
+    let image = ironclaw::config::Settings::load(None)
+        .map(|s| s.sandbox.image)
+        .unwrap_or_else(|_| "ironclaw-sandbox:latest".into());
+    let tag = std::process::id();
+    let start = Instant::now();
+    let handles: Vec<_> = (0..BURST)
+        .map(|i| {
+            let image = image.clone();
+            std::thread::spawn(move || {
+                engine_create_start(&format!("ironclaw-bench-{tag}-{i}"), &image)
+            })
+        })
+        .collect();
+    let mut engine: Vec<Duration> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let engine_total = start.elapsed();
+    let names: Vec<String> = (0..BURST)
+        .map(|i| format!("ironclaw-bench-{tag}-{i}"))
+        .collect();
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f"])
+        .args(&names)
+        .output();
+    println!(
+        "the engine alone, {BURST} parallel `docker create && docker start` with the same settings: p50 {}, p99 {}, all done in {}",
+        ms(percentile(&mut engine, 0.5)),
+        ms(percentile(&mut engine, 0.99)),
+        ms(engine_total)
+    );
 }

@@ -442,6 +442,11 @@ impl FakeLlm {
         lock(&self.state).strict = strict;
     }
 
+    /// See `State::scripted_runs`.
+    pub fn set_scripted_runs(&self, on: bool) {
+        lock(&self.state).scripted_runs = on;
+    }
+
     /// Offline closes the listener and every open connection, so connecting
     /// is refused as with a server that is down; back online binds the same
     /// port again. Returns once the change has taken effect.
@@ -525,6 +530,11 @@ struct State {
     client_aborts: usize,
     /// Last tool-call id handed out, so ids are unique and predictable.
     tool_call_seq: u64,
+    /// With the queue empty, `run: <command>` is answered with a shell
+    /// call of that command and a tool result with `done` (for many
+    /// concurrent sessions, where one queue cannot say whose reply is
+    /// whose).
+    scripted_runs: bool,
 }
 
 impl Default for State {
@@ -538,6 +548,7 @@ impl Default for State {
             strict: true,
             client_aborts: 0,
             tool_call_seq: 0,
+            scripted_runs: false,
         }
     }
 }
@@ -1177,10 +1188,17 @@ async fn chat(
 
     let (reply, tool_ids) = {
         let mut st = lock(state);
-        let reply = st
-            .queue
-            .pop_front()
-            .unwrap_or_else(|| Reply::text(format!("echo: {}", last_user_text(&body))));
+        let scripted = st.scripted_runs;
+        let reply = st.queue.pop_front().unwrap_or_else(|| {
+            let asked = last_user_text(&body);
+            match asked.strip_prefix("run: ") {
+                Some(_) if scripted && last_is_tool_result(&body) => Reply::text("done"),
+                Some(command) if scripted => {
+                    Reply::tool("shell", serde_json::json!({ "command": command }))
+                }
+                _ => Reply::text(format!("echo: {asked}")),
+            }
+        });
         let prefix = if wire == Wire::Anthropic {
             "toolu_"
         } else {
@@ -1281,6 +1299,26 @@ async fn chat(
 }
 
 /// The text of the last user message that has any, for the echo reply.
+/// Whether the conversation ends with a tool's result (any wire format).
+fn last_is_tool_result(body: &Value) -> bool {
+    let Some(last) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+    else {
+        return false;
+    };
+    last.get("role").and_then(Value::as_str) == Some("tool")
+        || last
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            })
+}
+
 fn last_user_text(body: &Value) -> String {
     let messages = body.get("messages").and_then(Value::as_array);
     for message in messages.into_iter().flatten().rev() {
