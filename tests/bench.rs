@@ -549,8 +549,7 @@ async fn bench_typing_next_to_a_long_output() {
     browser.wait_for("#composer").await;
     llm.push(Reply::tool("shell", json!({"command": "seq 1 20000"})));
     llm.push(Reply::text("Counted."));
-    browser.type_into("#composer", "count to 20000").await;
-    browser.click("#send").await;
+    browser.send("count to 20000").await;
     browser
         .wait_until("document.querySelector('.tool-card[data-done=\"true\"]') && document.querySelector('.msg-assistant[data-done=\"true\"]')")
         .await;

@@ -93,8 +93,7 @@ async fn a_person_uploads_a_file_and_approves_a_risky_command_in_the_page() {
         json!({"command": "rm -f 'report data.csv'"}),
     ));
     llm.push(Reply::text("Removed it."));
-    browser.type_into("#composer", "remove the report").await;
-    browser.click("#send").await;
+    browser.send("remove the report").await;
     browser.wait_for("[data-action=\"approve\"]").await;
     let card = browser
         .script("return [...document.querySelectorAll('.tool-card, .approval')].map(e => e.innerText).join(' | ');")
@@ -115,7 +114,7 @@ async fn a_person_uploads_a_file_and_approves_a_risky_command_in_the_page() {
     browser
         .wait_until("!document.querySelector('.file-row[data-path=\"report data.csv\"]')")
         .await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed it.'))").await;
+    browser.wait_reply("Removed it.").await;
     browser.screenshot("after-approval").await;
     app.stop().await;
 }
@@ -294,9 +293,8 @@ async fn a_person_sees_what_a_command_changed_and_undoes_it_in_the_page() {
         json!({"command": "printf 'first line\\nchanged line\\n' > /workspace/notes.txt"}),
     ));
     llm.push(Reply::text("Edited."));
-    browser.type_into("#composer", "edit the notes").await;
-    browser.click("#send").await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Edited.'))").await;
+    browser.send("edit the notes").await;
+    browser.wait_reply("Edited.").await;
     let edit = browser
         .wait_until("document.querySelector('.tool-card .changes-toggle') && document.querySelector('.tool-card').dataset.callId")
         .await;
@@ -321,9 +319,8 @@ async fn a_person_sees_what_a_command_changed_and_undoes_it_in_the_page() {
         json!({"command": "rm -f /workspace/report.csv"}),
     ));
     llm.push(Reply::text("Removed it."));
-    browser.type_into("#composer", "remove the report").await;
-    browser.click("#send").await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed it.'))").await;
+    browser.send("remove the report").await;
+    browser.wait_reply("Removed it.").await;
     browser
         .wait_until("!document.querySelector('.file-row[data-path=\"report.csv\"]')")
         .await;
@@ -440,11 +437,8 @@ async fn command_output_shows_colours_and_progress_like_a_terminal_and_code_is_h
     llm.push(Reply::text(
         "Done. In Python:\n\n```python\ndef greet(name):\n    return f\"hi {name}\"  # <b>not bold</b>\n```\n",
     ));
-    browser.type_into("#composer", "show me colours").await;
-    browser.click("#send").await;
-    browser
-        .wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('In Python'))")
-        .await;
+    browser.send("show me colours").await;
+    browser.wait_reply("In Python").await;
     browser.wait_for(".tool-card[data-done=\"true\"]").await;
 
     let red = browser
@@ -568,8 +562,7 @@ async fn focus_goes_to_the_message_box_after_sign_in_approve_and_keys_move_in_th
     // A low-risk command runs without asking, and its card says so.
     llm.push(Reply::tool("shell", json!({"command": "ls -la"})));
     llm.push(Reply::text("Listed."));
-    browser.type_into("#composer", "list the files").await;
-    browser.click("#send").await;
+    browser.send("list the files").await;
     browser
         .wait_until("document.querySelector('.tool-card[data-done=\"true\"]')")
         .await;
@@ -585,14 +578,13 @@ async fn focus_goes_to_the_message_box_after_sign_in_approve_and_keys_move_in_th
     // message box.
     llm.push(Reply::tool("shell", json!({"command": "rm -f x"})));
     llm.push(Reply::text("Removed."));
-    browser.type_into("#composer", "remove x").await;
-    browser.click("#send").await;
+    browser.send("remove x").await;
     browser.click("[data-action=\"approve\"]").await;
     browser
         .wait_until("document.querySelector('.approval.resolved[data-decision=\"approved\"]')")
         .await;
     assert_eq!(browser.focused().await, json!("composer"));
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Removed.'))").await;
+    browser.wait_reply("Removed.").await;
     assert_eq!(browser.focused().await, json!("composer"));
     let asked = browser
         .script("return document.querySelectorAll('.tool-card .ap-outcome.unasked').length;")

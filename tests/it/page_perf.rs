@@ -27,14 +27,13 @@ async fn chat_with_a_long_output(app: &TestApp, llm: &FakeLlm, browser: &Browser
     browser.wait_for("#composer").await;
     llm.push(Reply::tool("shell", json!({"command": "seq 1 20000"})));
     llm.push(Reply::text("Counted."));
-    browser.type_into("#composer", "count to 20000").await;
-    browser.click("#send").await;
+    browser.send("count to 20000").await;
     browser
         .wait_until(
             "document.querySelector('.tool-card[data-done=\"true\"][data-exit-code=\"0\"]')",
         )
         .await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Counted.'))").await;
+    browser.wait_reply("Counted.").await;
     id
 }
 
@@ -221,11 +220,10 @@ async fn a_message_with_spaces_around_it_leaves_no_ghost_copy() {
         .script("const c = document.querySelector('#composer'); c.value = '  hi \\n'; c.dispatchEvent(new Event('input')); return 1;")
         .await;
     browser.click("#send").await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Hello.'))").await;
+    browser.wait_reply("Hello.").await;
     // A second message goes below the first reply, not above a ghost.
-    browser.type_into("#composer", "again").await;
-    browser.click("#send").await;
-    browser.wait_until("[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes('Again.'))").await;
+    browser.send("again").await;
+    browser.wait_reply("Again.").await;
     let seen = browser
         .script(
             "return {
@@ -261,8 +259,7 @@ async fn a_five_thousand_word_reply_streams_and_renders() {
         }
     }
     llm.push(Reply::text(reply));
-    browser.type_into("#composer", "write a lot").await;
-    browser.click("#send").await;
+    browser.send("write a lot").await;
     browser.wait_for(".msg-assistant .bubble").await;
     browser.watch_frames().await;
     browser

@@ -245,6 +245,21 @@ impl Browser {
         }
     }
 
+    /// Type `text` into the message box and send it.
+    pub async fn send(&self, text: &str) {
+        self.type_into("#composer", text).await;
+        self.click("#send").await;
+    }
+
+    /// Wait for a finished reply of the model that contains `text`.
+    pub async fn wait_reply(&self, text: &str) {
+        let text = serde_json::to_string(text).unwrap_or_default();
+        self.wait_until(&format!(
+            "[...document.querySelectorAll('.msg-assistant[data-done=\"true\"]')].some(m => m.innerText.includes({text}))"
+        ))
+        .await;
+    }
+
     pub async fn login(&self, base: &str, user: &str) {
         self.goto(&format!("{base}/")).await;
         self.type_into("#login-username", user).await;
