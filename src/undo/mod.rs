@@ -5,10 +5,11 @@
 //! The design, in three parts:
 //!
 //! - **The manifest** ([`scan`]): every path with the `stat` fields that
-//!   tell a change and the id of its stored content. A scan after each
-//!   command walks the whole tree (one `stat` per unchanged path), reads
-//!   and stores only what changed, reports each created, modified or
-//!   deleted path, and strips setuid bits on the way.
+//!   tell a change and the id of its stored content. The look after each
+//!   command (a walk of the whole tree, one `stat` per unchanged path, or
+//!   only the paths the watch reported) reads and stores only what
+//!   changed, reports each created, modified or deleted path, and strips
+//!   setuid bits on the way.
 //! - **The object store** ([`store`]): contents by SHA-256 under
 //!   `data/snapshots/<session>/`, outside anything mounted into the
 //!   sandbox. Because every content the manifest names is stored, the
@@ -20,16 +21,22 @@
 //!   found ([`restore`]); the revert is logged the same way, so it can be
 //!   undone too.
 //!
-//! Between commands nothing runs in the sandbox (every exec's processes
-//! are swept at its end), so the manifest stays true until the file routes
-//! write: they leave a `stale` mark ([`mark_stale`]) and the next
-//! checkpoint looks again, logging what they did as changes made outside
-//! any command. The store is used from one thread at a time (a mutex);
+//! Where the workspace is its own filesystem and the server is root, a
+//! fanotify watch on it (`watch`) says which paths anything touched, so a
+//! look stats those only; the tree is walked when the paths cannot tell
+//! the whole story (a folder created, removed or moved, hard links, an
+//! overflowing queue). Without a watch: between commands nothing runs in
+//! the sandbox (every exec's processes are swept at its end), so the
+//! manifest stays true until the file routes write; they leave a `stale`
+//! mark ([`mark_stale`]) and the next checkpoint walks again. Either way,
+//! what changed between commands is logged as changes made outside any
+//! command. The store is used from one thread at a time (a mutex);
 //! its methods block and run off the async threads.
 
 mod restore;
 mod scan;
 mod store;
+mod watch;
 
 use std::io;
 use std::path::PathBuf;
@@ -136,6 +143,12 @@ struct State {
     manifest: Option<Manifest>,
     /// Opened on first use.
     store: Option<ObjectStore>,
+    /// The kernel's account of what was touched, when the workspace is
+    /// its own filesystem and the server may watch it; started before the
+    /// first look, so nothing falls between.
+    watch: Option<watch::Watch>,
+    /// A watch was tried (once per session actor).
+    watch_tried: bool,
 }
 
 /// One session's checkpoints.
@@ -191,6 +204,11 @@ impl Undo {
     fn refresh(&self, ws: &Workspace, state: &mut State) -> Result<Vec<Change>, UndoError> {
         let mark = self.dir.join(STALE_MARK);
         let baseline = state.manifest.is_none();
+        if !baseline && state.watch.is_some() {
+            // The watch saw every write, the file routes' included.
+            let _ = std::fs::remove_file(&mark);
+            return self.look(ws, state).map(|s| s.changes);
+        }
         let stale = mark.exists();
         if !baseline && !stale {
             return Ok(Vec::new());
@@ -214,6 +232,13 @@ impl Undo {
         if self.keeps && state.store.is_none() {
             state.store = Some(ObjectStore::open(&self.dir).map_err(UndoError::Store)?);
         }
+        if !state.watch_tried {
+            state.watch_tried = true;
+            state.watch = watch::Watch::start(self.volume.root());
+        } else if let Some(watch) = state.watch.as_mut() {
+            // This walk sees everything; what the watch holds is old news.
+            let _ = watch.drain();
+        }
         let mut manifest = state.manifest.take().unwrap_or_default();
         let store = if self.keeps {
             state.store.as_mut()
@@ -234,8 +259,36 @@ impl Undo {
     pub fn after_exec(&self) -> Result<Scanned, UndoError> {
         let ws = self.workspace()?;
         let mut state = self.lock();
+        self.look(&ws, &mut state)
+    }
+
+    /// What changed since the last look: only the paths the watch reports
+    /// when it can tell, else a walk of the whole tree.
+    fn look(&self, ws: &Workspace, state: &mut State) -> Result<Scanned, UndoError> {
         let baseline = state.manifest.is_none();
-        self.scan(&ws, &mut state, baseline)
+        let touched = match (&mut state.watch, baseline) {
+            (Some(watch), false) => watch.drain(),
+            _ => watch::Touched::Everything,
+        };
+        if let watch::Touched::Paths(paths) = &touched {
+            if paths.is_empty() {
+                return Ok(Scanned::default());
+            }
+            if self.keeps && state.store.is_none() {
+                state.store = Some(ObjectStore::open(&self.dir).map_err(UndoError::Store)?);
+            }
+            let store = if self.keeps {
+                state.store.as_mut()
+            } else {
+                None
+            };
+            if let Some(manifest) = state.manifest.as_mut() {
+                if let Some(scanned) = scan::scan_touched(ws, manifest, store, paths)? {
+                    return Ok(scanned);
+                }
+            }
+        }
+        self.scan(ws, state, baseline)
     }
 
     /// Puts the workspace back as it was before the first of `since` (the
@@ -250,7 +303,9 @@ impl Undo {
         let outside = self.refresh(&ws, &mut state)?;
         let mut all = since.to_vec();
         all.extend(outside.iter().cloned());
-        let State { manifest, store } = &mut *state;
+        let State {
+            manifest, store, ..
+        } = &mut *state;
         let (Some(manifest), Some(store)) = (manifest.as_mut(), store.as_ref()) else {
             return Err(UndoError::Stopped);
         };
@@ -278,7 +333,9 @@ impl Undo {
     /// workspace holds now. Answers the bytes the store keeps.
     pub fn collect(&self, unreferenced: &[ObjectId]) -> u64 {
         let mut state = self.lock();
-        let State { manifest, store } = &mut *state;
+        let State {
+            manifest, store, ..
+        } = &mut *state;
         let Some(store) = store.as_mut() else {
             return 0;
         };

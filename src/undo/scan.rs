@@ -100,6 +100,9 @@ struct Stamp {
     mtime_ns: i64,
     ctime_ns: i64,
     inode: u64,
+    /// Names the inode has: a file with more than one can change under
+    /// another name.
+    links: u64,
 }
 
 impl Stamp {
@@ -124,6 +127,7 @@ impl Stamp {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(i64::try_from(stat.st_ctime_nsec).unwrap_or(0)),
             inode: u64::from(stat.st_ino),
+            links: u64::from(stat.st_nlink),
         }
     }
 
@@ -214,6 +218,9 @@ pub struct Scanned {
     pub changes: Vec<Change>,
     /// Files and folders whose setuid/setgid bits were stripped.
     pub setid_cleared: usize,
+    /// The whole tree was walked (rather than only the paths the watch
+    /// reported).
+    pub walked: bool,
 }
 
 /// Walks the workspace against `manifest`, updating it in place: a path
@@ -235,59 +242,25 @@ pub fn scan(
     let seen = look(ws)?;
     manifest.scans += 1;
     let scan = manifest.scans;
-    let paths = &mut manifest.paths;
-    let mut out = Scanned::default();
+    let mut out = Scanned {
+        walked: true,
+        ..Scanned::default()
+    };
     for part in seen {
         out.setid_cleared += part.setid_cleared;
         for (path, stamp) in part.entries {
-            if let Some(known) = paths.get_mut(&path) {
-                if stamp.unchanged(&known.stamp) {
-                    known.seen = scan;
-                    continue;
-                }
-            }
-            let entry = match read_entry(ws, &path, &stamp, store.as_deref_mut()) {
-                Ok(entry) => entry,
-                // Vanished meanwhile: the end of the scan counts it gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) if is_store_failure(&e) => return Err(FileError::Io(e)),
-                // Unreadable: noted, not fatal; its content is not kept.
-                Err(e) => {
-                    log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
-                    Entry {
-                        kind: stamp.kind,
-                        object: None,
-                        size: stamp.size,
-                        mode: stamp.mode,
-                        mtime_ns: stamp.mtime_ns,
-                    }
-                }
-            };
-            let known = Known {
+            observe(
+                ws,
+                manifest,
+                store.as_deref_mut(),
+                path,
                 stamp,
-                entry: entry.clone(),
-                seen: scan,
-            };
-            let before = match paths.get_mut(&path) {
-                Some(slot) => Some(std::mem::replace(slot, known).entry),
-                None => {
-                    paths.insert(path.clone(), known);
-                    None
-                }
-            };
-            let changed = match &before {
-                None => true,
-                Some(before) => !before.same_as(&entry),
-            };
-            if changed && !baseline {
-                out.changes.push(Change {
-                    path,
-                    before,
-                    after: Some(entry),
-                });
-            }
+                baseline,
+                &mut out,
+            )?;
         }
     }
+    let paths = &mut manifest.paths;
     let gone: Vec<String> = paths
         .iter()
         .filter(|(_, known)| known.seen != scan)
@@ -306,6 +279,172 @@ pub fn scan(
     }
     out.changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Notes what is at `path` now (`stamp`) in the manifest, reading its
+/// content only when its `stat` changed; a change goes to `out` unless
+/// this is a first look.
+fn observe(
+    ws: &Workspace,
+    manifest: &mut Manifest,
+    store: Option<&mut ObjectStore>,
+    path: String,
+    stamp: Stamp,
+    baseline: bool,
+    out: &mut Scanned,
+) -> Result<(), FileError> {
+    let scan = manifest.scans;
+    let paths = &mut manifest.paths;
+    if let Some(known) = paths.get_mut(&path) {
+        if stamp.unchanged(&known.stamp) {
+            known.seen = scan;
+            return Ok(());
+        }
+    }
+    let entry = match read_entry(ws, &path, &stamp, store) {
+        Ok(entry) => entry,
+        // Vanished meanwhile: the end of the scan counts it gone.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_store_failure(&e) => return Err(FileError::Io(e)),
+        // Unreadable: noted, not fatal; its content is not kept.
+        Err(e) => {
+            log::warn!("could not read workspace entry {path} for its checkpoint: {e}");
+            Entry {
+                kind: stamp.kind,
+                object: None,
+                size: stamp.size,
+                mode: stamp.mode,
+                mtime_ns: stamp.mtime_ns,
+            }
+        }
+    };
+    let known = Known {
+        stamp,
+        entry: entry.clone(),
+        seen: scan,
+    };
+    let before = match paths.get_mut(&path) {
+        Some(slot) => Some(std::mem::replace(slot, known).entry),
+        None => {
+            paths.insert(path.clone(), known);
+            None
+        }
+    };
+    let changed = match &before {
+        None => true,
+        Some(before) => !before.same_as(&entry),
+    };
+    if changed && !baseline {
+        out.changes.push(Change {
+            path,
+            before,
+            after: Some(entry),
+        });
+    }
+    Ok(())
+}
+
+/// Looks at `touched` only (what the watch reported), the rest of the
+/// manifest taken as it was. `Ok(None)` when the paths cannot tell the
+/// whole story and the tree must be walked: a folder appeared where there
+/// was none, a touched file has other names (hard links), or a path's
+/// folder is no longer a folder.
+pub fn scan_touched(
+    ws: &Workspace,
+    manifest: &mut Manifest,
+    mut store: Option<&mut ObjectStore>,
+    touched: &std::collections::BTreeSet<String>,
+) -> Result<Option<Scanned>, FileError> {
+    let mut now: Vec<(String, Option<Stamp>)> = Vec::with_capacity(touched.len());
+    let mut setid_cleared = 0;
+    for path in touched {
+        let leaf = path.rsplit('/').next().unwrap_or(path);
+        if leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX) {
+            continue;
+        }
+        let Ok(rel) = Workspace::clean_path(path) else {
+            return Ok(None);
+        };
+        let Some((parent, name)) = rel.split_last() else {
+            continue;
+        };
+        let dir = match ws.open_dir(&parent, None) {
+            Ok(dir) => dir,
+            Err(FileError::NotFound(_)) => {
+                now.push((path.clone(), None));
+                continue;
+            }
+            Err(_) => return Ok(None),
+        };
+        let stat = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(rustix::io::Errno::NOENT) => {
+                now.push((path.clone(), None));
+                continue;
+            }
+            Err(e) => return Err(FileError::Io(e.into())),
+        };
+        let mut stamp = Stamp::of(&stat);
+        let was = manifest.paths.get(path).map(|k| k.stamp.kind);
+        if stamp.kind == EntryKind::Dir && was != Some(EntryKind::Dir) {
+            return Ok(None);
+        }
+        if stamp.kind != EntryKind::Dir && stamp.links > 1 {
+            return Ok(None);
+        }
+        if matches!(stamp.kind, EntryKind::File | EntryKind::Dir)
+            && stamp.mode & crate::workspace::SETID_BITS != 0
+        {
+            let Ok(cname) = std::ffi::CString::new(name) else {
+                return Ok(None);
+            };
+            if crate::workspace::clear_setid_at(std::os::fd::AsFd::as_fd(&dir), &cname).is_ok() {
+                setid_cleared += 1;
+                if let Ok(again) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    stamp = Stamp::of(&again);
+                }
+            }
+        }
+        now.push((path.clone(), Some(stamp)));
+    }
+    // A folder that is gone takes its contents with it: only a walk knows
+    // them all for sure.
+    if now
+        .iter()
+        .any(|(p, s)| s.is_none() && manifest.get(p).is_some_and(|e| e.kind == EntryKind::Dir))
+    {
+        return Ok(None);
+    }
+    manifest.scans += 1;
+    let mut out = Scanned {
+        changes: Vec::new(),
+        setid_cleared,
+        walked: false,
+    };
+    for (path, stamp) in now {
+        match stamp {
+            Some(stamp) => observe(
+                ws,
+                manifest,
+                store.as_deref_mut(),
+                path,
+                stamp,
+                false,
+                &mut out,
+            )?,
+            None => {
+                if let Some(known) = manifest.paths.remove(&path) {
+                    out.changes.push(Change {
+                        path,
+                        before: Some(known.entry),
+                        after: None,
+                    });
+                }
+            }
+        }
+    }
+    out.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Some(out))
 }
 
 /// Threads for the walk: the machine's cores, at most 4 (the walk is

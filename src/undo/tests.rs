@@ -337,3 +337,86 @@ fn a_damaged_object_is_refused_not_restored() {
     assert!(error.unwrap().to_string().contains("damaged"));
     assert_eq!(f.read("a.txt"), b"changed!", "the file is left as it was");
 }
+
+/// With the workspace as its own filesystem (the server as root), the
+/// kernel says what a command touched and nothing else is looked at;
+/// whenever the paths cannot tell the whole story the tree is walked.
+/// Without, every look walks.
+#[test]
+fn a_watched_workspace_is_looked_at_where_it_was_touched_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::config::Settings::load(None).unwrap();
+    settings.data.dir = dir.path().to_path_buf();
+    let undo = super::Undo::new(&settings, "watched");
+    let mounted = crate::quota::QuotaMode::of_process() == crate::quota::QuotaMode::Mounted;
+    let root = crate::quota::WorkspaceVolume::of_session(&settings, "watched")
+        .root()
+        .to_path_buf();
+    undo.before_exec().unwrap();
+    for i in 0..50 {
+        let sub = root.join(format!("d{}", i % 5));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i}")), format!("{i}")).unwrap();
+    }
+    let made = undo.after_exec().unwrap();
+    assert_eq!(made.changes.len(), 55);
+    assert!(made.walked, "new folders: walked");
+
+    let check = |what: &str, changes: &[(&str, ChangeKind)], walked_if_watched: bool| {
+        let scanned = undo.after_exec().unwrap();
+        let got: Vec<(String, ChangeKind)> = scanned
+            .changes
+            .iter()
+            .map(|c| (c.path.clone(), c.public().change))
+            .collect();
+        let want: Vec<(String, ChangeKind)> =
+            changes.iter().map(|(p, c)| (p.to_string(), *c)).collect();
+        assert_eq!(got, want, "{what}");
+        assert_eq!(
+            scanned.walked,
+            !mounted || walked_if_watched,
+            "{what}: walked"
+        );
+    };
+    check("nothing", &[], false);
+    fs::write(root.join("d1/f1"), "changed").unwrap();
+    fs::write(root.join("d2/new"), "new").unwrap();
+    fs::remove_file(root.join("d3/f3")).unwrap();
+    check(
+        "a write, a new file, a deletion",
+        &[
+            ("d1/f1", ChangeKind::Modified),
+            ("d2/new", ChangeKind::Created),
+            ("d3/f3", ChangeKind::Deleted),
+        ],
+        false,
+    );
+    fs::set_permissions(root.join("d4/f4"), fs::Permissions::from_mode(0o600)).unwrap();
+    check("a mode change", &[("d4/f4", ChangeKind::Modified)], false);
+    fs::rename(root.join("d0/f0"), root.join("d0/g0")).unwrap();
+    check(
+        "a rename",
+        &[
+            ("d0/f0", ChangeKind::Deleted),
+            ("d0/g0", ChangeKind::Created),
+        ],
+        false,
+    );
+    // Another name for the same file: a write through it changes both.
+    fs::hard_link(root.join("d1/f6"), root.join("d2/link")).unwrap();
+    check("a hard link", &[("d2/link", ChangeKind::Created)], true);
+    fs::write(root.join("d2/link"), "through the link").unwrap();
+    check(
+        "a write through a hard link",
+        &[
+            ("d1/f6", ChangeKind::Modified),
+            ("d2/link", ChangeKind::Modified),
+        ],
+        true,
+    );
+    fs::remove_dir_all(root.join("d4")).unwrap();
+    let gone = undo.after_exec().unwrap();
+    assert_eq!(gone.changes.len(), 11, "a folder and its ten files");
+    assert!(gone.walked);
+    crate::quota::detach_all(&settings.workspaces_dir());
+}
