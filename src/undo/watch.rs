@@ -244,3 +244,79 @@ fn info(mut records: &[u8]) -> Option<(&[u8], String)> {
     }
     None
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::info;
+
+    /// One info record as the kernel lays it out: header, fsid, handle,
+    /// then the name for `DFID_NAME`.
+    fn record(kind: u8, handle: &[u8], name: Option<&str>) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&[0u8; 8]); // fsid
+        body.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+        body.extend_from_slice(&1i32.to_ne_bytes()); // handle type
+        body.extend_from_slice(handle);
+        if let Some(name) = name {
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+        }
+        while (body.len() + 4) % 4 != 0 {
+            body.push(0);
+        }
+        let mut out = vec![kind, 0];
+        out.extend_from_slice(&((body.len() + 4) as u16).to_ne_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn records_give_the_folder_handle_and_the_name() {
+        let rec = record(
+            libc::FAN_EVENT_INFO_TYPE_DFID_NAME,
+            &[7, 7, 7, 7],
+            Some("a.txt"),
+        );
+        let (handle, name) = info(&rec).unwrap();
+        assert_eq!(handle.len(), 8 + 4);
+        assert_eq!(&handle[8..], &[7, 7, 7, 7]);
+        assert_eq!(name, "a.txt");
+        // A folder's own event: handle, no name.
+        let rec = record(libc::FAN_EVENT_INFO_TYPE_DFID, &[1, 2], None);
+        assert_eq!(info(&rec).unwrap().1, "");
+        // Another record type first is skipped.
+        let mut two = record(9, &[0; 4], None);
+        two.extend(record(
+            libc::FAN_EVENT_INFO_TYPE_DFID_NAME,
+            &[3; 4],
+            Some("b"),
+        ));
+        assert_eq!(info(&two).unwrap().1, "b");
+    }
+
+    #[test]
+    fn malformed_records_are_refused_not_read_past() {
+        let good = record(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, &[1; 8], Some("x"));
+        // Cut anywhere: never a panic, never a path.
+        for cut in 0..good.len() {
+            let _ = info(&good[..cut]);
+        }
+        // A length beyond the data, a length too small, a handle size
+        // beyond the record.
+        let mut long = good.clone();
+        long[2..4].copy_from_slice(&1000u16.to_ne_bytes());
+        assert!(info(&long).is_none());
+        let mut short = good.clone();
+        short[2..4].copy_from_slice(&2u16.to_ne_bytes());
+        assert!(info(&short).is_none());
+        let mut huge = good;
+        huge[12..16].copy_from_slice(&9999u32.to_ne_bytes());
+        assert!(info(&huge).is_none());
+        // A name that is not UTF-8: no path (the caller walks).
+        let mut bad = record(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, &[1; 4], Some("ok"));
+        let at = bad.len() - 4;
+        bad[at] = 0xff;
+        assert!(info(&bad).is_none());
+    }
+}
