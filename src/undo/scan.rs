@@ -408,10 +408,12 @@ pub fn scan_touched(
         now.push((path.clone(), Some(stamp)));
     }
     // A folder that is gone takes its contents with it: only a walk knows
-    // them all for sure.
+    // them all for sure. A path made and removed since the last look may
+    // have been another name of a file that is still here (written
+    // through, then unlinked): only a walk sees that file's change.
     if now
         .iter()
-        .any(|(p, s)| s.is_none() && manifest.get(p).is_some_and(|e| e.kind == EntryKind::Dir))
+        .any(|(p, s)| s.is_none() && manifest.get(p).is_none_or(|e| e.kind == EntryKind::Dir))
     {
         return Ok(None);
     }

@@ -414,6 +414,16 @@ fn a_watched_workspace_is_looked_at_where_it_was_touched_only() {
         ],
         true,
     );
+    // A second name made, written through and removed before the look:
+    // the file it named changed without an event of its own.
+    fs::hard_link(root.join("d1/f11"), root.join("d1/tmp")).unwrap();
+    fs::write(root.join("d1/tmp"), "sneaky").unwrap();
+    fs::remove_file(root.join("d1/tmp")).unwrap();
+    check(
+        "a short-lived second name",
+        &[("d1/f11", ChangeKind::Modified)],
+        true,
+    );
     fs::remove_dir_all(root.join("d4")).unwrap();
     let gone = undo.after_exec().unwrap();
     assert_eq!(gone.changes.len(), 11, "a folder and its ten files");
