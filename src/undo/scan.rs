@@ -359,9 +359,10 @@ pub fn scan_touched(
     let mut setid_cleared = 0;
     for path in touched {
         let leaf = path.rsplit('/').next().unwrap_or(path);
-        if leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX) {
-            continue;
-        }
+        // An upload in flight is not the workspace's yet; one that is gone
+        // (renamed into place, or abandoned) counts as made and removed
+        // below, like any name: the sandbox can use such a name too.
+        let in_flight = leaf.starts_with(crate::workspace::UPLOAD_TEMP_PREFIX);
         let Ok(rel) = Workspace::clean_path(path) else {
             return Ok(None);
         };
@@ -385,6 +386,14 @@ pub fn scan_touched(
             Err(e) => return Err(FileError::Io(e.into())),
         };
         let mut stamp = Stamp::of(&stat);
+        if in_flight {
+            // Another name of a workspace file under an upload's name: a
+            // write through it changes that file.
+            if stamp.kind != EntryKind::Dir && stamp.links > 1 {
+                return Ok(None);
+            }
+            continue;
+        }
         let was = manifest.paths.get(path).map(|k| k.stamp.kind);
         if stamp.kind == EntryKind::Dir && was != Some(EntryKind::Dir) {
             return Ok(None);

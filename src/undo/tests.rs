@@ -424,6 +424,23 @@ fn a_watched_workspace_is_looked_at_where_it_was_touched_only() {
         &[("d1/f11", ChangeKind::Modified)],
         true,
     );
+    // The same with a name the file routes use for uploads in flight.
+    fs::hard_link(root.join("d1/f16"), root.join("d1/.ironclaw-upload-x")).unwrap();
+    fs::write(root.join("d1/.ironclaw-upload-x"), "sneaky").unwrap();
+    fs::remove_file(root.join("d1/.ironclaw-upload-x")).unwrap();
+    check(
+        "a short-lived upload-like name",
+        &[("d1/f16", ChangeKind::Modified)],
+        true,
+    );
+    fs::hard_link(root.join("d1/f21"), root.join("d1/.ironclaw-upload-y")).unwrap();
+    undo.after_exec().unwrap();
+    fs::write(root.join("d1/.ironclaw-upload-y"), "kept name").unwrap();
+    check(
+        "a write through a lasting upload-like name",
+        &[("d1/f21", ChangeKind::Modified)],
+        true,
+    );
     fs::remove_dir_all(root.join("d4")).unwrap();
     let gone = undo.after_exec().unwrap();
     assert_eq!(gone.changes.len(), 11, "a folder and its ten files");
