@@ -30,6 +30,22 @@ use super::listed;
 const CHECKSUM_LONG: &str = "--binary --check --help --ignore-missing --quiet --status --strict \
     --tag --text --version --warn --zero";
 
+/// The long options of the checkers (flake8, mypy, pycodestyle, pylint,
+/// shellcheck): one list for all of them, read-only tools whose options
+/// overlap widely.
+const LINTER_LONG: &str = "\
+    --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
+    --exclude= --max-line-length= --max-complexity= --count --statistics \
+    --show-source --format= --output-file= --quiet --verbose --strict \
+    --ignore-missing-imports --follow-imports= --python-version= --disable= \
+    --enable= --rcfile= --disable-error-code= --enable-error-code= \
+    --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
+    --warn-unused-ignores --show-error-codes --pretty --install-types \
+    --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
+    --severity= --shell= --external-sources --check-sourced --color= --enable= \
+    --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
+    --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=";
+
 /// The revision and diff options git's `log`, `show`, `diff`, `diff-*`,
 /// `rev-list`, `whatchanged` and `format-patch` all take: one list, so the
 /// tables below cannot drift apart.
@@ -465,18 +481,7 @@ pub(super) const READING: &[Options] = &[
         "flake8",
         "qv",
         "j",
-        "\
-        --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
-        --exclude= --max-line-length= --max-complexity= --count --statistics \
-        --show-source --format= --output-file= --quiet --verbose --strict \
-        --ignore-missing-imports --follow-imports= --python-version= --disable= \
-        --enable= --rcfile= --disable-error-code= --enable-error-code= \
-        --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
-        --warn-unused-ignores --show-error-codes --pretty --install-types \
-        --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
-        --severity= --shell= --external-sources --check-sourced --color= --enable= \
-        --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
-        --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=",
+        LINTER_LONG,
     ),
     opt(
         "fmt",
@@ -719,18 +724,7 @@ pub(super) const READING: &[Options] = &[
         "mypy",
         "qv",
         "mpc",
-        "\
-        --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
-        --exclude= --max-line-length= --max-complexity= --count --statistics \
-        --show-source --format= --output-file= --quiet --verbose --strict \
-        --ignore-missing-imports --follow-imports= --python-version= --disable= \
-        --enable= --rcfile= --disable-error-code= --enable-error-code= \
-        --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
-        --warn-unused-ignores --show-error-codes --pretty --install-types \
-        --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
-        --severity= --shell= --external-sources --check-sourced --color= --enable= \
-        --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
-        --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=",
+        LINTER_LONG,
     ),
     opt("nawk", "", "fFvW", "--help --version"),
     opt(
@@ -821,36 +815,14 @@ pub(super) const READING: &[Options] = &[
         "pycodestyle",
         "qv",
         "",
-        "\
-        --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
-        --exclude= --max-line-length= --max-complexity= --count --statistics \
-        --show-source --format= --output-file= --quiet --verbose --strict \
-        --ignore-missing-imports --follow-imports= --python-version= --disable= \
-        --enable= --rcfile= --disable-error-code= --enable-error-code= \
-        --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
-        --warn-unused-ignores --show-error-codes --pretty --install-types \
-        --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
-        --severity= --shell= --external-sources --check-sourced --color= --enable= \
-        --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
-        --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=",
+        LINTER_LONG,
     ),
     opt("pyflakes", "", "", "--help --version"),
     opt(
         "pylint",
         "Ev",
         "jdef",
-        "\
-        --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
-        --exclude= --max-line-length= --max-complexity= --count --statistics \
-        --show-source --format= --output-file= --quiet --verbose --strict \
-        --ignore-missing-imports --follow-imports= --python-version= --disable= \
-        --enable= --rcfile= --disable-error-code= --enable-error-code= \
-        --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
-        --warn-unused-ignores --show-error-codes --pretty --install-types \
-        --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
-        --severity= --shell= --external-sources --check-sourced --color= --enable= \
-        --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
-        --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=",
+        LINTER_LONG,
     ),
     opt("read", "ers", "adinNptu", ""),
     opt("readarray", "t", "dnOsuCc", ""),
@@ -940,18 +912,7 @@ pub(super) const READING: &[Options] = &[
         "shellcheck",
         "aVx",
         "CeWfiPSso",
-        "\
-        --help --version --config= --select= --ignore= --extend-ignore= --extend-select= \
-        --exclude= --max-line-length= --max-complexity= --count --statistics \
-        --show-source --format= --output-file= --quiet --verbose --strict \
-        --ignore-missing-imports --follow-imports= --python-version= --disable= \
-        --enable= --rcfile= --disable-error-code= --enable-error-code= \
-        --check-untyped-defs --disallow-untyped-defs --no-implicit-optional \
-        --warn-unused-ignores --show-error-codes --pretty --install-types \
-        --non-interactive --cache-dir= --exclude= --errors-only --reports= --jobs= \
-        --severity= --shell= --external-sources --check-sourced --color= --enable= \
-        --exclude= --include= --wiki-link-count= --norc --diff --benchmark --first \
-        --max-doc-length= --hang-closing --indent-size= --filename= --per-file-ignores=",
+        LINTER_LONG,
     ),
     opt("shopt", "pqsuo", "", ""),
     opt(
