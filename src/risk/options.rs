@@ -30,6 +30,71 @@ use super::listed;
 const CHECKSUM_LONG: &str = "--binary --check --help --ignore-missing --quiet --status --strict \
     --tag --text --version --warn --zero";
 
+/// The long options of `colordiff`, `diff`, `zdiff`: one program
+/// (or one option parser) under several names.
+const DIFF_LONG: &str = "\
+        --GTYPE-group-format= --LTYPE-line-format= --brief --color --context --ed \
+        --exclude-from= --exclude= --expand-tabs --from-file= --help --horizon-lines= \
+        --ifdef= --ignore-all-space --ignore-blank-lines --ignore-case \
+        --ignore-file-name-case --ignore-matching-lines= --ignore-space-change \
+        --ignore-tab-expansion --ignore-trailing-space --initial-tab --label= \
+        --left-column --line-format= --minimal --new-file --no-dereference \
+        --no-ignore-file-name-case --normal --paginate --palette= --rcs --recursive \
+        --report-identical-files --show-c-function --show-function-line= --side-by-side \
+        --speed-large-files --starting-file= --strip-trailing-cr --suppress-blank-empty \
+        --suppress-common-lines --tabsize= --text --to-file= --unidirectional-new-file \
+        --unified --version --width=";
+
+/// The long options of `dir`, `ls`, `vdir`: one program
+/// (or one option parser) under several names.
+const LS_LONG: &str = "\
+        --all --almost-all --author --block-size= --classify --color --context \
+        --dereference --dereference-command-line \
+        --dereference-command-line-symlink-to-dir --directory --dired --escape \
+        --file-type --format= --full-time --group-directories-first --help \
+        --hide-control-chars --hide= --human-readable --hyperlink --ignore-backups \
+        --ignore= --indicator-style= --inode --kibibytes --literal --no-group \
+        --numeric-uid-gid --quote-name --quoting-style= --recursive --reverse \
+        --show-control-chars --si --size --sort= --tabsize= --time-style= --time= \
+        --version --width= --zero";
+
+/// The long options of `dos2unix`, `unix2dos`: one program
+/// (or one option parser) under several names.
+const DOS2UNIX_LONG: &str = "\
+        --help --keep-date --license --newfile --oldfile --quiet --version --force \
+        --keep-bom --remove-bom --safe --verbose --info --add-bom --skip-symlink \
+        --follow-symlink --replace-symlink";
+
+/// The long options of `egrep`, `fgrep`, `grep`, `zgrep`: one program
+/// (or one option parser) under several names.
+const GREP_LONG: &str = "\
+        --after-context= --basic-regexp --before-context= --binary --binary-files= \
+        --byte-offset --color --colour --context= --count --dereference-recursive \
+        --devices= --directories= --exclude-dir= --exclude-from= --exclude= \
+        --extended-regexp --file= --files-with-matches --files-without-match \
+        --fixed-strings --group-separator= --help --ignore-case --include= --initial-tab \
+        --invert-match --label= --line-buffered --line-number --line-regexp --max-count= \
+        --no-filename --no-group-separator --no-ignore-case --no-messages --null \
+        --null-data --only-matching --perl-regexp --quiet --recursive --regexp= --silent \
+        --text --version --with-filename --word-regexp";
+
+/// The long options of `hd`, `hexdump`: one program
+/// (or one option parser) under several names.
+const HEXDUMP_LONG: &str = "\
+        --canonical --color --format-file= --format= --help --length= --no-squeezing \
+        --one-byte-char --one-byte-octal --skip= --two-bytes-decimal --two-bytes-hex \
+        --two-bytes-octal --version";
+
+/// The long options of `unzstd`, `zstd`, `zstdcat`: one program
+/// (or one option parser) under several names.
+const ZSTD_LONG: &str = "\
+        --adapt --auto-threads= --decompress --dictID= --exclude-compressed --fast \
+        --filelist= --force --format= --help --keep --long --maxdict= --no-dictID \
+        --output-dir-flat= --output-dir-mirror= --patch-from= --priority= --quiet --rm \
+        --rsyncable --single-thread --size-hint= --stdout --stream-size= \
+        --target-compressed-block-size= --test --trace= --train --train-cover \
+        --train-fastcover --train-legacy --ultra --verbose --version";
+
 /// The long options of the checkers (flake8, mypy, pycodestyle, pylint,
 /// shellcheck): one list for all of them, read-only tools whose options
 /// overlap widely.
@@ -303,18 +368,7 @@ pub(super) const READING: &[Options] = &[
         "colordiff",
         "BENTZabcdeilnpqrstuvwy",
         "CDFISUWXx",
-        "\
-        --GTYPE-group-format= --LTYPE-line-format= --brief --color --context --ed \
-        --exclude-from= --exclude= --expand-tabs --from-file= --help --horizon-lines= \
-        --ifdef= --ignore-all-space --ignore-blank-lines --ignore-case \
-        --ignore-file-name-case --ignore-matching-lines= --ignore-space-change \
-        --ignore-tab-expansion --ignore-trailing-space --initial-tab --label= \
-        --left-column --line-format= --minimal --new-file --no-dereference \
-        --no-ignore-file-name-case --normal --paginate --palette= --rcs --recursive \
-        --report-identical-files --show-c-function --show-function-line= --side-by-side \
-        --speed-large-files --starting-file= --strip-trailing-cr --suppress-blank-empty \
-        --suppress-common-lines --tabsize= --text --to-file= --unidirectional-new-file \
-        --unified --version --width=",
+        DIFF_LONG,
     ),
     opt(
         "column",
@@ -375,18 +429,7 @@ pub(super) const READING: &[Options] = &[
         "diff",
         "BENTZabcdeilnpqrstuvwy",
         "CDFISUWXx",
-        "\
-        --GTYPE-group-format= --LTYPE-line-format= --brief --color --context --ed \
-        --exclude-from= --exclude= --expand-tabs --from-file= --help --horizon-lines= \
-        --ifdef= --ignore-all-space --ignore-blank-lines --ignore-case \
-        --ignore-file-name-case --ignore-matching-lines= --ignore-space-change \
-        --ignore-tab-expansion --ignore-trailing-space --initial-tab --label= \
-        --left-column --line-format= --minimal --new-file --no-dereference \
-        --no-ignore-file-name-case --normal --paginate --palette= --rcs --recursive \
-        --report-identical-files --show-c-function --show-function-line= --side-by-side \
-        --speed-large-files --starting-file= --strip-trailing-cr --suppress-blank-empty \
-        --suppress-common-lines --tabsize= --text --to-file= --unidirectional-new-file \
-        --unified --version --width=",
+        DIFF_LONG,
     ),
     opt(
         "diff3",
@@ -400,16 +443,7 @@ pub(super) const READING: &[Options] = &[
         "dir",
         "1ABCDFGHLNQRSUXZabcdfghiklmnopqrstuvx",
         "ITw",
-        "\
-        --all --almost-all --author --block-size= --classify --color --context \
-        --dereference --dereference-command-line \
-        --dereference-command-line-symlink-to-dir --directory --dired --escape \
-        --file-type --format= --full-time --group-directories-first --help \
-        --hide-control-chars --hide= --human-readable --hyperlink --ignore-backups \
-        --ignore= --indicator-style= --inode --kibibytes --literal --no-group \
-        --numeric-uid-gid --quote-name --quoting-style= --recursive --reverse \
-        --show-control-chars --si --size --sort= --tabsize= --time-style= --time= \
-        --version --width= --zero",
+        LS_LONG,
     ),
     opt("dirname", "z", "", "--help --version --zero"),
     opt("dirs", "clpv", "", ""),
@@ -417,10 +451,7 @@ pub(super) const READING: &[Options] = &[
         "dos2unix",
         "hkLlnoqVFbrsvciem",
         "",
-        "\
-        --help --keep-date --license --newfile --oldfile --quiet --version --force \
-        --keep-bom --remove-bom --safe --verbose --info --add-bom --skip-symlink \
-        --follow-symlink --replace-symlink",
+        DOS2UNIX_LONG,
     ),
     opt(
         "du",
@@ -437,16 +468,7 @@ pub(super) const READING: &[Options] = &[
         "egrep",
         "EFGHILPRTUVZabchilnoqrsvwxz",
         "ABCDNdefm",
-        "\
-        --after-context= --basic-regexp --before-context= --binary --binary-files= \
-        --byte-offset --color --colour --context= --count --dereference-recursive \
-        --devices= --directories= --exclude-dir= --exclude-from= --exclude= \
-        --extended-regexp --file= --files-with-matches --files-without-match \
-        --fixed-strings --group-separator= --help --ignore-case --include= --initial-tab \
-        --invert-match --label= --line-buffered --line-number --line-regexp --max-count= \
-        --no-filename --no-group-separator --no-ignore-case --no-messages --null \
-        --null-data --only-matching --perl-regexp --quiet --recursive --regexp= --silent \
-        --text --version --with-filename --word-regexp",
+        GREP_LONG,
     ),
     opt("expand", "i", "t", "--help --initial --tabs= --version"),
     opt("factor", "", "", "--help --version"),
@@ -455,16 +477,7 @@ pub(super) const READING: &[Options] = &[
         "fgrep",
         "EFGHILPRTUVZabchilnoqrsvwxz",
         "ABCDNdefm",
-        "\
-        --after-context= --basic-regexp --before-context= --binary --binary-files= \
-        --byte-offset --color --colour --context= --count --dereference-recursive \
-        --devices= --directories= --exclude-dir= --exclude-from= --exclude= \
-        --extended-regexp --file= --files-with-matches --files-without-match \
-        --fixed-strings --group-separator= --help --ignore-case --include= --initial-tab \
-        --invert-match --label= --line-buffered --line-number --line-regexp --max-count= \
-        --no-filename --no-group-separator --no-ignore-case --no-messages --null \
-        --null-data --only-matching --perl-regexp --quiet --recursive --regexp= --silent \
-        --text --version --with-filename --word-regexp",
+        GREP_LONG,
     ),
     opt(
         "file",
@@ -513,16 +526,7 @@ pub(super) const READING: &[Options] = &[
         "grep",
         "EFGHILPRTUVZabchilnoqrsvwxz",
         "ABCDNdefm",
-        "\
-        --after-context= --basic-regexp --before-context= --binary --binary-files= \
-        --byte-offset --color --colour --context= --count --dereference-recursive \
-        --devices= --directories= --exclude-dir= --exclude-from= --exclude= \
-        --extended-regexp --file= --files-with-matches --files-without-match \
-        --fixed-strings --group-separator= --help --ignore-case --include= --initial-tab \
-        --invert-match --label= --line-buffered --line-number --line-regexp --max-count= \
-        --no-filename --no-group-separator --no-ignore-case --no-messages --null \
-        --null-data --only-matching --perl-regexp --quiet --recursive --regexp= --silent \
-        --text --version --with-filename --word-regexp",
+        GREP_LONG,
     ),
     opt("groups", "", "", "--help --version"),
     opt(
@@ -546,10 +550,7 @@ pub(super) const READING: &[Options] = &[
         "hd",
         "CLVbcdhovx",
         "efns",
-        "\
-        --canonical --color --format-file= --format= --help --length= --no-squeezing \
-        --one-byte-char --one-byte-octal --skip= --two-bytes-decimal --two-bytes-hex \
-        --two-bytes-octal --version",
+        HEXDUMP_LONG,
     ),
     opt(
         "head",
@@ -562,10 +563,7 @@ pub(super) const READING: &[Options] = &[
         "hexdump",
         "CLVbcdhovx",
         "efns",
-        "\
-        --canonical --color --format-file= --format= --help --length= --no-squeezing \
-        --one-byte-char --one-byte-octal --skip= --two-bytes-decimal --two-bytes-hex \
-        --two-bytes-octal --version",
+        HEXDUMP_LONG,
     ),
     opt("history", "canrwps", "d", ""),
     opt(
@@ -647,16 +645,7 @@ pub(super) const READING: &[Options] = &[
         "ls",
         "1ABCDFGHLNQRSUXZabcdfghiklmnopqrstuvx",
         "ITw",
-        "\
-        --all --almost-all --author --block-size= --classify --color --context \
-        --dereference --dereference-command-line \
-        --dereference-command-line-symlink-to-dir --directory --dired --escape \
-        --file-type --format= --full-time --group-directories-first --help \
-        --hide-control-chars --hide= --human-readable --hyperlink --ignore-backups \
-        --ignore= --indicator-style= --inode --kibibytes --literal --no-group \
-        --numeric-uid-gid --quote-name --quoting-style= --recursive --reverse \
-        --show-control-chars --si --size --sort= --tabsize= --time-style= --time= \
-        --version --width= --zero",
+        LS_LONG,
     ),
     opt(
         "lsb_release",
@@ -1071,10 +1060,7 @@ pub(super) const READING: &[Options] = &[
         "unix2dos",
         "hkLlnoqVFbrsvciem",
         "",
-        "\
-        --help --keep-date --license --newfile --oldfile --quiet --version --force \
-        --keep-bom --remove-bom --safe --verbose --info --add-bom --skip-symlink \
-        --follow-symlink --replace-symlink",
+        DOS2UNIX_LONG,
     ),
     opt("unset", "fvn", "", ""),
     opt(
@@ -1089,13 +1075,7 @@ pub(super) const READING: &[Options] = &[
         "unzstd",
         "BHMSTVbcdefhiklqrv",
         "Do",
-        "\
-        --adapt --auto-threads= --decompress --dictID= --exclude-compressed --fast \
-        --filelist= --force --format= --help --keep --long --maxdict= --no-dictID \
-        --output-dir-flat= --output-dir-mirror= --patch-from= --priority= --quiet --rm \
-        --rsyncable --single-thread --size-hint= --stdout --stream-size= \
-        --target-compressed-block-size= --test --trace= --train --train-cover \
-        --train-fastcover --train-legacy --ultra --verbose --version",
+        ZSTD_LONG,
     ),
     opt("uptime", "Vhps", "", "--help --pretty --since --version"),
     opt("users", "", "", "--help --version"),
@@ -1103,16 +1083,7 @@ pub(super) const READING: &[Options] = &[
         "vdir",
         "1ABCDFGHLNQRSUXZabcdfghiklmnopqrstuvx",
         "ITw",
-        "\
-        --all --almost-all --author --block-size= --classify --color --context \
-        --dereference --dereference-command-line \
-        --dereference-command-line-symlink-to-dir --directory --dired --escape \
-        --file-type --format= --full-time --group-directories-first --help \
-        --hide-control-chars --hide= --human-readable --hyperlink --ignore-backups \
-        --ignore= --indicator-style= --inode --kibibytes --literal --no-group \
-        --numeric-uid-gid --quote-name --quoting-style= --recursive --reverse \
-        --show-control-chars --si --size --sort= --tabsize= --time-style= --time= \
-        --version --width= --zero",
+        LS_LONG,
     ),
     opt(
         "w",
@@ -1184,33 +1155,13 @@ pub(super) const READING: &[Options] = &[
         "zdiff",
         "BENTZabcdeilnpqrstuvwy",
         "CDFISUWXx",
-        "\
-        --GTYPE-group-format= --LTYPE-line-format= --brief --color --context --ed \
-        --exclude-from= --exclude= --expand-tabs --from-file= --help --horizon-lines= \
-        --ifdef= --ignore-all-space --ignore-blank-lines --ignore-case \
-        --ignore-file-name-case --ignore-matching-lines= --ignore-space-change \
-        --ignore-tab-expansion --ignore-trailing-space --initial-tab --label= \
-        --left-column --line-format= --minimal --new-file --no-dereference \
-        --no-ignore-file-name-case --normal --paginate --palette= --rcs --recursive \
-        --report-identical-files --show-c-function --show-function-line= --side-by-side \
-        --speed-large-files --starting-file= --strip-trailing-cr --suppress-blank-empty \
-        --suppress-common-lines --tabsize= --text --to-file= --unidirectional-new-file \
-        --unified --version --width=",
+        DIFF_LONG,
     ),
     opt(
         "zgrep",
         "EFGHILPRTUVZabchilnoqrsvwxz",
         "ABCDNdefm",
-        "\
-        --after-context= --basic-regexp --before-context= --binary --binary-files= \
-        --byte-offset --color --colour --context= --count --dereference-recursive \
-        --devices= --directories= --exclude-dir= --exclude-from= --exclude= \
-        --extended-regexp --file= --files-with-matches --files-without-match \
-        --fixed-strings --group-separator= --help --ignore-case --include= --initial-tab \
-        --invert-match --label= --line-buffered --line-number --line-regexp --max-count= \
-        --no-filename --no-group-separator --no-ignore-case --no-messages --null \
-        --null-data --only-matching --perl-regexp --quiet --recursive --regexp= --silent \
-        --text --version --with-filename --word-regexp",
+        GREP_LONG,
     ),
     opt("zless", "", "", "--help --version"),
     opt("zmore", "", "", "--help --version"),
@@ -1218,25 +1169,13 @@ pub(super) const READING: &[Options] = &[
         "zstd",
         "BHMSTVbcdefhiklqrv",
         "Do",
-        "\
-        --adapt --auto-threads= --decompress --dictID= --exclude-compressed --fast \
-        --filelist= --force --format= --help --keep --long --maxdict= --no-dictID \
-        --output-dir-flat= --output-dir-mirror= --patch-from= --priority= --quiet --rm \
-        --rsyncable --single-thread --size-hint= --stdout --stream-size= \
-        --target-compressed-block-size= --test --trace= --train --train-cover \
-        --train-fastcover --train-legacy --ultra --verbose --version",
+        ZSTD_LONG,
     ),
     opt(
         "zstdcat",
         "BHMSTVbcdefhiklqrv",
         "Do",
-        "\
-        --adapt --auto-threads= --decompress --dictID= --exclude-compressed --fast \
-        --filelist= --force --format= --help --keep --long --maxdict= --no-dictID \
-        --output-dir-flat= --output-dir-mirror= --patch-from= --priority= --quiet --rm \
-        --rsyncable --single-thread --size-hint= --stdout --stream-size= \
-        --target-compressed-block-size= --test --trace= --train --train-cover \
-        --train-fastcover --train-legacy --ultra --verbose --version",
+        ZSTD_LONG,
     ),
 ];
 
