@@ -898,23 +898,7 @@ async fn run_stream(
                 };
                 // Everything one read brought is one delta: a burst from the
                 // server becomes one event per socket, not thousands.
-                let mut text = String::new();
-                let mut failure = None;
-                for line in &lines {
-                    match acc.on_line(line) {
-                        Ok(items) => {
-                            for StreamItem::Text(t) in items {
-                                text.push_str(&t);
-                            }
-                        }
-                        // The text before the error in this read is still
-                        // shown, as it would be had it come in its own read.
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
+                let (text, failure) = gather(lines.iter().map(|line| acc.on_line(line)));
                 if !text.is_empty() {
                     *started = true;
                     if !deliver(text).await {
@@ -940,41 +924,18 @@ async fn run_stream(
         let Some(batch) = next else {
             return sse.finish();
         };
-        let mut text = String::new();
-        let mut failure = None;
-        for item in batch {
-            match item {
-                Ok(event) => match sse.on_event(&event) {
-                    Ok(items) => {
-                        for StreamItem::Text(t) in items {
-                            text.push_str(&t);
-                        }
-                    }
-                    // The text before the error in this batch is still
-                    // shown, as it would be had it come in its own read.
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                },
-                Err(eventsource_stream::EventStreamError::Utf8(e)) => {
-                    failure = Some(ProviderError::Decode(crate::config::redact_credentials(
-                        &e.to_string(),
-                    )));
-                    break;
-                }
-                Err(eventsource_stream::EventStreamError::Parser(e)) => {
-                    failure = Some(ProviderError::Decode(crate::config::redact_credentials(
-                        &e.to_string(),
-                    )));
-                    break;
-                }
-                Err(eventsource_stream::EventStreamError::Transport(_)) => {
-                    failure = Some(ProviderError::StreamCut);
-                    break;
-                }
+        let (text, failure) = gather(batch.into_iter().map(|item| match item {
+            Ok(event) => sse.on_event(&event),
+            Err(eventsource_stream::EventStreamError::Utf8(e)) => Err(ProviderError::Decode(
+                crate::config::redact_credentials(&e.to_string()),
+            )),
+            Err(eventsource_stream::EventStreamError::Parser(e)) => Err(ProviderError::Decode(
+                crate::config::redact_credentials(&e.to_string()),
+            )),
+            Err(eventsource_stream::EventStreamError::Transport(_)) => {
+                Err(ProviderError::StreamCut)
             }
-        }
+        }));
         if !text.is_empty() {
             *started = true;
             if !deliver(text).await {
@@ -985,6 +946,26 @@ async fn run_stream(
             return Err(e);
         }
     }
+}
+
+/// The text of one read's decoded items, up to the first error (the text
+/// before it is still shown, as it would be had it come in its own read),
+/// and that error. Items after it are not decoded.
+fn gather(
+    items: impl Iterator<Item = Result<Vec<StreamItem>, ProviderError>>,
+) -> (String, Option<ProviderError>) {
+    let mut text = String::new();
+    for item in items {
+        match item {
+            Ok(items) => {
+                for StreamItem::Text(t) in items {
+                    text.push_str(&t);
+                }
+            }
+            Err(e) => return (text, Some(e)),
+        }
+    }
+    (text, None)
 }
 
 // ------------------------------------------------------------------ health
