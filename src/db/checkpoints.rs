@@ -235,13 +235,21 @@ pub fn of_call(
     )))
 }
 
-/// Paths checkpoint `id` logged.
-fn change_count(c: &mut SqliteConnection, id: i32) -> Result<usize, DbError> {
-    let n = checkpoint_changes::table
-        .filter(checkpoint_changes::checkpoint_id.eq(id))
-        .count()
-        .get_result::<i64>(c)?;
-    Ok(usize::try_from(n).unwrap_or(0))
+/// How many paths each of the session's checkpoints logged, in one query.
+fn change_counts(
+    c: &mut SqliteConnection,
+    session_id: &str,
+) -> Result<std::collections::HashMap<i32, usize>, DbError> {
+    let rows: Vec<(i32, i64)> = checkpoint_changes::table
+        .inner_join(checkpoints::table)
+        .filter(checkpoints::session_id.eq(session_id))
+        .group_by(checkpoint_changes::checkpoint_id)
+        .select((checkpoint_changes::checkpoint_id, diesel::dsl::count_star()))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, n)| (id, usize::try_from(n).unwrap_or(0)))
+        .collect())
 }
 
 /// The session's checkpoints for calls and restores, oldest first.
@@ -258,12 +266,13 @@ pub fn list(c: &mut SqliteConnection, session_id: &str) -> Result<Vec<Checkpoint
             checkpoints::created_at,
         ))
         .load(c)?;
+    let counts = change_counts(c, session_id)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, call_id, kind, dropped, created_at) in rows {
         out.push(CheckpointInfo {
             call_id: CallId::from(call_id.unwrap_or_default()),
             kind,
-            changes: change_count(c, id)?,
+            changes: counts.get(&id).copied().unwrap_or(0),
             dropped,
             created_at,
         });
@@ -392,6 +401,7 @@ pub fn reverts(
             checkpoints::created_at,
         ))
         .load(c)?;
+    let counts = change_counts(c, session_id)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, restore_id, reverted, by, at) in rows {
         out.push(crate::protocol::RevertAudit {
@@ -399,7 +409,7 @@ pub fn reverts(
             restore_id: CallId::from(restore_id.unwrap_or_default()),
             by: by.unwrap_or_default(),
             at,
-            paths: change_count(c, id)?,
+            paths: counts.get(&id).copied().unwrap_or(0),
         });
     }
     Ok(out)

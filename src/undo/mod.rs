@@ -340,8 +340,9 @@ impl Undo {
             return 0;
         };
         // Without a manifest (nothing looked yet) nothing is known to be
-        // free.
-        if let Some(manifest) = manifest.as_ref() {
+        // free. Nothing let go (the usual case after a command): no need
+        // to gather what the workspace holds.
+        if let Some(manifest) = manifest.as_ref().filter(|_| !unreferenced.is_empty()) {
             let held: std::collections::HashSet<&ObjectId> = manifest.objects().collect();
             for object in unreferenced.iter().filter(|o| !held.contains(o)) {
                 if let Err(e) = store.remove(object) {
@@ -350,11 +351,6 @@ impl Undo {
             }
         }
         store.bytes()
-    }
-
-    /// Bytes the store holds (0 before first use).
-    pub fn bytes(&self) -> u64 {
-        self.lock().store.as_ref().map_or(0, ObjectStore::bytes)
     }
 }
 
