@@ -38,7 +38,7 @@ use actix::prelude::*;
 
 use crate::approval::{Decide, Review, ReviewCall, Reviewed, Verdict, Withdraw};
 use crate::config::Settings;
-use crate::db::checkpoints::{self, Missing, Retain};
+use crate::db::checkpoints::{self, Retain};
 use crate::db::journal::{self, Record};
 use crate::db::queries::{self, ChatSession};
 use crate::db::Db;
@@ -807,16 +807,12 @@ impl Handler<Revert> for AgentActor {
         let undo = self.undo.clone();
         let sid = self.session_id.clone();
         let call = msg.call_id.clone();
-        let (keep, max_mb) = (self.settings.undo.keep, self.settings.undo.max_mb);
+        let settings = self.settings.clone();
         let work = async move {
             let since = db
                 .run(move |c| checkpoints::since(c, &sid, &call))
                 .await?
-                .map_err(|missing| match missing {
-                    Missing::Unknown => UndoError::UnknownCall,
-                    Missing::None => UndoError::NoCheckpoint,
-                    Missing::Dropped => UndoError::Gone { keep, max_mb },
-                })?;
+                .map_err(|why| UndoError::missing(why, &settings))?;
             blocking(undo, move |u| u.revert(&since)).await
         };
         ctx.wait(work.into_actor(self).map(move |res, act, ctx| {

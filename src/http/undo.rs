@@ -54,17 +54,6 @@ impl actix_web::ResponseError for UndoReply {
     }
 }
 
-fn missing(m: Missing, state: &AppState) -> UndoError {
-    match m {
-        Missing::Unknown => UndoError::UnknownCall,
-        Missing::None => UndoError::NoCheckpoint,
-        Missing::Dropped => UndoError::Gone {
-            keep: state.settings.undo.keep,
-            max_mb: state.settings.undo.max_mb,
-        },
-    }
-}
-
 /// What the call changed: `(dropped, changes)`; a call judged read-only
 /// that changed nothing has none.
 async fn call_changes(
@@ -83,7 +72,7 @@ async fn call_changes(
     match found {
         Ok(found) => Ok(found),
         Err(Missing::None) => Ok((false, Vec::new())),
-        Err(m) => Err(missing(m, state).into()),
+        Err(m) => Err(UndoError::missing(m, &state.settings).into()),
     }
 }
 
@@ -116,7 +105,7 @@ async fn diff(
         return Err(ApiError::NotFound("That command did not change this path.".into()).into());
     };
     if dropped {
-        return Err(missing(Missing::Dropped, &state).into());
+        return Err(UndoError::missing(Missing::Dropped, &state.settings).into());
     }
     let settings = state.settings.clone();
     let diff = web::block(move || undo::diff(&settings, &id, &change))

@@ -81,6 +81,19 @@ pub enum UndoError {
 }
 
 impl UndoError {
+    /// Why a call has no checkpoint to go back to, as the person is told.
+    pub fn missing(why: crate::db::checkpoints::Missing, settings: &Settings) -> Self {
+        use crate::db::checkpoints::Missing;
+        match why {
+            Missing::Unknown => UndoError::UnknownCall,
+            Missing::None => UndoError::NoCheckpoint,
+            Missing::Dropped => UndoError::Gone {
+                keep: settings.undo.keep,
+                max_mb: settings.undo.max_mb,
+            },
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             UndoError::TurnRunning => ErrorCode::TurnRunning,

@@ -335,6 +335,18 @@ async fn undo_routes_guard_other_users_unknown_calls_and_running_turns() {
         download(&alice, &id, "x.txt").await.is_some(),
         "bob changed nothing"
     );
+    // A page of another origin, in alice's own browser: refused before the
+    // route runs.
+    let resp = alice
+        .post(&format!("/api/sessions/{id}/calls/{call}/revert"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_refused");
+    assert!(download(&alice, &id, "x.txt").await.is_some());
 
     // Unknown call, a read-only call, a path the call did not change.
     let resp = revert(&alice, &id, "call_nope").await;
