@@ -678,11 +678,16 @@ async fn uploading_a_name_that_exists_asks_replace_keep_both_or_cancel() {
 
     // Replace: the same name, the new content.
     std::fs::write(&file, "a,b\n5,6\n").unwrap();
+    // Earlier uploads may still be listed as done (for a few seconds):
+    // mark them, and wait for a new one.
+    browser
+        .script("document.querySelectorAll('.upload-item').forEach(n => n.dataset.earlier = '1'); return true;")
+        .await;
     browser.upload(&file).await;
     browser.wait_for("#choice-dialog[open]").await;
     browser.click("[data-choice=\"replace\"]").await;
     browser
-        .wait_until("document.querySelector('.upload-item.done')")
+        .wait_until("document.querySelector('.upload-item.done:not([data-earlier])')")
         .await;
     let id = browser
         .script("return window.IronClaw.state.sessionId;")
