@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::{Call, Stream};
 use crate::privileges;
-use crate::proc_tree::Pid;
+use crate::proc_tree::{self, Pid};
 use crate::protocol::{FrameBuffer, ProtocolError, Reply, Request, Run, MAX_OUTPUT_CHUNK, VERSION};
 use crate::sys::{self, Reaped};
 
@@ -253,14 +253,30 @@ impl Agent {
         Ok(())
     }
 
-    /// Reaps every ended child: keepers are matched to their calls; anything
-    /// else (an orphan that reached the agent) is just collected.
+    /// Reaps every ended child: keepers are matched to their calls. A child
+    /// that is not a keeper, or a keeper that did not exit on its own (say
+    /// the OOM killer took it, so it could not sweep), means strays are
+    /// below the agent: they are swept too. Their deaths bring another
+    /// SIGCHLD, hence another round, until none are left.
     fn reap(&mut self) {
-        let now = Instant::now();
+        let mut strays = false;
         while let Reaped::Child(pid, status) = sys::reap_one() {
-            if let Some(call) = self.calls.iter_mut().find(|call| call.keeper() == pid) {
-                call.keeper_reaped(status, now);
+            match self.calls.iter_mut().find(|call| call.keeper() == pid) {
+                Some(call) => {
+                    call.keeper_reaped(status);
+                    strays |= !libc::WIFEXITED(status);
+                }
+                None => strays = true,
             }
+        }
+        if strays {
+            let keepers: Vec<Pid> = self
+                .calls
+                .iter()
+                .filter(|call| call.keeper_running())
+                .map(Call::keeper)
+                .collect();
+            proc_tree::stop_and_kill(&proc_tree::strays(&proc_tree::scan(), self.pid, &keepers));
         }
     }
 

@@ -15,13 +15,6 @@ use crate::sys;
 /// the grace period (as coreutils `timeout` reports it).
 pub const TIMED_OUT_CODE: i32 = 124;
 
-/// After the keeper has been reaped, how long the pipes may stay open. Every
-/// writer the keeper knew of is dead by then, so EOF is immediate in
-/// practice; only a pipe end smuggled to another call's process (fd passing
-/// between uid-1000 processes) could keep it open, and that must not hold
-/// this call's EXIT back for as long as the other call runs.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-
 /// The code EXIT carries. `keeper_status` is the keeper's exit code (the
 /// program's status, or 137 after a sweep on request).
 pub fn reported_code(keeper_status: i32, timed_out: bool, escalated: bool, cancelled: bool) -> i32 {
@@ -65,7 +58,6 @@ pub struct Call {
     cancelled: bool,
     /// The keeper's exit code (or 128 + signal), once reaped.
     keeper_status: Option<i32>,
-    reaped_at: Option<Instant>,
 }
 
 impl Call {
@@ -121,7 +113,6 @@ impl Call {
             escalated: false,
             cancelled: false,
             keeper_status: None,
-            reaped_at: None,
         })
     }
 
@@ -177,15 +168,8 @@ impl Call {
     }
 
     /// Records the keeper's end (raw wait status).
-    pub fn keeper_reaped(&mut self, status: libc::c_int, now: Instant) {
-        let code = sys::status_code(status);
-        if !libc::WIFEXITED(status) {
-            // The keeper itself was killed (say by the OOM killer), so it
-            // could not sweep: its program group at least goes now.
-            self.signal_group(libc::SIGKILL);
-        }
-        self.keeper_status = Some(code);
-        self.reaped_at = Some(now);
+    pub fn keeper_reaped(&mut self, status: libc::c_int) {
+        self.keeper_status = Some(sys::status_code(status));
     }
 
     fn signal_group(&mut self, signal: libc::c_int) {
@@ -227,12 +211,9 @@ impl Call {
         }
     }
 
-    /// When [`Call::on_time`] or [`Call::finish`] next has something to do.
+    /// When [`Call::on_time`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if let Some(reaped) = self.reaped_at {
-            return reaped.checked_add(DRAIN_LIMIT);
-        }
-        if self.cancelled {
+        if !self.keeper_running() || self.cancelled {
             None
         } else if !self.timed_out {
             self.timeout_at
@@ -244,22 +225,13 @@ impl Call {
     }
 
     /// The EXIT to send if the call is over: the keeper was reaped and both
-    /// output pipes are at EOF (or the drain limit passed).
-    pub fn finish(&mut self, now: Instant) -> Option<Exit> {
+    /// output pipes are at EOF, so everything the call printed was sent.
+    /// (Every holder of the write ends is in the keeper's tree, which the
+    /// keeper swept before exiting.)
+    pub fn finish(&self, now: Instant) -> Option<Exit> {
         let keeper_status = self.keeper_status?;
-        let drained = self.stdout.is_none() && self.stderr.is_none();
-        let drain_expired = self.reaped_at.is_some_and(|at| now >= at + DRAIN_LIMIT);
-        if !drained && !drain_expired {
+        if self.stdout.is_some() || self.stderr.is_some() {
             return None;
-        }
-        if !drained {
-            eprintln!(
-                "ironclaw-agent: call {}: output pipes still open {}s after the keeper ended; closing them",
-                self.id,
-                DRAIN_LIMIT.as_secs()
-            );
-            self.stdout = None;
-            self.stderr = None;
         }
         Some(Exit {
             call: self.id,

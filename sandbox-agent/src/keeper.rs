@@ -197,21 +197,15 @@ fn wait_for_program(program: Pid) -> i32 {
 /// Kills the program's group, then every process left below the keeper,
 /// round after round, until the keeper has no children at all.
 ///
-/// Each round freezes the whole subtree with SIGSTOP before killing it: a
-/// stopped process cannot fork, so a fork bomb cannot outrun the walk.
-/// Orphans of killed processes reparent to the keeper (a subreaper) and are
-/// found by the next round.
+/// Each round freezes the whole subtree with SIGSTOP before killing it, so a
+/// fork bomb cannot outrun the walk. A process forked just after the scan
+/// (before its parent was stopped) becomes an orphan of the keeper (a
+/// subreaper) and is found by the next round.
 fn sweep(program_group: Pid) {
     let _ = sys::kill(-program_group, libc::SIGKILL);
     let keeper = unsafe { libc::getpid() };
     loop {
-        let below = proc_tree::descendants(&proc_tree::scan(), keeper);
-        for &pid in &below {
-            let _ = sys::kill(pid, libc::SIGSTOP);
-        }
-        for &pid in &below {
-            let _ = sys::kill(pid, libc::SIGKILL);
-        }
+        proc_tree::stop_and_kill(&proc_tree::descendants(&proc_tree::scan(), keeper));
         loop {
             match sys::reap_one() {
                 Reaped::Child(..) => continue,

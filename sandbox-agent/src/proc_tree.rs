@@ -1,9 +1,10 @@
 //! Every descendant of a process, found through `/proc`: the keeper's sweep
 //! uses it to reach the processes that left the program's group (`setsid`,
-//! double forks, `nohup … &`), which a group kill alone would miss.
+//! double forks, `nohup … &`), which a group kill alone would miss; the agent
+//! uses it for strays that reached it because their keeper died.
 //!
-//! Parsing and the walk are pure functions over `(pid, ppid)` pairs; only
-//! [`scan`] reads `/proc`.
+//! Parsing and the walks are pure functions over `(pid, ppid)` pairs; only
+//! [`scan`] reads `/proc` and [`stop_and_kill`] sends signals.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,6 +50,33 @@ pub fn descendants(parents: &[(Pid, Pid)], root: Pid) -> Vec<Pid> {
         }
     }
     found
+}
+
+/// Processes below the agent that no running keeper owns, with everything
+/// below them. Only keepers are the agent's children in normal operation;
+/// anything else got there because its keeper died without sweeping (the
+/// agent is a subreaper too).
+pub fn strays(parents: &[(Pid, Pid)], agent: Pid, keepers: &[Pid]) -> Vec<Pid> {
+    let mut found = Vec::new();
+    for &(pid, ppid) in parents {
+        if ppid == agent && !keepers.contains(&pid) {
+            found.push(pid);
+            found.extend(descendants(parents, pid));
+        }
+    }
+    found
+}
+
+/// One sweep round over `pids`: SIGSTOP to all of them first, then SIGKILL.
+/// A stopped process cannot fork, so none of them can add a process the
+/// round does not know of after the round started.
+pub fn stop_and_kill(pids: &[Pid]) {
+    for &pid in pids {
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+    }
+    for &pid in pids {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 /// `(pid, ppid)` of every process visible in `/proc` right now. Processes
@@ -127,6 +155,30 @@ mod tests {
         // Parents come before their children.
         let at = |pid| everything.iter().position(|&p| p == pid);
         assert!(at(20) < at(30) && at(30) < at(40) && at(40) < at(50));
+    }
+
+    #[test]
+    fn strays_are_the_agents_non_keeper_subtrees() {
+        // Agent 10 with keepers 20 and 21; keeper 22 died, leaving 30 (and
+        // its child 40) reparented to the agent.
+        let parents = [
+            (1, 0),
+            (10, 1),
+            (20, 10),
+            (21, 10),
+            (25, 20),
+            (30, 10),
+            (40, 30),
+            (99, 1),
+        ];
+        let mut found = strays(&parents, 10, &[20, 21]);
+        found.sort();
+        assert_eq!(found, [30, 40]);
+        assert_eq!(strays(&parents, 10, &[20, 21, 30]), Vec::<Pid>::new());
+        // A keeper that is no longer running counts as a stray too.
+        let mut found = strays(&parents, 10, &[21]);
+        found.sort();
+        assert_eq!(found, [20, 25, 30, 40]);
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub fn ignore_signal(signal: libc::c_int) -> io::Result<()> {
 /// and nothing blocked. Ignored signals (SIGPIPE here) and the blocked mask
 /// survive exec, and a program must not start with them.
 pub fn reset_signals() -> io::Result<()> {
-    for signal in 1..libc::SIGRTMAX() {
+    for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }

@@ -324,10 +324,10 @@ impl Sandbox {
         self.wait_exit(call, PROMPT)
     }
 
-    /// Waits until `call` has printed `line` on stdout (so it is running).
-    /// The output stays pending: [`Sandbox::wait_exit`] still sees it.
-    fn wait_output(&mut self, call: u32, line: &str) {
-        let want = format!("{line}\n");
+    /// Waits until `call`'s stdout contains `text` (so it is running);
+    /// returns its stdout so far. The output stays pending:
+    /// [`Sandbox::wait_exit`] still sees it.
+    fn wait_output(&mut self, call: u32, text: &str) -> String {
         let deadline = Instant::now() + PROMPT;
         loop {
             let printed: Vec<u8> = self
@@ -340,13 +340,14 @@ impl Sandbox {
                 .flatten()
                 .copied()
                 .collect();
-            if String::from_utf8_lossy(&printed).contains(&want) {
-                return;
+            let printed = String::from_utf8_lossy(&printed);
+            if printed.contains(text) {
+                return printed.into_owned();
             }
             match self.receive(deadline.saturating_duration_since(Instant::now())) {
                 Some(reply) => self.pending.push(reply),
                 None => panic!(
-                    "no {line:?} from call {call} within {PROMPT:?}; got {:?}{}",
+                    "no {text:?} from call {call} within {PROMPT:?}; got {:?}{}",
                     self.pending,
                     self.diagnostics()
                 ),
@@ -515,7 +516,7 @@ fn output_arrives_whole_in_order_and_in_bounded_chunks() {
 fn detached_processes_are_swept_while_other_calls_are_untouched() {
     let mut sandbox = Sandbox::start();
     sandbox.run(1, Tool::Shell, "echo up; exec sleep 600");
-    sandbox.wait_output(1, "up");
+    sandbox.wait_output(1, "up\n");
 
     let escapers = sandbox.call(
         2,
@@ -625,7 +626,7 @@ fn kill_frame_cancels_at_once() {
         Tool::Shell,
         "trap '' TERM; echo up; sleep 600; echo never",
     );
-    sandbox.wait_output(1, "up");
+    sandbox.wait_output(1, "up\n");
     let sent = Instant::now();
     sandbox.send(&Request::Kill { call: 1 });
     let cancelled = sandbox.wait_exit(1, PROMPT);
@@ -747,7 +748,7 @@ fn heartbeats_arrive_every_second() {
 fn duplicate_and_bad_requests_are_refused() {
     let mut sandbox = Sandbox::start();
     sandbox.run(1, Tool::Shell, "echo up; sleep 600");
-    sandbox.wait_output(1, "up");
+    sandbox.wait_output(1, "up\n");
     sandbox.run(1, Tool::Shell, "echo second");
     let refused = sandbox.wait_for(PROMPT, "REFUSED", |r| matches!(r, Reply::Refused { .. }));
     assert_eq!(
@@ -778,7 +779,7 @@ fn duplicate_and_bad_requests_are_refused() {
 fn a_protocol_error_kills_everything_and_exits_3() {
     let mut sandbox = Sandbox::start();
     sandbox.run(1, Tool::Shell, "echo up; exec sleep 600");
-    sandbox.wait_output(1, "up");
+    sandbox.wait_output(1, "up\n");
     sandbox.send_raw(&[0, 0, 0, 0]);
     let status = sandbox.wait_agent(PROMPT);
     assert_eq!(status.code(), Some(3), "{}", sandbox.diagnostics());
@@ -799,8 +800,8 @@ fn stdin_eof_kills_running_calls_and_exits_0() {
         Tool::Python,
         "import time\nprint('up', flush=True)\ntime.sleep(600)\n",
     );
-    sandbox.wait_output(1, "up");
-    sandbox.wait_output(2, "up");
+    sandbox.wait_output(1, "up\n");
+    sandbox.wait_output(2, "up\n");
     let status = sandbox.close_and_wait(PROMPT);
     assert_eq!(status.code(), Some(0), "{}", sandbox.diagnostics());
     assert_eq!(sandbox.sandbox_processes(), Vec::<String>::new());
@@ -816,4 +817,32 @@ fn stdin_eof_kills_running_calls_and_exits_0() {
     ]);
     let agents = String::from_utf8_lossy(&agents.stdout);
     assert!(!agents.contains(AGENT_PATH), "{agents}");
+}
+
+#[test]
+fn a_dead_keepers_processes_are_swept_by_the_agent() {
+    let mut sandbox = Sandbox::start();
+    sandbox.run(
+        1,
+        Tool::Shell,
+        "setsid sleep 606 & echo keeper=$PPID; exec sleep 600",
+    );
+    let printed = sandbox.wait_output(1, "\n");
+    let keeper = printed
+        .trim()
+        .strip_prefix("keeper=")
+        .expect("the keeper's pid")
+        .to_owned();
+    // Only root outside the sandbox user's reach can do this; it stands for
+    // the OOM killer picking the keeper.
+    let out = docker(&["exec", "-u", "0:0", &sandbox.name, "kill", "-9", &keeper]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = sandbox.wait_exit(1, PROMPT);
+    assert_plain_exit(&ended, 137);
+    assert_eq!(sandbox.sandbox_processes(), Vec::<String>::new());
+    assert_plain_exit(&sandbox.call(2, Tool::Shell, "true"), 0);
 }
