@@ -18,6 +18,10 @@ RUN_ARGS         ?=
 SANDBOX_IMAGE    ?= ironclaw-sandbox:latest
 export SANDBOX_IMAGE
 
+# The sandbox's exec agent is its own crate (not part of the server's
+# package), with its own target dir; sandbox-image builds its static binary.
+AGENT_CARGO := --manifest-path sandbox-agent/Cargo.toml --target-dir target/sandbox-agent
+
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -29,7 +33,7 @@ help: ## Show this help
 	  | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
 	@echo "Variables: CARGO_TEST_FLAGS='$(CARGO_TEST_FLAGS)' RUN_ARGS='$(RUN_ARGS)' SANDBOX_IMAGE=$(SANDBOX_IMAGE)"
 
-sandbox-image: ## Build the sandbox image if missing or sandbox-images/ changed (no-op otherwise)
+sandbox-image: ## Build the sandbox image (and its exec agent) if missing or sandbox-images/ or sandbox-agent/ changed (no-op otherwise)
 	@bash sandbox-images/build.sh
 
 sandbox-image-clean: ## Remove the sandbox image and its bootstrapped base
@@ -49,9 +53,10 @@ test-deps: ## apt-install chromium, chromedriver, mmdebstrap and e2fsprogs when 
 	if [ -n "$$chrome" ]; then $(SUDO) $(APT_GET) install -y -qq --no-install-recommends $$chrome; fi; \
 	if [ -n "$$boot" ]; then $(SUDO) $(APT_GET) install -y -qq $$boot; fi
 
-test: test-deps sandbox-image ## Run the full test suite (cargo test --all-targets, tune with CARGO_TEST_FLAGS)
+test: test-deps sandbox-image ## Run the full test suite: the exec agent's tests, then cargo test --all-targets (tune with CARGO_TEST_FLAGS)
 	@if command -v node >/dev/null; then node --test web/test/; \
 	 else echo "node not installed: the Markdown renderer's node tests are left out (the Chromium test still renders Markdown)"; fi
+	$(CARGO) test $(AGENT_CARGO)
 	$(CARGO) test --all-targets $(CARGO_TEST_FLAGS)
 
 run: sandbox-image ## Start the server (cargo run --release -- serve)
@@ -60,5 +65,6 @@ run: sandbox-image ## Start the server (cargo run --release -- serve)
 bench: sandbox-image ## Run the benchmark test (tests/bench.rs), single-threaded
 	$(CARGO) test --release --test bench -- --ignored --nocapture --test-threads=1
 
-lint: ## rustfmt check + clippy with warnings as errors
+lint: ## rustfmt check + clippy with warnings as errors (server and exec agent)
 	$(CARGO) fmt --all -- --check && $(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path sandbox-agent/Cargo.toml -- --check && $(CARGO) clippy $(AGENT_CARGO) --all-targets -- -D warnings

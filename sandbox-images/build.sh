@@ -4,8 +4,13 @@
 #   sandbox-images/build.sh            build if missing or out of date
 #   FORCE=1 sandbox-images/build.sh    rebuild unconditionally (base included)
 #
-# The image carries the label ironclaw.image-hash=<sha256 of sandbox-images/>;
-# when the existing image has the current hash this script is a fast no-op.
+# The image carries the label ironclaw.image-hash=<sha256 of sandbox-images/
+# and of the exec agent's sources>; when the existing image has the current
+# hash this script is a fast no-op (no cargo, no build).
+#
+# The exec agent (sandbox-agent/, binary ironclaw-agent) is built here with
+# cargo, statically linked, copied to sandbox-images/.agent/ (gitignored) and
+# from there into the image at /usr/local/lib/ironclaw/agent.
 #
 # Base image, in order of preference:
 #   1. ironclaw-base:bookworm already present and built from the current
@@ -26,9 +31,16 @@
 #   DEBIAN_MIRROR   (http://deb.debian.org/debian)
 #   DEBIAN_SECURITY_MIRROR (http://deb.debian.org/debian-security, "" = none)
 #   DOCKER_BUILDKIT (0)                         legacy builder by default
+#   CARGO           (cargo)                     builds the exec agent
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+AGENT_DIR="$ROOT/sandbox-agent"
+AGENT_TARGET_DIR="$ROOT/target/sandbox-agent"
+# Where the Dockerfile COPYs the agent from. Hidden, so hash_files leaves it
+# out: the agent's sources are hashed instead.
+AGENT_STAGED="$HERE/.agent/ironclaw-agent"
 
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-ironclaw-sandbox:latest}"
 BASE_IMAGE="${BASE_IMAGE:-ironclaw-base:bookworm}"
@@ -41,16 +53,23 @@ DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-se
 FORCE="${FORCE:-0}"
 MERGED_USR_HOOK="${MERGED_USR_HOOK:-/usr/share/mmdebstrap/hooks/merged-usr}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
+CARGO="${CARGO:-cargo}"
 
 log() { printf '[sandbox-image] %s\n' "$*" >&2; }
 die() { printf '[sandbox-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
 command -v docker >/dev/null || die "docker CLI not found; install Docker (docker.io) first."
+[ -f "$AGENT_DIR/Cargo.toml" ] || die "$AGENT_DIR/Cargo.toml is missing: the image needs the exec agent's sources."
 
-# sha256 over every (non-hidden) file in sandbox-images/: names and contents.
+# sha256 over every (non-hidden) file in sandbox-images/ and over the agent's
+# Cargo.toml, Cargo.lock and src/**: names and contents.
 hash_files() {
-    (cd "$HERE" && find . -type f ! -name '.*' ! -path '*/.*' -print0 \
-        | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+    {
+        (cd "$HERE" && find . -type f ! -name '.*' ! -path '*/.*' -print0 \
+            | LC_ALL=C sort -z | xargs -0 sha256sum)
+        (cd "$ROOT" && find sandbox-agent/Cargo.toml sandbox-agent/Cargo.lock sandbox-agent/src \
+            -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    } | sha256sum | cut -d' ' -f1
 }
 label_of() { # image label -> value, empty if image or label is missing
     docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
@@ -58,9 +77,12 @@ label_of() { # image label -> value, empty if image or label is missing
 packages() { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$HERE/packages.txt"; }
 
 IMAGE_HASH="$(hash_files)"
-# The mmdebstrap base depends on the package list and on how this script
-# bootstraps; the Dockerfile can change without re-bootstrapping.
-BASE_HASH="$(cat "$HERE/packages.txt" "$HERE/build.sh" | sha256sum | cut -d' ' -f1)"
+# The mmdebstrap base depends on the package list, the suite and how this
+# script bootstraps (the text between the "base recipe" markers below); the
+# rest of this script and the Dockerfile can change without re-bootstrapping.
+BASE_HASH="$( { cat "$HERE/packages.txt"; echo "$DEBIAN_SUITE"
+                sed -n '/^# >>> base recipe/,/^# <<< base recipe/p' "$HERE/build.sh"; } \
+              | sha256sum | cut -d' ' -f1)"
 
 up_to_date() { [ "$FORCE" != 1 ] && [ "$(label_of "$SANDBOX_IMAGE" ironclaw.image-hash)" = "$IMAGE_HASH" ]; }
 
@@ -85,6 +107,49 @@ fi
 start=$(date +%s)
 log "building $SANDBOX_IMAGE (hash ${IMAGE_HASH:0:12})..."
 
+# The exec agent, linked statically (crt-static) so that it runs whatever the
+# image's libc is. --target keeps RUSTFLAGS away from build scripts and proc
+# macros; the host's own triple, so no extra toolchain is needed.
+build_agent() {
+    command -v "$CARGO" >/dev/null \
+        || die "cargo not found on PATH; the sandbox image's exec agent (sandbox-agent/) is built with it. Install the Rust toolchain (rustup) first."
+    local triple libc_a
+    triple="$(rustc -vV | sed -n 's/^host: //p')"
+    [ -n "$triple" ] || die "cannot tell the host's target triple from 'rustc -vV'."
+    case "$triple" in
+        *-linux-gnu*)
+            # A static glibc link needs libc.a, which only libc6-dev ships.
+            command -v "${CC:-cc}" >/dev/null \
+                || die "no C linker (${CC:-cc}) to link the exec agent; install one: apt-get install gcc libc6-dev"
+            libc_a="$("${CC:-cc}" -print-file-name=libc.a 2>/dev/null || true)"
+            [[ "$libc_a" == /* && -f "$libc_a" ]] \
+                || die "libc.a not found: the exec agent is linked statically against glibc. Install it: apt-get install libc6-dev"
+            ;;
+    esac
+    log "building the exec agent (ironclaw-agent, $triple, static)..."
+    env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS="-C target-feature=+crt-static" \
+        "$CARGO" build --release --locked \
+        --manifest-path "$AGENT_DIR/Cargo.toml" --target "$triple" --target-dir "$AGENT_TARGET_DIR"
+    install -D -m 0755 "$AGENT_TARGET_DIR/$triple/release/ironclaw-agent" "$AGENT_STAGED"
+}
+
+# The image's agent must start under the production hardening (uid 0, only
+# SETUID/SETGID/KILL, read-only rootfs), send READY and exit 0 at stdin EOF.
+# A wrongly linked binary fails here rather than in the first session.
+smoke_test_agent() {
+    local out
+    if ! out="$(docker run --rm --network none --user 0:0 --cap-drop ALL \
+                  --cap-add SETUID --cap-add SETGID --cap-add KILL \
+                  --security-opt no-new-privileges --read-only \
+                  "$SANDBOX_IMAGE" /usr/local/lib/ironclaw/agent 2>&1 </dev/null >/dev/null)"; then
+        docker image rm --force "$SANDBOX_IMAGE" >/dev/null 2>&1 || true
+        die "the exec agent does not start in $SANDBOX_IMAGE (image removed): $out"
+    fi
+}
+
+build_agent
+
+# >>> base recipe (hashed into ironclaw.base-hash: a change re-bootstraps the base)
 ensure_mmdebstrap() {
     command -v mmdebstrap >/dev/null && return 0
     [ "$(id -u)" = 0 ] || die "mmdebstrap is needed to bootstrap the base image; install it (apt-get install mmdebstrap) or run as root."
@@ -138,6 +203,7 @@ bootstrap_base() {
         - "$BASE_IMAGE" >/dev/null
     log "imported $BASE_IMAGE."
 }
+# <<< base recipe
 
 build_args=()
 base=""
@@ -179,6 +245,7 @@ docker build --quiet --force-rm \
     --label "ironclaw.image-hash=$IMAGE_HASH" \
     --tag "$SANDBOX_IMAGE" \
     "$HERE" >/dev/null
+smoke_test_agent
 
 # Drop the previous (now untagged) sandbox images unless a container uses them.
 docker image prune --force --filter "label=ironclaw.image-hash" >/dev/null 2>&1 || true
