@@ -114,7 +114,7 @@ build_agent() {
     command -v "$CARGO" >/dev/null \
         || die "cargo not found on PATH; the sandbox image's exec agent (sandbox-agent/) is built with it. Install the Rust toolchain (rustup) first."
     local triple libc_a
-    triple="$(rustc -vV | sed -n 's/^host: //p')"
+    triple="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p' || true)"
     [ -n "$triple" ] || die "cannot tell the host's target triple from 'rustc -vV'."
     case "$triple" in
         *-linux-gnu*)

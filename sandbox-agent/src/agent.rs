@@ -105,8 +105,9 @@ fn program_env() -> Vec<CString> {
 }
 
 /// Makes sure fds 0-2 are open, so no pipe or file the agent makes can take
-/// one of those numbers (a later `dup2` onto 1 or 2 would then clobber it).
-fn ensure_std_fds() -> Result<(), String> {
+/// one of those numbers (a later `dup2` onto 1 or 2 would then clobber it),
+/// and that stdout blocks: frames go out whole, never in part.
+fn prepare_std_fds() -> Result<(), String> {
     for fd in 0..=2 {
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
             // open returns the lowest free number: this one.
@@ -118,12 +119,16 @@ fn ensure_std_fds() -> Result<(), String> {
             }
         }
     }
+    let flags = unsafe { libc::fcntl(1, libc::F_GETFL) };
+    if flags != -1 && flags & libc::O_NONBLOCK != 0 {
+        unsafe { libc::fcntl(1, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    }
     Ok(())
 }
 
 impl Agent {
     fn new() -> Result<Agent, String> {
-        ensure_std_fds()?;
+        prepare_std_fds()?;
         // Everything in a call's tree that gets orphaned reparents to its
         // keeper; anything else (a keeper's children if it died) to us.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
@@ -240,8 +245,6 @@ impl Agent {
             sys::drain_signalfd(&self.sigchld);
             self.reap();
         }
-        // Output before new requests, so a RUN reusing the id of a call that
-        // just ended is refused only if that call really is still running.
         for (fd, &(index, stream)) in fds[2..].iter().zip(&streams) {
             if fd.revents != 0 {
                 self.forward(index, stream)?;
@@ -298,8 +301,12 @@ impl Agent {
     }
 
     fn read_requests(&mut self) -> Result<(), Stop> {
-        let n = sys::read(0, &mut self.buf)
-            .map_err(|err| Stop::Fatal(format!("cannot read stdin: {err}")))?;
+        let n = match sys::read(0, &mut self.buf) {
+            Ok(n) => n,
+            // Only if something else shares a non-blocking stdin with us.
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(err) => return Err(Stop::Fatal(format!("cannot read stdin: {err}"))),
+        };
         if n == 0 {
             if self.input.is_partial() {
                 eprintln!("ironclaw-agent: stdin ended in the middle of a frame");

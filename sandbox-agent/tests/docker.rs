@@ -108,7 +108,10 @@ impl Sandbox {
                 .expect("chmod workspace");
         }
 
-        let binary = env!("CARGO_BIN_EXE_ironclaw-agent");
+        // AGENT_BINARY: run the tests against another build, such as the
+        // static release binary that goes into the image.
+        let binary = std::env::var("AGENT_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ironclaw-agent").to_owned());
         let workspace_mount = format!("{}:/workspace", workspace.display());
         let agent_mount = format!("{binary}:{AGENT_PATH}:ro");
         let mut args = vec![
