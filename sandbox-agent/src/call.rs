@@ -36,8 +36,11 @@ pub enum Stream {
     Info,
 }
 
+/// A call from its RUN to its EXIT.
 pub struct Call {
+    /// The host's call id.
     pub id: u32,
+    /// The keeper's pid (the agent's child); SIGUSR1 here kills the call.
     keeper: Pid,
     /// The program's pid = its process group id; learned from the info pipe.
     program_group: Option<Pid>,

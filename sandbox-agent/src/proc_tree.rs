@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::sys;
+
 pub type Pid = libc::pid_t;
 
 /// `(pid, ppid)` from the content of `/proc/<pid>/stat`:
@@ -71,11 +73,12 @@ pub fn strays(parents: &[(Pid, Pid)], agent: Pid, keepers: &[Pid]) -> Vec<Pid> {
 /// A stopped process cannot fork, so none of them can add a process the
 /// round does not know of after the round started.
 pub fn stop_and_kill(pids: &[Pid]) {
+    // Errors are expected and harmless: a process may be gone already.
     for &pid in pids {
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let _ = sys::kill(pid, libc::SIGSTOP);
     }
     for &pid in pids {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sys::kill(pid, libc::SIGKILL);
     }
 }
 
