@@ -16,7 +16,7 @@ use crate::db::{queries, Db};
 use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
 use crate::quota::{self, QuotaMode};
-use crate::sandbox::Engine;
+use crate::sandbox::{DrainPool, Engine, WarmPool};
 use crate::supervisor::{SessionSupervisor, StopAll};
 use crate::ws::SocketCounts;
 
@@ -26,6 +26,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub server: actix_web::dev::ServerHandle,
     pub supervisor: Addr<SessionSupervisor>,
+    /// Started containers waiting for new sessions.
+    pub pool: Addr<WarmPool>,
     pub db: Db,
     /// Resolves when the server has stopped.
     pub done: actix_web::dev::Server,
@@ -61,6 +63,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;
     let engine = start_engine(&settings, &instance_id).await?;
+    let pool = WarmPool::new(engine.clone(), settings.clone(), instance_id.clone()).start();
 
     let supervisor = SessionSupervisor::new(
         db.clone(),
@@ -69,6 +72,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         engine,
         instance_id,
     )
+    .with_pool(pool.clone())
     .start();
     let state = web::Data::new(AppState {
         settings: settings.clone(),
@@ -111,6 +115,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         addr,
         server: done.handle(),
         supervisor,
+        pool,
         db,
         done,
     })
@@ -121,10 +126,17 @@ impl Running {
     /// call): stop every live session and remove its container, so none
     /// is left running until the next start's reaper.
     pub async fn stop_sessions(&self) {
-        match self.supervisor.send(StopAll).await {
+        let (sessions, pooled) =
+            futures_util::join!(self.supervisor.send(StopAll), self.pool.send(DrainPool));
+        match sessions {
             Ok(n) if n > 0 => log::info!("stopped {n} session container(s)"),
             Ok(_) => {}
             Err(e) => log::warn!("could not stop the session containers: {e}"),
+        }
+        match pooled {
+            Ok(n) if n > 0 => log::info!("removed {n} warm pool container(s)"),
+            Ok(_) => {}
+            Err(e) => log::warn!("could not drain the warm pool: {e}"),
         }
     }
 }
@@ -207,7 +219,9 @@ async fn report_provider(client: &reqwest::Client, settings: &Settings) {
 /// installation's leftover containers. A missing engine or image is logged
 /// with what to do, not fatal: chat works, commands report the problem.
 async fn start_engine(settings: &Settings, instance_id: &str) -> anyhow::Result<Engine> {
-    let engine = Engine::connect_or_wait().await?;
+    let engine = Engine::connect_or_wait()
+        .await?
+        .with_start_concurrency(settings.sandbox.start_concurrency);
     let state = engine.status(&settings.sandbox.image).await;
     if state.is_ok() {
         match engine.reap_orphans(instance_id).await {

@@ -212,6 +212,11 @@ pub struct SandboxSettings {
     pub idle_stop_secs: u64,
     /// Size of the tmpfs mounted on `/tmp` and the home directory.
     pub tmpfs_mb: u64,
+    /// Started containers kept ready for new sessions (0: none).
+    pub warm_pool: usize,
+    /// Container creations and starts in flight at once; more wait their
+    /// turn, first come first served.
+    pub start_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -271,6 +276,11 @@ impl Settings {
             .set_default("sandbox.exec_timeout_secs", 120)?
             .set_default("sandbox.idle_stop_secs", 900)?
             .set_default("sandbox.tmpfs_mb", 256)?
+            .set_default("sandbox.warm_pool", 2)?
+            .set_default(
+                "sandbox.start_concurrency",
+                crate::sandbox::DEFAULT_START_CONCURRENCY as u64,
+            )?
             .set_default("files.max_upload_mb", 100)?
             .set_default("files.quota_mb", 1024)?
             .set_default("undo.keep", 50)?

@@ -78,6 +78,9 @@ pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// opens nothing. `exec` stays: tools (pip, build scripts) run from there.
 const MOUNT_OPTIONS: &str = "loop,nosuid,nodev,noatime";
 
+/// A workspace's filesystem bound to a second place keeps the same promise.
+const BIND_OPTIONS: &str = "nosuid,nodev,noatime";
+
 /// Fixed room for ext4's metadata on top of the quota: the journal (4 MiB
 /// for small images, mkfs's default), the inode tables and the blocks ext4
 /// keeps back for itself (up to 16 MiB); measured, with a margin.
@@ -145,13 +148,23 @@ pub struct WorkspaceVolume {
     root: PathBuf,
     /// `data/volumes/<session>.ext4` and the quota, when mounting applies.
     image: Option<(PathBuf, u64)>,
+    /// A warm pool's workspace, which may be moved into a session's place.
+    pool: bool,
 }
+
+/// Names of warm-pool workspaces start with this (never a session id,
+/// which is a UUID).
+pub const POOL_PREFIX: &str = ".pool-";
 
 impl From<PathBuf> for WorkspaceVolume {
     /// A plain folder with no filesystem of its own (tests, and tools that
     /// bring their own folder).
     fn from(root: PathBuf) -> Self {
-        WorkspaceVolume { root, image: None }
+        WorkspaceVolume {
+            root,
+            image: None,
+            pool: false,
+        }
     }
 }
 
@@ -170,11 +183,88 @@ impl WorkspaceVolume {
             let file = volumes_dir(&settings.data.dir).join(format!("{session_id}.ext4"));
             (file, quota)
         });
-        WorkspaceVolume { root, image }
+        WorkspaceVolume {
+            root,
+            image,
+            pool: false,
+        }
+    }
+
+    /// A warm-pool workspace (`.pool-<id>` beside the sessions'), made like
+    /// a session's and moved into one's place when a session adopts its
+    /// container ([`WorkspaceVolume::move_to`]).
+    pub fn pooled(settings: &Settings, pool_id: &str) -> Self {
+        let mut volume = WorkspaceVolume::of_session(settings, &format!("{POOL_PREFIX}{pool_id}"));
+        volume.pool = true;
+        volume
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Never used: no folder yet, or an empty one that is not mounted and
+    /// has no image. Only such a workspace may receive a pooled one.
+    pub fn is_fresh(&self) -> bool {
+        if self.image.as_ref().is_some_and(|(image, _)| image.exists()) {
+            return false;
+        }
+        match std::fs::read_dir(&self.root) {
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+            Ok(mut entries) => {
+                entries.next().is_none() && !is_mount_point(&self.root).unwrap_or(true)
+            }
+        }
+    }
+
+    /// Moves this (pooled, prepared) workspace into `target`'s place, which
+    /// must be fresh ([`WorkspaceVolume::is_fresh`]); a container that
+    /// bind-mounts this workspace then has `target`'s.
+    ///
+    /// A plain folder is renamed: the container's bind mount follows the
+    /// directory. A quota filesystem is a mount point, which cannot be
+    /// renamed: it is bind-mounted on `target` (`nosuid,nodev` like any
+    /// workspace), its old mount point detached and removed, and its image
+    /// renamed to `target`'s, so the next boot mounts it there. The
+    /// container's own mount holds the same filesystem throughout.
+    /// Under [`MOUNTING`], so no [`WorkspaceVolume::prepare`] of `target`
+    /// runs in between. Blocking.
+    pub fn move_to(&self, target: &WorkspaceVolume) -> io::Result<()> {
+        let _guard = MOUNTING.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.pool || !target.is_fresh() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the session's workspace is already in use",
+            ));
+        }
+        if let Some(parent) = target.root.parent() {
+            private_dir(parent)?;
+        }
+        match (&self.image, &target.image) {
+            (None, None) => {
+                if target.root.exists() {
+                    std::fs::remove_dir(&target.root)?;
+                }
+                std::fs::rename(&self.root, &target.root)
+            }
+            (Some((from, _)), Some((to, _))) if is_mount_point(&self.root)? => {
+                if !target.root.exists() {
+                    std::fs::DirBuilder::new()
+                        .mode(PRIVATE_DIR_MODE)
+                        .create(&target.root)?;
+                }
+                run(helper("mount")
+                    .args(["--bind", "-o", BIND_OPTIONS])
+                    .arg(&self.root)
+                    .arg(&target.root))?;
+                detach(&self.root)?;
+                std::fs::remove_dir(&self.root)?;
+                std::fs::rename(from, to)
+            }
+            _ => Err(io::Error::other(
+                "the pooled workspace and the session's are not the same kind",
+            )),
+        }
     }
 
     /// Makes the workspace ready: the folder exists, and when mounting

@@ -31,7 +31,7 @@ use crate::provider::ProviderActor;
 use crate::quota::WorkspaceVolume;
 use crate::sandbox::{
     ClaimContainer, ContainerUse, Engine, EngineState, RemoveContainer, SandboxActor, SandboxError,
-    StopIfIdle,
+    StopIfIdle, WarmContainer, WarmPool,
 };
 
 /// The actors serving one live session.
@@ -64,6 +64,8 @@ pub struct SessionSupervisor {
     /// Container claims being decided, per user: counted as running, so
     /// claims that arrive together cannot all pass `limits.containers`.
     claiming: HashMap<UserId, usize>,
+    /// Where new sessions' sandboxes take ready containers from.
+    pool: Option<Addr<WarmPool>>,
 }
 
 impl SessionSupervisor {
@@ -82,7 +84,14 @@ impl SessionSupervisor {
             instance_id,
             sessions: HashMap::new(),
             claiming: HashMap::new(),
+            pool: None,
         }
+    }
+
+    /// New sessions' sandboxes take ready containers from `pool`.
+    pub fn with_pool(mut self, pool: Addr<WarmPool>) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// The session's set, started if needed. The caller has checked that
@@ -126,17 +135,19 @@ impl SessionSupervisor {
                     AgentActor::new(id.clone(), db.clone(), settings.clone(), peers.clone())
                 })
             };
-            let sandbox = sandbox_ctx.run(
-                SandboxActor::new(
-                    self.engine.clone(),
-                    self.settings.sandbox.clone(),
-                    session_id.to_string(),
-                    self.instance_id.clone(),
-                    WorkspaceVolume::of_session(&self.settings, session_id),
-                    agent.clone().recipient(),
-                )
-                .with_claims(ctx.address().recipient()),
-            );
+            let mut sandbox = SandboxActor::new(
+                self.engine.clone(),
+                self.settings.sandbox.clone(),
+                session_id.to_string(),
+                self.instance_id.clone(),
+                WorkspaceVolume::of_session(&self.settings, session_id),
+                agent.clone().recipient(),
+            )
+            .with_claims(ctx.address().recipient());
+            if let Some(pool) = &self.pool {
+                sandbox = sandbox.with_pool(pool.clone().recipient());
+            }
+            let sandbox = sandbox_ctx.run(sandbox);
             log::info!("session {session_id}: actors started");
             self.sessions.insert(
                 session_id.clone(),
@@ -214,6 +225,9 @@ impl Handler<Join> for SessionSupervisor {
         if let Some(handle) = set.teardown.take() {
             ctx.cancel_future(handle);
         }
+        // Ready before the first command: the container starts while the
+        // person reads and types.
+        set.sandbox.do_send(WarmContainer);
         MessageResult(set.agent.clone())
     }
 }
@@ -336,6 +350,9 @@ impl Handler<ClaimContainer> for SessionSupervisor {
             }
             if running.len() + pending < limit {
                 return Ok(());
+            }
+            if !msg.evict {
+                return Err(SandboxError::LimitReached { limit });
             }
             running.sort_by_key(|(_, _, usage)| usage.last_used);
             let mut over = running.len() + pending + 1 - limit;

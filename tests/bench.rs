@@ -4,11 +4,13 @@
 //! machines are shared and noisy). Ignored by `make test`.
 //!
 //! - first exec of a new session: WebSocket `user_message` to `exec_done`,
-//!   including container creation;
+//!   sent as soon as the tab is open (the container starts when the tab
+//!   opens, from the warm pool when it has one);
 //! - warm exec round trip: `user_message` to `exec_done` for `true`, the
 //!   fake model answering instantly, p50/p99;
-//! - raw `docker exec <container> true` on the same container, p50/p99, for
-//!   comparison (includes the docker CLI's own start-up);
+//! - raw `docker exec -u 1000 <container> true` on the same container,
+//!   p50/p99, for comparison (includes the docker CLI's own start-up), and
+//!   the same through the engine's API (bollard), without the CLI;
 //! - first streamed token: `user_message` to the first `assistant_delta`.
 //!
 //! And two floods (issue 10), reported as memory growth. The server runs
@@ -80,14 +82,18 @@ async fn exec_round_trip(ws: &mut Socket, llm: &FakeLlm) -> Duration {
 async fn bench_exec_round_trip() {
     let llm = FakeLlm::start().await;
     let app = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .settings(|s| s.sandbox.warm_pool = 2)
         .start()
         .await;
     let alice = app.login("alice").await;
 
-    // First exec of new sessions (container created on demand).
+    // First exec of new sessions, the message sent as soon as the tab is
+    // open. A second apart, like people arriving, which lets the pool
+    // refill between them.
     let mut firsts = Vec::new();
     let mut last_session = String::new();
     for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let id = alice.new_session().await;
         alice.set_mode(&id, "never").await;
         let mut ws = alice.connect(Some(&id)).await;
@@ -101,31 +107,50 @@ async fn bench_exec_round_trip() {
         warm.push(exec_round_trip(&mut ws, &llm).await);
     }
 
-    let container = String::from_utf8(
-        std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=ironclaw.session={last_session}"),
-            ])
-            .output()
-            .expect("docker ps")
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
-    assert!(!container.is_empty(), "the session's container is running");
+    let container = ironclaw::sandbox::container_name(&app.instance_id(), &last_session);
     let mut raw = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
         let out = std::process::Command::new("docker")
-            .args(["exec", &container, "true"])
+            .args(["exec", "-u", "1000", &container, "true"])
             .output()
             .expect("docker exec");
         raw.push(start.elapsed());
         assert!(out.status.success());
+    }
+    // The engine's exec without the CLI's start-up: create, start and
+    // attach, wait for the end, read the exit code.
+    let docker = ironclaw::sandbox::connect_docker().await.expect("docker");
+    let mut api = Vec::new();
+    for _ in 0..RUNS {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use futures_util::StreamExt;
+        let start = Instant::now();
+        let exec = docker
+            .create_exec(
+                &container,
+                CreateExecOptions {
+                    cmd: Some(vec!["true"]),
+                    user: Some("1000"),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create exec");
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await.expect("start exec")
+        {
+            while output.next().await.is_some() {}
+        }
+        let code = docker
+            .inspect_exec(&exec.id)
+            .await
+            .expect("inspect")
+            .exit_code;
+        api.push(start.elapsed());
+        assert_eq!(code, Some(0));
     }
 
     let mut first_token = Vec::new();
@@ -155,9 +180,15 @@ async fn bench_exec_round_trip() {
     );
     println!(
         "{:<58} {:>10} {:>10}",
-        "raw `docker exec <container> true` (CLI)",
+        "raw `docker exec -u 1000 <container> true` (CLI)",
         ms(percentile(&mut raw, 0.5)),
         ms(percentile(&mut raw, 0.99))
+    );
+    println!(
+        "{:<58} {:>10} {:>10}",
+        "the same exec through the engine's API (no CLI)",
+        ms(percentile(&mut api, 0.5)),
+        ms(percentile(&mut api, 0.99))
     );
     println!(
         "{:<58} {:>10} {:>10}",
@@ -170,9 +201,11 @@ async fn bench_exec_round_trip() {
         percentile(&mut raw, 0.5),
         percentile(&mut firsts, 0.5),
     );
+    let api50 = percentile(&mut api, 0.5);
     println!(
-        "ratios at p50: round trip / raw docker exec {:.2}x; first exec of a new session / warm round trip {:.2}x",
+        "ratios at p50: round trip / raw docker exec {:.2}x (goal <= 0.5x); round trip / engine API exec {:.2}x; first exec of a new session / warm round trip {:.2}x (goal <= 1.5x)",
         warm50.as_secs_f64() / raw50.as_secs_f64(),
+        warm50.as_secs_f64() / api50.as_secs_f64(),
         first50.as_secs_f64() / warm50.as_secs_f64()
     );
     app.stop().await;
@@ -592,6 +625,12 @@ fn engine_create_start(name: &str, image: &str) -> Duration {
             "none",
             "--cap-drop",
             "ALL",
+            "--cap-add",
+            "SETUID",
+            "--cap-add",
+            "SETGID",
+            "--cap-add",
+            "KILL",
             "--security-opt",
             "no-new-privileges",
             "--read-only",
@@ -609,7 +648,7 @@ fn engine_create_start(name: &str, image: &str) -> Duration {
             "1",
             "--init",
             "--user",
-            "1000:1000",
+            "0:0",
             "--label",
             "ironclaw.bench=1",
             image,
@@ -646,6 +685,7 @@ async fn bench_burst_of_new_sessions_and_streaming() {
             s.limits.sessions = BURST + 10;
             s.limits.sockets = BURST + 10;
             s.approval.mode = ironclaw::protocol::ApprovalMode::Never;
+            s.sandbox.warm_pool = 2;
         })
         .start()
         .await;
@@ -666,21 +706,7 @@ async fn bench_burst_of_new_sessions_and_streaming() {
         ours.push(start.elapsed());
         ws.until("turn_done").await;
     }
-    let container = String::from_utf8(
-        std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=ironclaw.session={id}"),
-            ])
-            .output()
-            .expect("docker ps")
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let container = ironclaw::sandbox::container_name(&app.instance_id(), &id);
     let mut raw = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
@@ -711,27 +737,24 @@ async fn bench_burst_of_new_sessions_and_streaming() {
     );
     drop(ws);
 
-    // A burst: BURST new sessions, each sending one command at once.
-    let mut sockets = Vec::new();
-    for _ in 0..BURST {
-        let id = alice.new_session().await;
-        sockets.push(alice.connect(Some(&id)).await);
-    }
+    // A burst: BURST people open a new session each at the same moment
+    // and send one command as soon as their tab is open.
     let start = Instant::now();
-    for ws in sockets.iter_mut() {
+    let alice = &alice;
+    let waits = futures_util::future::join_all((0..BURST).map(|_| async move {
+        let id = alice.new_session().await;
+        let mut ws = alice.connect(Some(&id)).await;
         ws.say("run: true").await;
-    }
-    let waits = futures_util::future::join_all(sockets.iter_mut().map(|ws| async move {
         ws.until("exec_done").await;
         let first = start.elapsed();
         ws.until("turn_done").await;
-        first
+        (first, ws)
     }))
     .await;
     let total = start.elapsed();
-    let mut firsts = waits;
+    let (mut firsts, sockets): (Vec<Duration>, Vec<Socket>) = waits.into_iter().unzip();
     println!(
-        "burst of {BURST} new sessions, one command each (message -> exec_done): p50 {}, p99 {}, all done in {}",
+        "burst of {BURST} new sessions at once, one command each (session created -> exec_done): p50 {}, p99 {}, all done in {}",
         ms(percentile(&mut firsts, 0.5)),
         ms(percentile(&mut firsts, 0.99)),
         ms(total)

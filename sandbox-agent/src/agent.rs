@@ -338,7 +338,7 @@ impl Agent {
         match Call::start(run, &self.env, self.pid) {
             Ok(call) => {
                 self.calls.push(call);
-                Ok(())
+                self.send(&Reply::Started { call: run.call })
             }
             Err(message) => self.send(&Reply::Refused {
                 call: run.call,

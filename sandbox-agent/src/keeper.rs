@@ -289,6 +289,13 @@ fn run_program(launch: &Launch) -> ! {
         "chdir(/workspace)",
     );
     match sys::open(b"/dev/null\0", libc::O_RDONLY, 0) {
+        // The keeper closed its own fd 0, so the open returns 0 itself:
+        // keep it (not closed as `null` drops) and clear the close-on-exec
+        // flag `sys::open` sets, which dup2 would otherwise have cleared.
+        Ok(null) if null.as_raw_fd() == 0 => {
+            std::mem::forget(null);
+            setup(unsafe { libc::fcntl(0, libc::F_SETFD, 0) }, "fcntl(stdin)");
+        }
         Ok(null) => setup(unsafe { libc::dup2(null.as_raw_fd(), 0) }, "dup2(stdin)"),
         Err(e) => fail(
             err,

@@ -50,6 +50,7 @@ const TYPE_STDERR: u8 = b'E';
 const TYPE_EXIT: u8 = b'X';
 const TYPE_HEARTBEAT: u8 = b'H';
 const TYPE_REFUSED: u8 = b'F';
+const TYPE_STARTED: u8 = b'S';
 
 /// Which interpreter runs a call's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,11 @@ pub enum Reply {
     Refused {
         call: u32,
         message: String,
+    },
+    /// The call's keeper exists: from here on the program may run, so a
+    /// host that loses the channel must not start the call again.
+    Started {
+        call: u32,
     },
 }
 
@@ -472,6 +478,9 @@ impl Reply {
                     .map_err(|_| ProtocolError::BadUtf8)?;
                 Reply::Refused { call, message }
             }
+            TYPE_STARTED => Reply::Started {
+                call: fields.u32("call id")?,
+            },
             other => return Err(ProtocolError::UnknownType(other)),
         };
         fields.end()?;
@@ -519,6 +528,10 @@ impl Reply {
                 body.push(TYPE_REFUSED);
                 body.extend_from_slice(&call.to_be_bytes());
                 body.extend_from_slice(message.as_bytes());
+            }
+            Reply::Started { call } => {
+                body.push(TYPE_STARTED);
+                body.extend_from_slice(&call.to_be_bytes());
             }
         }
         framed(body)
@@ -640,6 +653,7 @@ mod tests {
                 call: 4,
                 message: String::new(),
             },
+            Reply::Started { call: 9 },
         ];
         for reply in replies {
             let frame = reply.encode();
@@ -694,6 +708,8 @@ mod tests {
             message: "no".into(),
         };
         assert_eq!(body(&refused.encode()), [b'F', 0, 0, 0, 5, b'n', b'o']);
+        let started = Reply::Started { call: 5 };
+        assert_eq!(body(&started.encode()), [b'S', 0, 0, 0, 5]);
     }
 
     #[test]

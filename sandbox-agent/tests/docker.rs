@@ -298,7 +298,12 @@ impl Sandbox {
             unreachable!()
         };
         let (mut stdout, mut stderr, mut chunks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut started = false;
         self.pending.retain(|reply| match reply {
+            Reply::Started { call: c } if *c == call => {
+                started = true;
+                false
+            }
             Reply::Stdout { call: c, bytes } if *c == call => {
                 chunks.push(bytes.len());
                 stdout.extend_from_slice(bytes);
@@ -311,6 +316,7 @@ impl Sandbox {
             }
             _ => true,
         });
+        assert!(started, "no STARTED before the EXIT of call {call}");
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
         Outcome {
@@ -476,6 +482,18 @@ fn shell_and_python_run_as_the_sandbox_user_without_capabilities() {
     );
     assert_plain_exit(&staging, 0);
     assert_eq!(staging.stdout, "1000 700\nt3.sh\n");
+
+    // stdin is /dev/null, open and empty, for both tools.
+    let stdin = sandbox.call(
+        4,
+        Tool::Python,
+        "import sys, os\nprint(repr(sys.stdin.read()), os.readlink('/proc/self/fd/0'))\n",
+    );
+    assert_plain_exit(&stdin, 0);
+    assert_eq!(stdin.stdout, "'' /dev/null\n", "{stdin:#?}");
+    let stdin = sandbox.call(5, Tool::Shell, "cat; readlink /proc/self/fd/0");
+    assert_plain_exit(&stdin, 0);
+    assert_eq!(stdin.stdout, "/dev/null\n", "{stdin:#?}");
 }
 
 #[test]

@@ -8,19 +8,25 @@
 //! [`SandboxActor`](super::SandboxActor); `bollard` stays inside this module
 //! tree.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Recipient;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RestartContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RenameContainerOptions,
+    RestartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
+use super::channel::{Channel, AGENT_PROTOCOL};
+use super::pool::{remove_pooled, TakePooled};
 use super::{SandboxError, SandboxNotice};
 use crate::config::SandboxSettings;
 use crate::protocol::LogLevel;
@@ -38,6 +44,15 @@ pub const LABEL_SESSION: &str = "ironclaw.session";
 
 /// Label carrying the server installation's id; the reaper removes by it.
 pub const LABEL_INSTANCE: &str = "ironclaw.instance";
+
+/// Image label with the exec agent's wire protocol version.
+const LABEL_AGENT: &str = "ironclaw.agent";
+
+/// The only capabilities a sandbox container keeps, and only its exec
+/// agent (uid 0 inside) holds them: to start each call as uid 1000
+/// (SETUID, SETGID) and to kill what the call leaves (KILL). Everything the
+/// calls run has none (see `sandbox-agent/README.md`).
+const AGENT_CAPS: [&str; 3] = ["SETUID", "SETGID", "KILL"];
 
 /// Seconds `docker stop` waits after SIGTERM before SIGKILL at idle stop.
 /// The container's only long-lived process is `sleep`, so no grace is
@@ -91,8 +106,56 @@ pub(super) fn container_error(name: &str, e: DockerError) -> SandboxError {
 /// start-up, to check and reap) and never the Docker client itself.
 #[derive(Clone)]
 pub struct Engine {
-    docker: Docker,
+    pub(super) docker: Docker,
+    /// Container creations and starts in flight, bounded: in a burst the
+    /// engine serves a few at full speed rather than all of them slowly,
+    /// and the gate is fair, so sessions get their containers in the order
+    /// they asked (see [`StartGate`]).
+    pub(super) starts: StartGate,
 }
+
+/// The bound on container starts in flight, shared by every sandbox and the
+/// warm pool. `tokio`'s semaphore queues waiters first come, first served.
+#[derive(Clone)]
+pub(super) struct StartGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Sandboxes waiting for a permit now, to tell a person how many are
+    /// ahead of them.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl StartGate {
+    fn new(concurrency: usize) -> Self {
+        StartGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many are waiting for a start now.
+    pub(super) fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a turn to create and start a container.
+    pub(super) async fn enter(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        // The semaphore is never closed.
+        #[allow(clippy::expect_used)]
+        permit.expect("the start gate is never closed")
+    }
+
+    /// Whether a start would have to wait.
+    pub(super) fn busy(&self) -> bool {
+        self.permits.available_permits() == 0
+    }
+}
+
+/// Container starts in flight at once unless configured
+/// (`sandbox.start_concurrency`); see `make bench` for how it was chosen.
+pub const DEFAULT_START_CONCURRENCY: usize = 4;
 
 /// What the health route and `ironclaw check` tell about Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +177,10 @@ impl EngineState {
 
 impl From<Docker> for Engine {
     fn from(docker: Docker) -> Self {
-        Engine { docker }
+        Engine {
+            docker,
+            starts: StartGate::new(DEFAULT_START_CONCURRENCY),
+        }
     }
 }
 
@@ -132,7 +198,7 @@ impl Engine {
     /// `DOCKER_HOST`).
     pub async fn connect_or_wait() -> Result<Engine, SandboxError> {
         match connect_docker().await {
-            Ok(docker) => Ok(Engine { docker }),
+            Ok(docker) => Ok(Engine::from(docker)),
             Err(e) => {
                 log::warn!("{e}");
                 Docker::connect_with_local_defaults()
@@ -142,6 +208,12 @@ impl Engine {
                     })
             }
         }
+    }
+
+    /// At most `n` container starts in flight at once.
+    pub fn with_start_concurrency(mut self, n: usize) -> Self {
+        self.starts = StartGate::new(n);
+        self
     }
 
     /// Whether the engine answers and has `image`.
@@ -169,6 +241,23 @@ impl Engine {
     ) -> Result<(), SandboxError> {
         let name = container_name(instance_id, session_id);
         remove_by_name(&self.docker, &name).await.map(|_| ())
+    }
+}
+
+impl Engine {
+    /// Start a container by name.
+    pub(super) async fn start(&self, name: &str) -> Result<(), SandboxError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(container_error(name, e)),
+        }
+    }
+
+    /// Force-remove a container; `Ok(false)` when there was none.
+    pub(super) async fn remove_by_name(&self, name: &str) -> Result<bool, SandboxError> {
+        remove_by_name(&self.docker, name).await
     }
 }
 
@@ -215,7 +304,20 @@ pub async fn docker_status(docker: &Docker, image: &str) -> (bool, bool, String)
         return (false, false, err.to_string());
     }
     match docker.inspect_image(image).await {
-        Ok(_) => (true, true, "ok".to_string()),
+        Ok(info) => {
+            let agent = info
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(LABEL_AGENT).cloned());
+            if agent.as_deref() == Some(AGENT_PROTOCOL.to_string().as_str()) {
+                (true, true, "ok".to_string())
+            } else {
+                let err = SandboxError::ImageOutdated {
+                    image: image.to_string(),
+                };
+                (true, false, err.to_string())
+            }
+        }
         Err(e) if status_of(&e) == Some(404) => (
             true,
             false,
@@ -330,6 +432,98 @@ pub async fn prepare_workspace(volume: &WorkspaceVolume) -> Result<PathBuf, Sand
     }
 }
 
+/// Create a container with every hardening option (DESIGN.md §4): the one
+/// definition of a sandbox, for sessions' containers and the warm pool's
+/// alike. `workspace` is bind-mounted at `/workspace`.
+pub(super) async fn create_hardened(
+    docker: &Docker,
+    settings: &SandboxSettings,
+    name: &str,
+    labels: HashMap<String, String>,
+    workspace: &std::path::Path,
+) -> Result<String, SandboxError> {
+    let s = settings;
+    let memory = i64::try_from(s.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let tmpfs_mb = s.tmpfs_mb;
+    let host_config = HostConfig {
+        mounts: Some(vec![Mount {
+            target: Some(WORKSPACE_MOUNT.to_string()),
+            source: Some(workspace.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        }]),
+        // `exec` on both: /workspace is executable anyway, so noexec
+        // would only break tools (pip, build scripts) that run from them.
+        tmpfs: Some(HashMap::from([
+            (
+                "/tmp".to_string(),
+                format!("rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"),
+            ),
+            (
+                "/home/sandbox".to_string(),
+                format!(
+                    "rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=700,uid={SANDBOX_UID},gid={SANDBOX_UID}"
+                ),
+            ),
+        ])),
+        network_mode: Some(s.network.clone()),
+        cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: Some(AGENT_CAPS.iter().map(|c| c.to_string()).collect()),
+        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        readonly_rootfs: Some(true),
+        pids_limit: Some(s.pids),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        // Non-positive means "no limit" rather than an engine error.
+        nano_cpus: (s.cpus > 0.0).then_some((s.cpus * 1e9) as i64),
+        init: Some(true),
+        // No shared memory with other containers, whatever the daemon's
+        // default.
+        ipc_mode: Some("private".to_string()),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(s.image.clone()),
+        cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+        // Root inside, holding only AGENT_CAPS: the engine gives an exec
+        // the container's capabilities only when the container's user is
+        // root, and the exec agent needs them to start each call as
+        // SANDBOX_UID. Nothing a call runs is root or has a capability, and
+        // uid 1000 cannot signal this `sleep` (so a call cannot stop its
+        // own container) nor the agent.
+        user: Some("0:0".to_string()),
+        working_dir: Some(WORKSPACE_MOUNT.to_string()),
+        hostname: Some("sandbox".to_string()),
+        // UTF-8 output, and Python output streamed as printed rather
+        // than when its buffer fills.
+        env: Some(vec![
+            "HOME=/home/sandbox".to_string(),
+            "LANG=C.UTF-8".to_string(),
+            "PYTHONUNBUFFERED=1".to_string(),
+        ]),
+        labels: Some(labels),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    match docker.create_container(Some(options), body).await {
+        Ok(created) => {
+            for w in created.warnings {
+                log::warn!("container {name}: docker: {w}");
+            }
+            Ok(created.id)
+        }
+        Err(e) if status_of(&e) == Some(404) => Err(SandboxError::ImageMissing {
+            image: s.image.clone(),
+        }),
+        Err(e) => Err(container_error(name, e)),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // One session's container
 // ---------------------------------------------------------------------------
@@ -349,6 +543,12 @@ struct ContainerState {
 /// futures see it (all on the actor's thread).
 pub(super) struct Container {
     pub(super) docker: Docker,
+    engine: Engine,
+    /// Where to take a ready container from, if anywhere.
+    pub(super) pool: Option<Recipient<TakePooled>>,
+    /// The Docker id of the pooled container this session adopted: it
+    /// carries no session label, and is ours by this id.
+    adopted: RefCell<Option<String>>,
     settings: SandboxSettings,
     pub(super) session_id: String,
     instance_id: String,
@@ -359,6 +559,13 @@ pub(super) struct Container {
     /// Lifecycle lines for the person's log panel.
     notices: Recipient<SandboxNotice>,
     state: tokio::sync::Mutex<ContainerState>,
+    /// The channel to the running container's exec agent, once opened.
+    channel: RefCell<Option<Rc<Channel>>>,
+    /// Counts the channels opened, so a call that lost one can tell whether
+    /// someone has already recovered.
+    generation: Cell<u64>,
+    /// A warm start is under way: routine notices are not sent.
+    quiet: Cell<bool>,
 }
 
 impl Container {
@@ -372,7 +579,10 @@ impl Container {
     ) -> Self {
         let name = container_name(&instance_id, &session_id);
         Container {
-            docker: engine.docker,
+            docker: engine.docker.clone(),
+            engine,
+            pool: None,
+            adopted: RefCell::new(None),
             settings,
             session_id,
             instance_id,
@@ -380,22 +590,113 @@ impl Container {
             name,
             notices,
             state: tokio::sync::Mutex::new(ContainerState::default()),
+            channel: RefCell::new(None),
+            generation: Cell::new(0),
+            quiet: Cell::new(false),
         }
     }
 
+    pub(super) fn image(&self) -> &str {
+        &self.settings.image
+    }
+
+    /// The open channel, unless it was lost.
+    fn live_channel(&self) -> Option<Rc<Channel>> {
+        self.channel.borrow().clone().filter(|c| !c.is_lost())
+    }
+
+    /// Whether a channel was opened and has since been lost while the
+    /// container was believed running (the agent died or went silent).
+    pub(super) fn channel_lost(&self) -> bool {
+        self.channel.borrow().as_ref().is_some_and(|c| c.is_lost())
+    }
+
+    /// Drops the channel; the agent sees its stdin close and exits.
+    fn close_channel(&self) {
+        if let Some(channel) = self.channel.borrow_mut().take() {
+            channel.lose();
+        }
+    }
+
+    async fn connect(&self) -> Result<Rc<Channel>, SandboxError> {
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        let channel = Channel::open(self, generation).await?;
+        log::debug!(
+            "sandbox {}: exec agent ready (pid {} in the container)",
+            self.session_id,
+            channel.agent_pid
+        );
+        *self.channel.borrow_mut() = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// After a call lost channel `generation`: restart the container (the
+    /// host's watchdog; it ends every process in it) and open a new channel,
+    /// unless another call has already done so. A container that is gone or
+    /// stopped is recreated or started instead.
+    pub(super) async fn recover(&self, generation: u64) {
+        if self.generation.get() != generation || !self.channel_lost() {
+            return;
+        }
+        if let Err(e) = self.ensure(true).await {
+            log::warn!(
+                "sandbox {}: recovering the container failed: {e}",
+                self.session_id
+            );
+        }
+    }
+
+    /// The host's watchdog between calls: a channel lost while no call ran
+    /// (the agent was killed, or went silent) gets the container restarted
+    /// now rather than at the next call.
+    pub(super) async fn recover_lost(&self) {
+        self.recover(self.generation.get()).await
+    }
+
+    /// A lifecycle line for the person (and the server's log); routine
+    /// ones are left out during a warm start.
     pub(super) fn notice(&self, level: LogLevel, message: impl Into<String>) {
         let message = message.into();
+        if level == LogLevel::Info && self.quiet.get() {
+            log::info!("sandbox {}: {message}", self.session_id);
+            return;
+        }
+        self.tell(level, message);
+    }
+
+    /// A line the person always gets.
+    fn tell(&self, level: LogLevel, message: String) {
         log::info!("sandbox {}: {message}", self.session_id);
         self.notices.do_send(SandboxNotice { level, message });
     }
 
-    /// Make sure the container exists and runs. `suspect` forces a fresh
-    /// look even when it is believed running (an exec just failed on it).
-    pub(super) async fn ensure(&self, suspect: bool) -> Result<(), SandboxError> {
+    /// Starts the container ahead of the first command (a tab opened): as
+    /// [`Container::ensure`], but the routine lines ("container created")
+    /// stay in the server's log; the person hears only of trouble.
+    pub(super) async fn warm(&self) -> Result<(), SandboxError> {
+        self.quiet.set(true);
+        let ready = self.ensure(false).await;
+        self.quiet.set(false);
+        ready.map(|_| ())
+    }
+
+    /// Make sure the container exists and runs, with its exec agent
+    /// answering; the channel to the agent. `suspect` forces a fresh look
+    /// even when it is believed running (an exec just failed on it).
+    pub(super) async fn ensure(&self, suspect: bool) -> Result<Rc<Channel>, SandboxError> {
         let mut state = self.state.lock().await;
         if state.running && !suspect {
-            return Ok(());
+            if let Some(channel) = self.live_channel() {
+                return Ok(channel);
+            }
+            if self.channel.borrow().is_none() {
+                // Running without a channel yet (just restarted).
+                return self.connect().await;
+            }
         }
+        let lost = self.channel_lost();
+        self.channel.borrow_mut().take();
         let was_believed_running = state.running;
         state.running = false;
         match self.docker.inspect_container(&self.name, None).await {
@@ -405,7 +706,8 @@ impl Container {
                     .as_ref()
                     .and_then(|c| c.labels.clone())
                     .unwrap_or_default();
-                if labels.get(LABEL_SESSION) != Some(&self.session_id)
+                let adopted = info.id.is_some() && *self.adopted.borrow() == info.id;
+                if (labels.get(LABEL_SESSION) != Some(&self.session_id) && !adopted)
                     || labels.get(LABEL_INSTANCE) != Some(&self.instance_id)
                 {
                     return Err(SandboxError::NameConflict {
@@ -414,12 +716,21 @@ impl Container {
                 }
                 let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
                 if !running {
+                    let _turn = self.start_turn().await;
                     self.start().await?;
                     if was_believed_running {
                         self.notice(LogLevel::Warn, "container had stopped; started it again");
                     } else {
                         self.notice(LogLevel::Info, "container started");
                     }
+                } else if was_believed_running && lost {
+                    // Running, but its agent died or went silent: only a
+                    // restart surely ends whatever it was running.
+                    self.restart_container().await?;
+                    self.notice(
+                        LogLevel::Warn,
+                        "the sandbox's exec agent stopped answering; the container was restarted",
+                    );
                 } else if was_believed_running {
                     // Running after all: the failure was something else.
                 } else {
@@ -431,11 +742,16 @@ impl Container {
                 }
             }
             Err(e) if status_of(&e) == Some(404) => {
-                self.create().await?;
-                self.start().await?;
+                if !state.seen && self.adopt_pooled().await {
+                    self.notice(LogLevel::Info, "container ready (from the warm pool)");
+                } else {
+                    let _turn = self.start_turn().await;
+                    self.create().await?;
+                    self.start().await?;
+                }
                 if state.seen {
                     self.notice(LogLevel::Warn, "container was gone; recreated");
-                } else {
+                } else if self.adopted.borrow().is_none() {
                     self.notice(LogLevel::Info, format!("container {} created", self.name));
                 }
             }
@@ -443,116 +759,109 @@ impl Container {
         }
         state.running = true;
         state.seen = true;
-        Ok(())
+        self.connect().await
     }
 
     async fn create(&self) -> Result<(), SandboxError> {
         let workspace = prepare_workspace(&self.workspace).await?;
-        let s = &self.settings;
-        let memory = i64::try_from(s.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
-        let tmpfs_mb = s.tmpfs_mb;
-        let host_config = HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(WORKSPACE_MOUNT.to_string()),
-                source: Some(workspace.to_string_lossy().into_owned()),
-                typ: Some(MountType::BIND),
-                read_only: Some(false),
-                ..Default::default()
-            }]),
-            // `exec` on both: /workspace is executable anyway, so noexec
-            // would only break tools (pip, build scripts) that run from them.
-            tmpfs: Some(HashMap::from([
-                (
-                    "/tmp".to_string(),
-                    format!("rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"),
-                ),
-                (
-                    "/home/sandbox".to_string(),
-                    format!(
-                        "rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=700,uid={SANDBOX_UID},gid={SANDBOX_UID}"
-                    ),
-                ),
-            ])),
-            network_mode: Some(s.network.clone()),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges".to_string()]),
-            readonly_rootfs: Some(true),
-            pids_limit: Some(s.pids),
-            memory: Some(memory),
-            memory_swap: Some(memory),
-            // Non-positive means "no limit" rather than an engine error.
-            nano_cpus: (s.cpus > 0.0).then_some((s.cpus * 1e9) as i64),
-            init: Some(true),
-            // No shared memory with other containers, whatever the daemon's
-            // default.
-            ipc_mode: Some("private".to_string()),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(s.image.clone()),
-            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
-            user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
-            working_dir: Some(WORKSPACE_MOUNT.to_string()),
-            hostname: Some("sandbox".to_string()),
-            // UTF-8 output, and Python output streamed as printed rather
-            // than when its buffer fills.
-            env: Some(vec![
-                "HOME=/home/sandbox".to_string(),
-                "LANG=C.UTF-8".to_string(),
-                "PYTHONUNBUFFERED=1".to_string(),
-            ]),
-            labels: Some(HashMap::from([
-                (LABEL_SESSION.to_string(), self.session_id.clone()),
-                (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
-            ])),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: Some(self.name.clone()),
-            ..Default::default()
-        };
-        match self.docker.create_container(Some(options), body).await {
-            Ok(created) => {
-                for w in created.warnings {
-                    log::warn!("sandbox {}: docker: {w}", self.session_id);
-                }
-                Ok(())
-            }
-            Err(e) if status_of(&e) == Some(404) => Err(SandboxError::ImageMissing {
-                image: s.image.clone(),
-            }),
-            Err(e) => Err(container_error(&self.name, e)),
-        }
+        let labels = HashMap::from([
+            (LABEL_SESSION.to_string(), self.session_id.clone()),
+            (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
+        ]);
+        create_hardened(&self.docker, &self.settings, &self.name, labels, &workspace)
+            .await
+            .map(|_| ())
     }
 
     async fn start(&self) -> Result<(), SandboxError> {
         // The bind mount fails to start if the workspace vanished meanwhile.
         prepare_workspace(&self.workspace).await?;
-        match self.docker.start_container(&self.name, None).await {
-            Ok(()) => Ok(()),
-            // 304: already running.
-            Err(e) if status_of(&e) == Some(304) => Ok(()),
-            Err(e) => Err(container_error(&self.name, e)),
+        self.engine.start(&self.name).await
+    }
+
+    /// Waits for a turn at the engine (see [`StartGate`]), telling the
+    /// person when there is a queue.
+    async fn start_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let gate = &self.engine.starts;
+        if gate.busy() {
+            let ahead = gate.queued();
+            self.tell(
+                LogLevel::Info,
+                if ahead > 0 {
+                    format!("starting your sandbox… ({ahead} ahead of you)")
+                } else {
+                    "starting your sandbox…".to_string()
+                },
+            );
         }
+        gate.enter().await
+    }
+
+    /// Takes a container from the warm pool when this session's workspace
+    /// was never used: its fresh workspace moves into the session's place
+    /// and the container is renamed to the session's name. `false` when
+    /// there is no pool, nothing in it, or the workspace is in use (then
+    /// the caller creates a container as usual).
+    async fn adopt_pooled(&self) -> bool {
+        let Some(pool) = &self.pool else {
+            return false;
+        };
+        let workspace = self.workspace.clone();
+        if !tokio::task::spawn_blocking(move || workspace.is_fresh())
+            .await
+            .unwrap_or(false)
+        {
+            return false;
+        }
+        let Ok(Some(pooled)) = pool.send(TakePooled).await else {
+            return false;
+        };
+        let (from, to) = (pooled.workspace.clone(), self.workspace.clone());
+        let moved = tokio::task::spawn_blocking(move || from.move_to(&to)).await;
+        let renamed = match moved {
+            Ok(Ok(())) => self
+                .docker
+                .rename_container(
+                    &pooled.name,
+                    RenameContainerOptions {
+                        name: self.name.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = renamed {
+            log::info!(
+                "sandbox {}: not adopting {} ({e})",
+                self.session_id,
+                pooled.name
+            );
+            actix::spawn(remove_pooled(self.engine.clone(), pooled));
+            return false;
+        }
+        *self.adopted.borrow_mut() = Some(pooled.id);
+        true
     }
 
     /// Remove the container, killing anything running in it.
     pub(super) async fn remove(&self) -> Result<(), SandboxError> {
         let mut state = self.state.lock().await;
         state.running = false;
+        self.close_channel();
         if remove_by_name(&self.docker, &self.name).await? {
             self.notice(LogLevel::Info, "container removed");
         }
         Ok(())
     }
 
-    /// Last resort for an exec that survives kills: restart the container,
-    /// which ends every process in it.
-    pub(super) async fn restart(&self) {
-        let mut state = self.state.lock().await;
-        let restarted = self
-            .docker
+    /// Restart the container, which ends every process in it: the last
+    /// resort when its exec agent died, went silent, or could not end a
+    /// call.
+    async fn restart_container(&self) -> Result<(), SandboxError> {
+        self.close_channel();
+        self.docker
             .restart_container(
                 &self.name,
                 Some(RestartContainerOptions {
@@ -560,23 +869,8 @@ impl Container {
                     ..Default::default()
                 }),
             )
-            .await;
-        match restarted {
-            Ok(()) => {
-                state.running = true;
-                self.notice(
-                    LogLevel::Warn,
-                    "a command did not stop when killed; the container was restarted",
-                );
-            }
-            Err(e) => {
-                state.running = false;
-                self.notice(
-                    LogLevel::Error,
-                    format!("a command did not stop when killed and the container could not be restarted: {e}"),
-                );
-            }
-        }
+            .await
+            .map_err(|e| container_error(&self.name, e))
     }
 
     /// Whether the container is surely not running (cheap: no wait for the
@@ -594,6 +888,7 @@ impl Container {
             return;
         }
         state.running = false;
+        self.close_channel();
         let stopped = self
             .docker
             .stop_container(

@@ -5,20 +5,25 @@
 //! - `container`: the container's lifecycle (create with the hardening
 //!   options and labels, start, idle stop, restart, remove), the reaper,
 //!   and [`Engine`], the handle on Docker the rest of IronClaw holds.
-//! - `exec`: the exec wrapper; how a tool call runs, streams, times out
+//! - `channel`: the host's end of the channel to the container's resident
+//!   exec agent (`sandbox-agent/`).
+//! - `exec`: how a tool call runs over that channel, streams, times out
 //!   (three layers) and is killed, and what its exit codes mean.
 //! - `output`: pure decoders for the exec's output (UTF-8 across chunks,
 //!   the model's head + tail copy).
+//! - `pool`: the warm pool of started containers for new sessions.
 //!
 //! `bollard` is used nowhere outside this module tree.
 //!
 //! Messages: [`Exec`] (streams [`ExecChunk`]s, answers [`ExecOutcome`]),
-//! [`CancelExec`], [`RemoveContainer`]; the actor reports lifecycle lines
-//! as [`SandboxNotice`]s.
+//! [`CancelExec`], [`WarmContainer`], [`RemoveContainer`]; the actor
+//! reports lifecycle lines as [`SandboxNotice`]s.
 
+mod channel;
 mod container;
 mod exec;
 mod output;
+mod pool;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -36,10 +41,13 @@ use crate::risk::JudgedFile;
 use container::Container;
 use exec::CancelSignal;
 
+pub use channel::AGENT_PATH;
 pub use container::{
     connect_docker, container_name, docker_status, prepare_workspace, reap_orphans, Engine,
-    EngineState, LABEL_INSTANCE, LABEL_SESSION, SANDBOX_UID, WORKSPACE_MOUNT,
+    EngineState, DEFAULT_START_CONCURRENCY, LABEL_INSTANCE, LABEL_SESSION, SANDBOX_UID,
+    WORKSPACE_MOUNT,
 };
+pub use pool::{DrainPool, PoolState, PoolStatus, TakePooled, WarmPool, LABEL_POOL};
 
 /// Largest program accepted for one tool call (DESIGN.md §4). Far above any
 /// code a model writes by hand; anything bigger belongs in a workspace file.
@@ -49,6 +57,9 @@ pub const MAX_CODE_BYTES: usize = 1024 * 1024;
 /// close to `idle_stop_secs`, rarely enough to cost nothing.
 const IDLE_CHECK_MIN: Duration = Duration::from_secs(1);
 const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
+
+/// How often the watchdog looks for a lost exec agent between calls.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------
 // Messages
@@ -121,7 +132,18 @@ pub struct CancelExec {
 #[rtype(result = "Result<(), SandboxError>")]
 pub struct ClaimContainer {
     pub session_id: crate::protocol::SessionId,
+    /// Stop the owner's oldest idle container to make room (a command is
+    /// waiting); `false` only takes room that is free (a warm start).
+    pub evict: bool,
 }
+
+/// Start the container now, before any command, if there is room under
+/// the owner's limit without stopping another of their containers: a tab
+/// was opened on the session. Best effort; the first command reports what
+/// went wrong, if anything.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WarmContainer;
 
 /// Whether this sandbox's container is running, and how busy: `None` when
 /// it is surely stopped.
@@ -162,6 +184,8 @@ pub enum SandboxError {
     DockerUnavailable { detail: String },
     #[error("The sandbox image {image} is missing: run `make sandbox-image`.")]
     ImageMissing { image: String },
+    #[error("The sandbox image {image} was built for an older IronClaw (its exec agent does not match): run `make sandbox-image`.")]
+    ImageOutdated { image: String },
     #[error(
         "The program is {size} bytes, more than the sandbox accepts ({limit} bytes). Write the data to a file in the workspace and run a shorter program that reads it."
     )]
@@ -195,7 +219,9 @@ impl SandboxError {
     pub fn code(&self) -> crate::protocol::ErrorCode {
         match self {
             SandboxError::DockerUnavailable { .. } => crate::protocol::ErrorCode::DockerUnavailable,
-            SandboxError::ImageMissing { .. } => crate::protocol::ErrorCode::ImageMissing,
+            SandboxError::ImageMissing { .. } | SandboxError::ImageOutdated { .. } => {
+                crate::protocol::ErrorCode::ImageMissing
+            }
             SandboxError::CodeTooLarge { .. } => crate::protocol::ErrorCode::CodeTooLarge,
             SandboxError::Workspace { .. } => crate::protocol::ErrorCode::WorkspaceUnavailable,
             SandboxError::NameConflict { .. } => crate::protocol::ErrorCode::ContainerConflict,
@@ -237,6 +263,10 @@ pub struct SandboxActor {
     idle_limit: Duration,
     /// An idle stop is under way; don't start a second.
     idle_stop_pending: bool,
+    /// The watchdog is recovering the container.
+    recovering: bool,
+    /// A warm start is under way.
+    warming: bool,
     /// Where to ask for room before starting the container (the
     /// supervisor, for `limits.containers`); `None` runs unlimited.
     claims: Option<Recipient<ClaimContainer>>,
@@ -275,15 +305,40 @@ impl SandboxActor {
             next_run: 0,
             idle_limit,
             idle_stop_pending: false,
+            recovering: false,
+            warming: false,
             claims: None,
             session_id: id,
         }
+    }
+
+    /// Take containers from `pool` when the session's workspace is new.
+    pub fn with_pool(mut self, pool: Recipient<TakePooled>) -> Self {
+        if let Some(shared) = Rc::get_mut(&mut self.shared) {
+            shared.container.pool = Some(pool);
+        }
+        self
     }
 
     /// Ask `claims` for room before each container start.
     pub fn with_claims(mut self, claims: Recipient<ClaimContainer>) -> Self {
         self.claims = Some(claims);
         self
+    }
+
+    /// The watchdog between calls (a running call recovers by itself).
+    fn check_agent(&mut self, ctx: &mut Context<Self>) {
+        if self.recovering || self.shared.active.get() > 0 || !self.shared.container.channel_lost()
+        {
+            return;
+        }
+        self.recovering = true;
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move { shared.container.recover_lost().await }
+                .into_actor(self)
+                .map(|(), act, _| act.recovering = false),
+        );
     }
 
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
@@ -317,6 +372,7 @@ impl Actor for SandboxActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let every = (self.idle_limit / 2).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX);
         ctx.run_interval(every, |act, ctx| act.check_idle(ctx));
+        ctx.run_interval(WATCHDOG_EVERY, |act, ctx| act.check_agent(ctx));
     }
 
     // No `stopping`: the container stays for reuse until idle stop or
@@ -345,6 +401,7 @@ impl Handler<Exec> for SandboxActor {
             Some(claims) if shared.container.surely_stopped() => {
                 Some(claims.send(ClaimContainer {
                     session_id: self.session_id.clone(),
+                    evict: true,
                 }))
             }
             _ => None,
@@ -371,6 +428,44 @@ impl Handler<Exec> for SandboxActor {
                 result
             }),
         )
+    }
+}
+
+impl Handler<WarmContainer> for SandboxActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WarmContainer, ctx: &mut Self::Context) {
+        let shared = self.shared.clone();
+        if !shared.container.surely_stopped() || self.warming {
+            return;
+        }
+        self.warming = true;
+        let claim = self.claims.as_ref().map(|claims| {
+            claims.send(ClaimContainer {
+                session_id: self.session_id.clone(),
+                evict: false,
+            })
+        });
+        // The idle clock starts now: a tab opened and left is stopped like
+        // a session left idle.
+        shared.last_used.set(Instant::now());
+        ctx.spawn(
+            async move {
+                if let Some(claim) = claim {
+                    if !matches!(claim.await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                if let Err(e) = shared.container.warm().await {
+                    log::info!(
+                        "sandbox {}: warm start failed: {e}",
+                        shared.container.session_id
+                    );
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.warming = false),
+        );
     }
 }
 

@@ -170,11 +170,6 @@ impl OutputCollector {
         }
     }
 
-    /// The tool call this output belongs to.
-    pub(super) fn call_id(&self) -> &str {
-        &self.call_id
-    }
-
     /// The next piece of one stream, as the engine delivered it.
     pub(super) fn bytes(&mut self, stream: OutputStream, bytes: &[u8]) {
         let text = match stream {

@@ -344,7 +344,7 @@ async fn a_short_admin_password_from_the_environment_is_refused() {
 }
 
 #[actix_rt::test]
-async fn sigterm_stops_the_session_containers() {
+async fn sigterm_stops_the_session_containers_and_drains_the_warm_pool() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
@@ -403,6 +403,26 @@ async fn sigterm_stops_the_session_containers() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert!(!containers().is_empty(), "the session has a container");
+    // The warm pool (2 by default) refilled after the session took one.
+    let pooled = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=ironclaw.instance={instance}"),
+                "--filter",
+                "label=ironclaw.pool=1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pooled() < 2 {
+        assert!(Instant::now() < deadline, "the warm pool never filled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -431,5 +451,15 @@ async fn sigterm_stops_the_session_containers() {
     assert!(
         left.is_empty(),
         "containers left running after SIGTERM: {left}"
+    );
+    let pool_workspaces: Vec<_> = std::fs::read_dir(dir.path().join("data/workspaces"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".pool-"))
+        .collect();
+    assert!(
+        pool_workspaces.is_empty(),
+        "the warm pool's workspaces outlived the server: {pool_workspaces:?}"
     );
 }

@@ -14,6 +14,7 @@ mod files;
 mod layout;
 mod page_perf;
 mod page_safety;
+mod pool;
 mod providers;
 mod sandbox;
 mod storage;

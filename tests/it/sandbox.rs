@@ -1,5 +1,7 @@
-//! The sandbox against the real Docker engine and the real image: exec,
-//! streaming, timeouts, cancel, hardening, idle stop, recreation, reaping.
+//! The sandbox against the real Docker engine and the real image: exec
+//! through the resident agent, streaming, timeouts, cancel, leftovers,
+//! tamper resistance, the watchdog, hardening, idle stop, recreation,
+//! reaping.
 //!
 //! These tests fail (never skip) when Docker or `ironclaw-sandbox:latest` is
 //! missing. Each one has its own workspace and instance id, and a guard
@@ -38,6 +40,8 @@ fn settings() -> SandboxSettings {
         exec_timeout_secs: 20,
         idle_stop_secs: 600,
         tmpfs_mb: 64,
+        warm_pool: 0,
+        start_concurrency: 4,
     }
 }
 
@@ -500,6 +504,16 @@ async fn container_is_hardened() {
     let host = info.host_config.expect("host config");
     assert_eq!(host.readonly_rootfs, Some(true));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    // Only the exec agent (root inside) can use these; every call runs as
+    // uid 1000 with none (CapEff above).
+    assert_eq!(
+        host.cap_add,
+        Some(vec![
+            "SETUID".to_string(),
+            "SETGID".to_string(),
+            "KILL".to_string()
+        ])
+    );
     assert_eq!(
         host.security_opt,
         Some(vec!["no-new-privileges".to_string()])
@@ -516,7 +530,10 @@ async fn container_is_hardened() {
         "{tmpfs:?}"
     );
     let config = info.config.expect("config");
-    assert_eq!(config.user.as_deref(), Some("1000:1000"));
+    // Root inside with only the three capabilities above (for the exec
+    // agent); the calls run as the sandbox user with none (CapEff above).
+    assert_eq!(config.user.as_deref(), Some("0:0"));
+    assert_eq!(s.sh("id -u; id -g; id -G").await, "1000\n1000\n1000\n");
     assert_eq!(config.working_dir.as_deref(), Some("/workspace"));
     let labels = config.labels.expect("labels");
     assert_eq!(labels.get("ironclaw.instance"), Some(&instance_id));
@@ -773,51 +790,118 @@ async fn missing_image_is_reported_with_what_to_do() {
 }
 
 #[actix::test]
-async fn host_kills_what_the_in_container_timeout_cannot() {
+async fn leftovers_of_a_call_are_gone_after_it_and_other_calls_are_untouched() {
     let docker = docker().await;
     let (instance_id, _guard) = instance();
     let s = Session::new(&docker, settings(), &instance_id);
-
-    // Freezing `timeout` itself leaves the host's kill as the only way out.
-    let (_, out) = s
-        .run_for(
-            Tool::Shell,
-            "kill -STOP $PPID; sleep 600",
-            Duration::from_secs(1),
-        )
-        .await;
-    assert!(out.timed_out, "{out:?}");
-    assert_eq!(out.exit_code, Some(137), "{out:?}");
-    assert!(out.duration_ms < 10_000, "{out:?}");
+    // Every way out of a process group: a new session, a double fork
+    // (reparented away from the call's shell), nohup in the background,
+    // and a daemon that closes its output so nothing waits on it.
+    let escape = "setsid sleep 600 & ( ( sleep 600 & ) & ); nohup sleep 600 >/dev/null 2>&1 & \
+                  setsid sh -c 'exec sleep 600 </dev/null >/dev/null 2>&1' & echo started";
+    let slow = "sleep 3; echo survived";
+    let ((_, other), (id, out)) = futures_util::join!(s.run(Tool::Shell, slow), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.run(Tool::Shell, escape).await
+    });
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert_eq!(s.seen.text(&id, OutputStream::Stdout), "started\n");
+    assert_eq!(other.exit_code, Some(0), "{other:?}");
+    assert!(
+        other.output_for_model.contains("survived"),
+        "a call running beside it was killed: {other:?}"
+    );
     no_sleep_600(&s.processes().await);
     s.remove().await;
 }
 
 #[actix::test]
-async fn container_is_restarted_when_nothing_else_stops_a_command() {
+async fn a_program_cannot_stop_or_kill_the_agent_that_runs_it() {
+    let docker = docker().await;
+    let (instance_id, _guard) = instance();
+    let s = Session::new(&docker, settings(), &instance_id);
+    assert_eq!(s.sh("echo ready").await, "ready\n");
+    let agent = agent_pid(&s.name);
+    let code =
+        format!("kill -STOP $PPID; echo keeper=$?; kill -9 {agent}; echo agent=$?; sleep 600");
+    let (id, out) = s.run_for(Tool::Shell, &code, Duration::from_secs(2)).await;
+    assert!(out.timed_out, "{out:?}");
+    assert_eq!(out.exit_code, Some(124), "{out:?}");
+    let stdout = s.seen.text(&id, OutputStream::Stdout);
+    assert!(
+        stdout.contains("keeper=1") && stdout.contains("agent=1"),
+        "{stdout}"
+    );
+    let stderr = s.seen.text(&id, OutputStream::Stderr);
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert_eq!(agent_pid(&s.name), agent, "the agent was replaced");
+    no_sleep_600(&s.processes().await);
+    assert_eq!(s.sh("echo ok").await, "ok\n");
+    s.remove().await;
+}
+
+#[actix::test]
+async fn an_agent_killed_or_frozen_inside_the_sandbox_is_detected_and_the_container_recovered() {
     let docker = docker().await;
     let (instance_id, _guard) = instance();
     let s = Session::new(&docker, settings(), &instance_id);
     s.sh("echo kept > kept.txt").await;
-    // Freezing IronClaw's wrapper (the parent of `timeout`) keeps the exec
-    // open after every process group kill.
-    let (_, out) = s
-        .run_for(
-            Tool::Shell,
-            "kill -STOP $(ps -o ppid= -p $PPID) $PPID; sleep 600",
-            Duration::from_secs(1),
-        )
-        .await;
-    assert!(out.timed_out, "{out:?}");
+
+    // Killed (by root inside the container, which the sandbox user cannot
+    // be) between calls: the watchdog restarts the container on its own.
+    let agent = agent_pid(&s.name);
+    root_exec(&s.name, &format!("kill -9 {agent}"));
+    wait_for_notice(&s, "exec agent stopped answering", 1).await;
+    assert_eq!(s.sh("cat kept.txt").await, "kept\n");
+
+    // Frozen during a call: its heartbeats stop, the call ends without an
+    // exit code, and the container is restarted under it.
+    let (id, msg) = s.exec(Tool::Shell, "echo started; sleep 600", QUICK);
+    let running = s.addr.send(msg);
+    let freeze = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        root_exec(&s.name, &format!("kill -STOP {}", agent_pid(&s.name)));
+    };
+    let (out, ()) = futures_util::join!(running, freeze);
+    let out = out.unwrap().unwrap();
     assert_eq!(out.exit_code, None, "{out:?}");
-    assert!(out.duration_ms < 20_000, "{out:?}");
-    assert!(
-        s.seen.notices().iter().any(|n| n.contains("restarted")),
-        "{:?}",
-        s.seen.notices()
-    );
-    let ps = s.processes().await;
-    assert!(ps.lines().count() < 10, "processes left behind:\n{ps}");
+    assert_eq!(s.seen.text(&id, OutputStream::Stdout), "started\n");
+    wait_for_notice(&s, "exec agent stopped answering", 2).await;
+    no_sleep_600(&s.processes().await);
     assert_eq!(s.sh("cat kept.txt").await, "kept\n");
     s.remove().await;
+}
+
+/// The exec agent's pid inside the container (the oldest process of its
+/// binary: the keepers of running calls are forks of it).
+fn agent_pid(name: &str) -> String {
+    let out = root_exec(name, "pgrep -o -f '^/usr/local/lib/ironclaw/agent'");
+    let pid = out.trim().to_string();
+    assert!(
+        !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()),
+        "no single agent: {out:?}"
+    );
+    pid
+}
+
+/// A shell command as root inside the container (what no call can do).
+fn root_exec(name: &str, code: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", "-u", "0", name, "sh", "-c", code])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `times` notices contain `text`.
+async fn wait_for_notice(s: &Session, text: &str, times: usize) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while s.seen.notices().iter().filter(|n| n.contains(text)).count() < times {
+        assert!(
+            Instant::now() < give_up,
+            "no {text:?} notice: {:?}",
+            s.seen.notices()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -53,6 +53,8 @@ impl TestApp {
         settings.provider.api_key = String::new();
         settings.provider.retry_base_ms = 20;
         settings.provider.stream_idle_secs = 20;
+        // Most tests never look at the pool; the ones that do turn it on.
+        settings.sandbox.warm_pool = 0;
         TestAppBuilder {
             settings,
             temp: Some(temp),
@@ -168,6 +170,12 @@ impl TestApp {
                 .expect("server thread panicked");
         }
         (self.data_dir.clone(), self._temp.take())
+    }
+
+    /// This server's installation id (its containers' `ironclaw.instance`).
+    pub fn instance_id(&self) -> String {
+        let mut conn = db::connect(&self.data_dir.join("ironclaw.db")).expect("db");
+        queries::instance_id(&mut conn).expect("instance id")
     }
 
     pub fn http(&self) -> reqwest::Client {
