@@ -78,9 +78,6 @@ pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// opens nothing. `exec` stays: tools (pip, build scripts) run from there.
 const MOUNT_OPTIONS: &str = "loop,nosuid,nodev,noatime";
 
-/// A workspace's filesystem bound to a second place keeps the same promise.
-const BIND_OPTIONS: &str = "nosuid,nodev,noatime";
-
 /// Fixed room for ext4's metadata on top of the quota: the journal (4 MiB
 /// for small images, mkfs's default), the inode tables and the blocks ext4
 /// keeps back for itself (up to 16 MiB); measured, with a margin.
@@ -253,10 +250,7 @@ impl WorkspaceVolume {
                         .mode(PRIVATE_DIR_MODE)
                         .create(&target.root)?;
                 }
-                run(helper("mount")
-                    .args(["--bind", "-o", BIND_OPTIONS])
-                    .arg(&self.root)
-                    .arg(&target.root))?;
+                bind_private(&self.root, &target.root)?;
                 detach(&self.root)?;
                 std::fs::remove_dir(&self.root)?;
                 std::fs::rename(from, to)
@@ -440,6 +434,19 @@ fn blocks_over_quota(root: &Path, quota: u64) -> io::Result<u64> {
 }
 
 /// Lazily unmounts the filesystem on `dir`; the loop device goes with it.
+/// Binds `from`'s filesystem on `to` with the flags every workspace mount
+/// has (`nosuid,nodev,noatime`): a bind, then a remount of that bind.
+fn bind_private(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::mount::{mount_bind, mount_remount, MountFlags};
+    mount_bind(from, to)?;
+    let flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOATIME;
+    if let Err(e) = mount_remount(to, flags, c"") {
+        let _ = detach(to);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 fn detach(dir: &Path) -> io::Result<()> {
     rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH).map_err(io::Error::from)
 }

@@ -97,6 +97,9 @@ async fn bench_exec_round_trip() {
         let id = alice.new_session().await;
         alice.set_mode(&id, "never").await;
         let mut ws = alice.connect(Some(&id)).await;
+        if std::env::var("BENCH_PAUSE").is_ok() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         firsts.push(exec_round_trip(&mut ws, &llm).await);
         last_session = id;
     }

@@ -14,19 +14,20 @@
 //! Every call still waiting then gets [`Event::Lost`]; the container
 //! decides what to do (restart it: the host's watchdog).
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::Docker;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::container::{container_error, Container};
+use super::container::container_error;
 use super::SandboxError;
 use crate::protocol::Tool;
 
@@ -193,29 +194,32 @@ fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
     Ok(Some(frame))
 }
 
-/// A live channel to one container's agent.
-pub(super) struct Channel {
+/// A live channel to one container's agent. `Send`, so the warm pool can
+/// open it before any session exists and hand it over with the container.
+#[derive(Debug)]
+pub struct Channel {
     /// Frames to the agent, written in order by the writer task.
     frames: mpsc::UnboundedSender<Bytes>,
-    calls: RefCell<HashMap<u32, mpsc::UnboundedSender<Event>>>,
-    next_call: Cell<u32>,
-    lost: Cell<bool>,
+    calls: Mutex<HashMap<u32, mpsc::UnboundedSender<Event>>>,
+    next_call: AtomicU32,
+    lost: AtomicBool,
     /// The agent's pid inside the container (tests and logs).
-    pub agent_pid: u32,
-    /// The container generation this channel belongs to.
-    pub generation: u64,
+    pub(super) agent_pid: u32,
+    /// Which of its container's channels this is (set by the container).
+    generation: AtomicU64,
 }
 
 impl Channel {
-    /// Starts the agent in `container` and waits for its READY.
+    /// Starts the agent in the running container `name` and waits for its
+    /// READY.
     pub(super) async fn open(
-        container: &Container,
-        generation: u64,
-    ) -> Result<Rc<Channel>, SandboxError> {
-        let docker = &container.docker;
+        docker: &Docker,
+        name: &str,
+        image: &str,
+    ) -> Result<Arc<Channel>, SandboxError> {
         let exec = docker
             .create_exec(
-                &container.name,
+                name,
                 CreateExecOptions {
                     cmd: Some(vec![AGENT_PATH.to_string()]),
                     attach_stdin: Some(true),
@@ -228,7 +232,7 @@ impl Channel {
                 },
             )
             .await
-            .map_err(|e| container_error(&container.name, e))?;
+            .map_err(|e| container_error(name, e))?;
         let started = docker
             .start_exec(
                 &exec.id,
@@ -239,7 +243,7 @@ impl Channel {
                 }),
             )
             .await
-            .map_err(|e| container_error(&container.name, e))?;
+            .map_err(|e| container_error(name, e))?;
         let StartExecResults::Attached {
             mut output,
             mut input,
@@ -283,21 +287,21 @@ impl Channel {
         };
         if version != AGENT_PROTOCOL {
             return Err(SandboxError::ImageOutdated {
-                image: container.image().to_string(),
+                image: image.to_string(),
             });
         }
 
         let (frames, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
-        let channel = Rc::new(Channel {
+        let channel = Arc::new(Channel {
             frames,
-            calls: RefCell::new(HashMap::new()),
-            next_call: Cell::new(1),
-            lost: Cell::new(false),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU32::new(1),
+            lost: AtomicBool::new(false),
             agent_pid: pid,
-            generation,
+            generation: AtomicU64::new(0),
         });
-        let session = container.session_id.clone();
-        actix::spawn(async move {
+        let session = name.to_string();
+        tokio::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
                 if input.write_all(&frame).await.is_err() {
                     break;
@@ -305,8 +309,8 @@ impl Channel {
             }
             let _ = input.shutdown().await;
         });
-        let reader = Rc::downgrade(&channel);
-        actix::spawn(async move {
+        let reader = Arc::downgrade(&channel);
+        tokio::spawn(async move {
             let why = loop {
                 let item = match tokio::time::timeout(SILENCE_LIMIT, output.next()).await {
                     Err(_) => break "no heartbeat from the exec agent".to_string(),
@@ -336,15 +340,15 @@ impl Channel {
                         }
                     }
                     LogOutput::StdErr { message } => log::warn!(
-                        "sandbox {session}: exec agent: {}",
+                        "container {session}: exec agent: {}",
                         String::from_utf8_lossy(&message).trim_end()
                     ),
                     _ => {}
                 }
             };
             if let Some(channel) = reader.upgrade() {
-                if !channel.lost.get() {
-                    log::warn!("sandbox {session}: {why}");
+                if !channel.is_lost() {
+                    log::warn!("container {session}: {why}");
                 }
                 channel.lose();
             }
@@ -369,7 +373,7 @@ impl Channel {
             ),
             Frame::Refused(call, why) => (call, Event::Refused(why), true),
         };
-        let mut calls = self.calls.borrow_mut();
+        let mut calls = self.calls();
         if let Some(queue) = calls.get(&call) {
             let _ = queue.send(event);
         }
@@ -378,28 +382,41 @@ impl Channel {
         }
     }
 
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::UnboundedSender<Event>>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Marks the channel lost and tells every waiting call.
     pub(super) fn lose(&self) {
-        self.lost.set(true);
-        for (_, queue) in self.calls.borrow_mut().drain() {
+        self.lost.store(true, Ordering::SeqCst);
+        for (_, queue) in self.calls().drain() {
             let _ = queue.send(Event::Lost);
         }
     }
 
     pub(super) fn is_lost(&self) -> bool {
-        self.lost.get()
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::SeqCst);
     }
 
     /// Starts a call; its events arrive on the returned queue, which ends
     /// with `Exit`, `Refused` or `Lost`.
     pub(super) fn run(&self, run: &Run<'_>) -> (u32, mpsc::UnboundedReceiver<Event>) {
-        let call = self.next_call.get();
-        self.next_call.set(call.wrapping_add(1).max(1));
+        let call = self.next_call.fetch_add(1, Ordering::SeqCst).max(1);
         let (tx, rx) = mpsc::unbounded_channel();
-        if self.lost.get() || self.frames.send(encode_run(call, run)).is_err() {
-            let _ = tx.send(Event::Lost);
-        } else {
-            self.calls.borrow_mut().insert(call, tx);
+        // Registered before the frame goes out, so no answer can miss it.
+        self.calls().insert(call, tx);
+        if self.is_lost() || self.frames.send(encode_run(call, run)).is_err() {
+            if let Some(tx) = self.calls().remove(&call) {
+                let _ = tx.send(Event::Lost);
+            }
         }
         (call, rx)
     }

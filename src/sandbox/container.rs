@@ -11,7 +11,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -560,7 +559,7 @@ pub(super) struct Container {
     notices: Recipient<SandboxNotice>,
     state: tokio::sync::Mutex<ContainerState>,
     /// The channel to the running container's exec agent, once opened.
-    channel: RefCell<Option<Rc<Channel>>>,
+    channel: RefCell<Option<Arc<Channel>>>,
     /// Counts the channels opened, so a call that lost one can tell whether
     /// someone has already recovered.
     generation: Cell<u64>,
@@ -596,12 +595,8 @@ impl Container {
         }
     }
 
-    pub(super) fn image(&self) -> &str {
-        &self.settings.image
-    }
-
     /// The open channel, unless it was lost.
-    fn live_channel(&self) -> Option<Rc<Channel>> {
+    fn live_channel(&self) -> Option<Arc<Channel>> {
         self.channel.borrow().clone().filter(|c| !c.is_lost())
     }
 
@@ -618,17 +613,23 @@ impl Container {
         }
     }
 
-    async fn connect(&self) -> Result<Rc<Channel>, SandboxError> {
-        let generation = self.generation.get() + 1;
-        self.generation.set(generation);
-        let channel = Channel::open(self, generation).await?;
+    async fn connect(&self) -> Result<Arc<Channel>, SandboxError> {
+        let channel = Channel::open(&self.docker, &self.name, &self.settings.image).await?;
         log::debug!(
             "sandbox {}: exec agent ready (pid {} in the container)",
             self.session_id,
             channel.agent_pid
         );
+        Ok(self.install(channel))
+    }
+
+    /// Makes `channel` this container's current one.
+    fn install(&self, channel: Arc<Channel>) -> Arc<Channel> {
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        channel.set_generation(generation);
         *self.channel.borrow_mut() = Some(channel.clone());
-        Ok(channel)
+        channel
     }
 
     /// After a call lost channel `generation`: restart the container (the
@@ -684,7 +685,7 @@ impl Container {
     /// Make sure the container exists and runs, with its exec agent
     /// answering; the channel to the agent. `suspect` forces a fresh look
     /// even when it is believed running (an exec just failed on it).
-    pub(super) async fn ensure(&self, suspect: bool) -> Result<Rc<Channel>, SandboxError> {
+    pub(super) async fn ensure(&self, suspect: bool) -> Result<Arc<Channel>, SandboxError> {
         let mut state = self.state.lock().await;
         if state.running && !suspect {
             if let Some(channel) = self.live_channel() {
@@ -759,7 +760,11 @@ impl Container {
         }
         state.running = true;
         state.seen = true;
-        self.connect().await
+        match self.live_channel() {
+            // Came with the pooled container.
+            Some(channel) => Ok(channel),
+            None => self.connect().await,
+        }
     }
 
     async fn create(&self) -> Result<(), SandboxError> {
@@ -842,6 +847,9 @@ impl Container {
             return false;
         }
         *self.adopted.borrow_mut() = Some(pooled.id);
+        if let Some(channel) = pooled.channel.filter(|c| !c.is_lost()) {
+            self.install(channel);
+        }
         true
     }
 

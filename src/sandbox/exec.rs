@@ -235,7 +235,7 @@ pub(super) async fn run(
             cancelled || interrupt == Interrupt::Cancelled,
         ),
         Ended::Lost => {
-            container.recover(channel.generation).await;
+            container.recover(channel.generation()).await;
             (
                 None,
                 interrupt == Interrupt::TimedOut,

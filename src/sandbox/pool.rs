@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::channel::Channel;
 use super::container::{create_hardened, prepare_workspace, Engine, LABEL_INSTANCE};
 use super::SandboxError;
 use crate::config::Settings;
@@ -35,6 +36,9 @@ pub const LABEL_POOL: &str = "ironclaw.pool";
 /// missing): the pool must not hammer a broken engine.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// Pause between handing a container out and making its replacement.
+const REFILL_AFTER_TAKE: Duration = Duration::from_millis(300);
+
 /// A started container waiting for a session.
 #[derive(Debug)]
 pub struct Pooled {
@@ -42,10 +46,13 @@ pub struct Pooled {
     pub(super) id: String,
     pub(super) name: String,
     pub(super) workspace: WorkspaceVolume,
+    /// Its exec agent, already answering (when opening it worked): the
+    /// adopting session's first command goes straight to it.
+    pub(super) channel: Option<Arc<Channel>>,
 }
 
 /// Hand out one ready container, or `None` when the pool is empty (the
-/// session then creates its own). A refill starts at once.
+/// session then creates its own). A refill follows shortly.
 #[derive(Message)]
 #[rtype(result = "Option<Pooled>")]
 pub struct TakePooled;
@@ -166,7 +173,10 @@ impl Handler<TakePooled> for WarmPool {
         } else {
             self.ready.pop_front()
         };
-        self.refill(ctx);
+        // Not at once: making a workspace holds the mount lock for a while
+        // (mkfs, mount), and the session moving this one into place needs it
+        // now.
+        ctx.run_later(REFILL_AFTER_TAKE, |act, ctx| act.refill(ctx));
         MessageResult(taken)
     }
 }
@@ -226,9 +236,21 @@ async fn make_pooled(
         id: String::new(),
         name,
         workspace,
+        channel: None,
     };
     match made {
-        Ok(id) => Ok(Pooled { id, ..pooled }),
+        Ok(id) => {
+            // Not worth failing the fill for: the session opens its own.
+            let channel = Channel::open(&engine.docker, &pooled.name, &settings.sandbox.image)
+                .await
+                .inspect_err(|e| log::warn!("warm pool: {}: {e}", pooled.name))
+                .ok();
+            Ok(Pooled {
+                id,
+                channel,
+                ..pooled
+            })
+        }
         Err(e) => {
             remove_pooled(engine.clone(), pooled).await;
             Err(e)

@@ -117,6 +117,15 @@ async fn new_sessions_adopt_warm_containers_that_are_hardened_clean_and_never_sh
         std::fs::read_to_string(workspace.join("a.txt")).unwrap(),
         "from-a\n"
     );
+    // Moved into place as a mount (root: a quota filesystem), it keeps the
+    // flags every workspace mount has.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    if let Some(line) = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == workspace.to_str())
+    {
+        assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    }
 
     // Bob's new session gets the other one, and sees nothing of Alice's.
     let bob = app.login("bob").await;
