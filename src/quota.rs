@@ -59,7 +59,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::config::Settings;
 use crate::sandbox::SANDBOX_UID;
@@ -165,10 +165,23 @@ impl From<PathBuf> for WorkspaceVolume {
     }
 }
 
-/// Serialises mounting: the file routes, the agent and the container may
-/// all ask for the same workspace at once. Mounting happens once per session
-/// per boot, so one lock for all is cheap.
-static MOUNTING: Mutex<()> = Mutex::new(());
+/// Serialises mounting, one lock per workspace folder: the file routes,
+/// the agent and the container may all ask for the same workspace at once,
+/// while different workspaces are made and mounted in parallel (a burst of
+/// new sessions would otherwise queue behind each other's mkfs).
+static MOUNTING: Mutex<BTreeMap<PathBuf, Weak<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+
+/// The lock of the workspace at `root` (see [`MOUNTING`]).
+fn mount_lock(root: &Path) -> Arc<Mutex<()>> {
+    let mut locks = MOUNTING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(lock) = locks.get(root).and_then(Weak::upgrade) {
+        return lock;
+    }
+    locks.retain(|_, lock| lock.strong_count() > 0);
+    let lock = Arc::new(Mutex::new(()));
+    locks.insert(root.to_path_buf(), Arc::downgrade(&lock));
+    lock
+}
 
 impl WorkspaceVolume {
     /// The workspace of `session_id` under the configured data directory,
@@ -224,10 +237,11 @@ impl WorkspaceVolume {
     /// workspace), its old mount point detached and removed, and its image
     /// renamed to `target`'s, so the next boot mounts it there. The
     /// container's own mount holds the same filesystem throughout.
-    /// Under [`MOUNTING`], so no [`WorkspaceVolume::prepare`] of `target`
-    /// runs in between. Blocking.
+    /// Under `target`'s lock in [`MOUNTING`], so no
+    /// [`WorkspaceVolume::prepare`] of it runs in between. Blocking.
     pub fn move_to(&self, target: &WorkspaceVolume) -> io::Result<()> {
-        let _guard = MOUNTING.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = mount_lock(&target.root);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.pool || !target.is_fresh() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -287,7 +301,8 @@ impl WorkspaceVolume {
         if is_mount_point(&self.root)? {
             return Ok(());
         }
-        let _guard = MOUNTING.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = mount_lock(&self.root);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         if is_mount_point(&self.root)? {
             return Ok(());
         }
@@ -301,7 +316,8 @@ impl WorkspaceVolume {
         Ok(())
     }
 
-    /// Under [`MOUNTING`]: make the image if missing, then mount it.
+    /// Under the workspace's lock in [`MOUNTING`]: make the image if
+    /// missing, then mount it.
     fn mount(&self, image: &Path, quota: u64, _held: &MutexGuard<'_, ()>) -> io::Result<()> {
         let fresh = !image.exists();
         if fresh {
@@ -319,10 +335,7 @@ impl WorkspaceVolume {
                 return Err(e);
             }
         }
-        run(helper("mount")
-            .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
-            .arg(image)
-            .arg(&self.root))?;
+        mount_loop(image, &self.root)?;
         if fresh {
             // mkfs's lost+found would show in every listing; e2fsck makes
             // it again when it needs one. Gone before measuring, so its
@@ -338,10 +351,7 @@ impl WorkspaceVolume {
                     .args(["-r", &extra.to_string()])
                     .arg(image))?;
             }
-            run(helper("mount")
-                .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
-                .arg(image)
-                .arg(&self.root))?;
+            mount_loop(image, &self.root)?;
         }
         log::info!(
             "workspace {}: quota filesystem mounted ({} MiB)",
@@ -434,6 +444,20 @@ fn blocks_over_quota(root: &Path, quota: u64) -> io::Result<u64> {
 }
 
 /// Lazily unmounts the filesystem on `dir`; the loop device goes with it.
+/// Mounts `image` on `root` through a loop device. One at a time in the
+/// whole server: `mount -o loop` picks a free loop device and two at once
+/// can pick the same one, and the loser would leave its workspace a plain
+/// folder with no quota. (Making the image, the slow part, runs in
+/// parallel.)
+fn mount_loop(image: &Path, root: &Path) -> io::Result<()> {
+    static LOOP_SETUP: Mutex<()> = Mutex::new(());
+    let _one = LOOP_SETUP.lock().unwrap_or_else(PoisonError::into_inner);
+    run(helper("mount")
+        .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
+        .arg(image)
+        .arg(root))
+}
+
 /// Binds `from`'s filesystem on `to` with the flags every workspace mount
 /// has (`nosuid,nodev,noatime`): a bind, then a remount of that bind.
 fn bind_private(from: &Path, to: &Path) -> io::Result<()> {

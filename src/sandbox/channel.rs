@@ -207,6 +207,8 @@ pub struct Channel {
     pub(super) agent_pid: u32,
     /// Which of its container's channels this is (set by the container).
     generation: AtomicU64,
+    /// Becomes true when the exec's stream has ended.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Channel {
@@ -292,6 +294,7 @@ impl Channel {
         }
 
         let (frames, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
+        let (end, ended) = tokio::sync::watch::channel(false);
         let channel = Arc::new(Channel {
             frames,
             calls: Mutex::new(HashMap::new()),
@@ -299,11 +302,13 @@ impl Channel {
             lost: AtomicBool::new(false),
             agent_pid: pid,
             generation: AtomicU64::new(0),
+            ended,
         });
         let session = name.to_string();
         tokio::spawn(async move {
+            // An empty frame is `close`'s: the agent's stdin ends.
             while let Some(frame) = outgoing.recv().await {
-                if input.write_all(&frame).await.is_err() {
+                if frame.is_empty() || input.write_all(&frame).await.is_err() {
                     break;
                 }
             }
@@ -311,6 +316,7 @@ impl Channel {
         });
         let reader = Arc::downgrade(&channel);
         tokio::spawn(async move {
+            let _end = EndOnDrop(end);
             let why = loop {
                 let item = match tokio::time::timeout(SILENCE_LIMIT, output.next()).await {
                     Err(_) => break "no heartbeat from the exec agent".to_string(),
@@ -386,6 +392,17 @@ impl Channel {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Ends the agent's stdin, so it kills what it runs and exits, and waits
+    /// up to `within` for its exec to end. Called before the container is
+    /// stopped, restarted or removed: the engine (20.10) can hang removing
+    /// a container whose exec still has a client attached to its stdin.
+    pub(super) async fn close(&self, within: Duration) {
+        self.lose();
+        let _ = self.frames.send(Bytes::new());
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(within, ended.wait_for(|ended| *ended)).await;
+    }
+
     /// Marks the channel lost and tells every waiting call.
     pub(super) fn lose(&self) {
         self.lost.store(true, Ordering::SeqCst);
@@ -424,6 +441,15 @@ impl Channel {
     /// Kills a call now (its EXIT follows).
     pub(super) fn kill(&self, call: u32) {
         let _ = self.frames.send(encode_kill(call));
+    }
+}
+
+/// Says the exec's stream has ended however the reader task ends.
+struct EndOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
     }
 }
 

@@ -58,6 +58,11 @@ const AGENT_CAPS: [&str; 3] = ["SETUID", "SETGID", "KILL"];
 /// needed beyond letting init pass the signal on.
 const STOP_GRACE_SECS: i32 = 2;
 
+/// How long a stop, restart or removal waits for the exec agent to exit
+/// after its channel is closed (a frozen one never does; it is killed with
+/// the container).
+const CHANNEL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 // ---------------------------------------------------------------------------
 // Engine errors
 // ---------------------------------------------------------------------------
@@ -606,10 +611,13 @@ impl Container {
         self.channel.borrow().as_ref().is_some_and(|c| c.is_lost())
     }
 
-    /// Drops the channel; the agent sees its stdin close and exits.
-    fn close_channel(&self) {
-        if let Some(channel) = self.channel.borrow_mut().take() {
-            channel.lose();
+    /// Closes the channel before the container is stopped, restarted or
+    /// removed: the agent sees its stdin end and exits (see
+    /// [`Channel::close`]).
+    async fn close_channel(&self) {
+        let channel = self.channel.borrow_mut().take();
+        if let Some(channel) = channel {
+            channel.close(CHANNEL_CLOSE_WAIT).await;
         }
     }
 
@@ -697,7 +705,7 @@ impl Container {
             }
         }
         let lost = self.channel_lost();
-        self.channel.borrow_mut().take();
+        self.close_channel().await;
         let was_believed_running = state.running;
         state.running = false;
         match self.docker.inspect_container(&self.name, None).await {
@@ -857,7 +865,7 @@ impl Container {
     pub(super) async fn remove(&self) -> Result<(), SandboxError> {
         let mut state = self.state.lock().await;
         state.running = false;
-        self.close_channel();
+        self.close_channel().await;
         if remove_by_name(&self.docker, &self.name).await? {
             self.notice(LogLevel::Info, "container removed");
         }
@@ -868,7 +876,7 @@ impl Container {
     /// resort when its exec agent died, went silent, or could not end a
     /// call.
     async fn restart_container(&self) -> Result<(), SandboxError> {
-        self.close_channel();
+        self.close_channel().await;
         self.docker
             .restart_container(
                 &self.name,
@@ -896,7 +904,7 @@ impl Container {
             return;
         }
         state.running = false;
-        self.close_channel();
+        self.close_channel().await;
         let stopped = self
             .docker
             .stop_container(

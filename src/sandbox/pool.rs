@@ -17,7 +17,9 @@
 //!
 //! Messages: [`TakePooled`], [`PoolStatus`], [`DrainPool`].
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,14 @@ pub const LABEL_POOL: &str = "ironclaw.pool";
 /// Pause before trying again when filling failed (engine down, image
 /// missing): the pool must not hammer a broken engine.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// How long removing a pooled container waits for its exec agent to exit
+/// once its channel is closed.
+const POOL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the drain waits for fills under way to finish and remove what
+/// they made.
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
 
 /// Pause between handing a container out and making its replacement.
 const REFILL_AFTER_TAKE: Duration = Duration::from_millis(300);
@@ -82,8 +92,12 @@ pub struct WarmPool {
     instance_id: String,
     target: usize,
     ready: VecDeque<Pooled>,
-    filling: usize,
-    draining: bool,
+    /// Containers being made now; shared with the drain, which waits for
+    /// them.
+    filling: Rc<Cell<usize>>,
+    /// Shared with the fills under way: one that finishes after the drain
+    /// began removes what it made.
+    draining: Rc<Cell<bool>>,
     /// A retry after a failure is scheduled.
     retry_pending: bool,
 }
@@ -96,47 +110,56 @@ impl WarmPool {
             settings,
             instance_id,
             ready: VecDeque::new(),
-            filling: 0,
-            draining: false,
+            filling: Rc::new(Cell::new(0)),
+            draining: Rc::new(Cell::new(false)),
             retry_pending: false,
         }
     }
 
     fn refill(&mut self, ctx: &mut Context<Self>) {
-        while !self.draining && self.ready.len() + self.filling < self.target {
-            self.filling += 1;
+        while !self.draining.get() && self.ready.len() + self.filling.get() < self.target {
+            self.filling.set(self.filling.get() + 1);
             let (engine, settings, instance_id) = (
                 self.engine.clone(),
                 self.settings.clone(),
                 self.instance_id.clone(),
             );
+            let (filling, draining) = (self.filling.clone(), self.draining.clone());
             ctx.spawn(
-                async move { make_pooled(&engine, &settings, &instance_id).await }
-                    .into_actor(self)
-                    .map(|made, act, ctx| {
-                        act.filling -= 1;
-                        match made {
-                            Ok(pooled) if act.draining => {
-                                actix::spawn(remove_pooled(act.engine.clone(), pooled));
-                            }
-                            Ok(pooled) => {
-                                log::debug!("warm pool: {} ready", pooled.name);
-                                act.ready.push_back(pooled);
-                            }
-                            Err(e) => {
-                                log::warn!("warm pool: could not prepare a container: {e}");
-                                if !act.retry_pending {
-                                    act.retry_pending = true;
-                                    ctx.run_later(RETRY_AFTER, |act, ctx| {
-                                        act.retry_pending = false;
-                                        act.refill(ctx);
-                                    });
-                                }
-                                return;
-                            }
+                async move {
+                    let made = make_pooled(&engine, &settings, &instance_id).await;
+                    let made = match made {
+                        Ok(pooled) if draining.get() => {
+                            remove_pooled(engine, pooled).await;
+                            None
                         }
-                        act.refill(ctx);
-                    }),
+                        made => Some(made),
+                    };
+                    filling.set(filling.get() - 1);
+                    made
+                }
+                .into_actor(self)
+                .map(|made, act, ctx| {
+                    let Some(made) = made else { return };
+                    match made {
+                        Ok(pooled) => {
+                            log::debug!("warm pool: {} ready", pooled.name);
+                            act.ready.push_back(pooled);
+                        }
+                        Err(e) => {
+                            log::warn!("warm pool: could not prepare a container: {e}");
+                            if !act.retry_pending {
+                                act.retry_pending = true;
+                                ctx.run_later(RETRY_AFTER, |act, ctx| {
+                                    act.retry_pending = false;
+                                    act.refill(ctx);
+                                });
+                            }
+                            return;
+                        }
+                    }
+                    act.refill(ctx);
+                }),
             );
         }
     }
@@ -168,14 +191,14 @@ impl Handler<TakePooled> for WarmPool {
     type Result = MessageResult<TakePooled>;
 
     fn handle(&mut self, _: TakePooled, ctx: &mut Context<Self>) -> Self::Result {
-        let taken = if self.draining {
+        let taken = if self.draining.get() {
             None
         } else {
             self.ready.pop_front()
         };
-        // Not at once: making a workspace holds the mount lock for a while
-        // (mkfs, mount), and the session moving this one into place needs it
-        // now.
+        // Not at once: making a workspace (mkfs, mount) and a container
+        // would compete for the machine with the session adopting this one,
+        // whose first command is waiting.
         ctx.run_later(REFILL_AFTER_TAKE, |act, ctx| act.refill(ctx));
         MessageResult(taken)
     }
@@ -187,7 +210,7 @@ impl Handler<PoolStatus> for WarmPool {
     fn handle(&mut self, _: PoolStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(PoolState {
             ready: self.ready.len(),
-            filling: self.filling,
+            filling: self.filling.get(),
         })
     }
 }
@@ -196,15 +219,22 @@ impl Handler<DrainPool> for WarmPool {
     type Result = ResponseFuture<usize>;
 
     fn handle(&mut self, _: DrainPool, _: &mut Context<Self>) -> Self::Result {
-        self.draining = true;
+        self.draining.set(true);
         let pooled: Vec<Pooled> = self.ready.drain(..).collect();
         let engine = self.engine.clone();
+        let filling = self.filling.clone();
         Box::pin(async move {
             let n = pooled.len();
             futures_util::future::join_all(
                 pooled.into_iter().map(|p| remove_pooled(engine.clone(), p)),
             )
             .await;
+            // Fills under way remove what they make; wait for them, so
+            // nothing of the pool outlives the server.
+            let give_up = std::time::Instant::now() + DRAIN_WAIT;
+            while filling.get() > 0 && std::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             n
         })
     }
@@ -261,6 +291,9 @@ async fn make_pooled(
 /// Remove a pooled container and its workspace (drain, or a failed fill
 /// or adoption).
 pub(super) async fn remove_pooled(engine: Engine, pooled: Pooled) {
+    if let Some(channel) = &pooled.channel {
+        channel.close(POOL_CLOSE_WAIT).await;
+    }
     if let Err(e) = engine.remove_by_name(&pooled.name).await {
         log::warn!("warm pool: could not remove {}: {e}", pooled.name);
     }

@@ -390,34 +390,24 @@ async fn sigterm_stops_the_session_containers_and_drains_the_warm_pool() {
     }
     let mut conn = ironclaw::db::connect(&dir.path().join("data/ironclaw.db")).unwrap();
     let instance = ironclaw::db::queries::instance_id(&mut conn).unwrap();
-    let containers = || {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=ironclaw.instance={instance}"),
-            ])
-            .output()
-            .unwrap();
+    // This server's containers, all of them or only the warm pool's.
+    let ps = |only_pool: bool| {
+        let mut filters = vec![format!("label=ironclaw.instance={instance}")];
+        if only_pool {
+            filters.push("label=ironclaw.pool=1".to_string());
+        }
+        let mut command = Command::new("docker");
+        command.args(["ps", "-aq"]);
+        for f in &filters {
+            command.args(["--filter", f]);
+        }
+        let out = command.output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    let containers = || ps(false);
     assert!(!containers().is_empty(), "the session has a container");
     // The warm pool (2 by default) refilled after the session took one.
-    let pooled = || {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=ironclaw.instance={instance}"),
-                "--filter",
-                "label=ironclaw.pool=1",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
+    let pooled = || ps(true).lines().count();
     let deadline = Instant::now() + Duration::from_secs(60);
     while pooled() < 2 {
         assert!(Instant::now() < deadline, "the warm pool never filled");

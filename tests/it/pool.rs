@@ -9,7 +9,7 @@ use ironclaw::config::ProviderKind;
 use serde_json::Value;
 
 use crate::fake_llm::FakeLlm;
-use crate::support::{of_type, TestApp};
+use crate::support::{of_type, Client, Socket, TestApp};
 
 /// The running pooled containers of `instance`: (id, name).
 fn pooled(instance: &str) -> Vec<(String, String)> {
@@ -61,6 +61,15 @@ fn inspect(name: &str) -> Value {
     all[0].clone()
 }
 
+/// A new session of `client`'s that runs commands without asking, open
+/// in a tab.
+async fn open_session(client: &Client) -> (String, Socket) {
+    let id = client.new_session().await;
+    client.set_mode(&id, "never").await;
+    let socket = client.connect(Some(&id)).await;
+    (id, socket)
+}
+
 /// Everything the sandbox's output said during one turn.
 fn output(events: &[Value]) -> String {
     of_type(events, "exec_output")
@@ -82,9 +91,7 @@ async fn new_sessions_adopt_warm_containers_that_are_hardened_clean_and_never_sh
     let first_ids: Vec<String> = first.iter().map(|(id, _)| id.clone()).collect();
 
     let alice = app.login("alice").await;
-    let a = alice.new_session().await;
-    alice.set_mode(&a, "never").await;
-    let mut sa = alice.connect(Some(&a)).await;
+    let (a, mut sa) = open_session(&alice).await;
     sa.say("run: echo from-a > a.txt; ls -A /workspace; id -u")
         .await;
     let events = sa.turn().await;
@@ -129,9 +136,7 @@ async fn new_sessions_adopt_warm_containers_that_are_hardened_clean_and_never_sh
 
     // Bob's new session gets the other one, and sees nothing of Alice's.
     let bob = app.login("bob").await;
-    let b = bob.new_session().await;
-    bob.set_mode(&b, "never").await;
-    let mut sb = bob.connect(Some(&b)).await;
+    let (b, mut sb) = open_session(&bob).await;
     sb.say("run: ls -A /workspace; cat /workspace/a.txt; ls /tmp/.ironclaw | wc -l")
         .await;
     let events = sb.turn().await;

@@ -111,13 +111,17 @@ impl TestAppBuilder {
             let sys = actix_rt::System::new();
             sys.block_on(async move {
                 match ironclaw::app::start(settings).await {
-                    Ok(running) => {
+                    Ok(mut running) => {
                         let _ = tx.send(Ok((
                             running.addr,
                             running.server.clone(),
                             running.supervisor.clone(),
                         )));
-                        let _ = running.done.await;
+                        // As `ironclaw serve` stops: the containers
+                        // go through their sandboxes (agents closed
+                        // first), the warm pool is drained.
+                        let _ = (&mut running.done).await;
+                        running.stop_sessions().await;
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -162,13 +166,15 @@ impl TestApp {
         // Not graceful: open test sockets would hold a graceful stop for
         // the whole shutdown timeout.
         self.server.stop(false).await;
-        remove_containers(&self.data_dir);
         if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join())
                 .await
                 .expect("join")
                 .expect("server thread panicked");
         }
+        // Whatever the server's own shutdown left (it removes its
+        // sessions' containers and drains the pool before the thread ends).
+        remove_containers(&self.data_dir);
         (self.data_dir.clone(), self._temp.take())
     }
 
