@@ -79,7 +79,10 @@ pub(crate) fn serve_with(
         .arg("serve")
         .env("IRONCLAW_SERVER__PORT", "0")
         // Nothing listens here: the model server is unreachable.
-        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9");
+        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9")
+        // Most of these end with a kill, which leaves a warm pool behind;
+        // the test of the pool asks for one.
+        .env("IRONCLAW_SANDBOX__WARM_POOL", "0");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -361,6 +364,7 @@ async fn sigterm_stops_the_session_containers_and_drains_the_warm_pool() {
             ("IRONCLAW_PROVIDER__BASE_URL", llm.base_url.as_str()),
             ("IRONCLAW_PROVIDER__KIND", "openai"),
             ("IRONCLAW_APPROVAL__MODE", "never"),
+            ("IRONCLAW_SANDBOX__WARM_POOL", "2"),
         ],
     );
     let password = admin_password(&lines);
