@@ -94,7 +94,7 @@ pub struct Exec {
     pub tool: Tool,
     pub code: String,
     /// Workspace files the approval judged, with the SHA-256 of what it
-    /// read: the wrapper refuses to run the code if any of them changed.
+    /// read: the exec agent refuses to run the code if any of them changed.
     pub files: Vec<JudgedFile>,
     pub timeout: Duration,
     /// Receives the live output as [`ExecChunk`]s.
