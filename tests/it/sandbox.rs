@@ -20,8 +20,9 @@ use bollard::Docker;
 use ironclaw::config::SandboxSettings;
 use ironclaw::protocol::{LogLevel, OutputStream, Tool};
 use ironclaw::sandbox::{
-    connect_docker, container_name, docker_status, reap_orphans, CancelExec, Exec, ExecChunk,
-    ExecOutcome, RemoveContainer, SandboxActor, SandboxError, SandboxNotice, MAX_CODE_BYTES,
+    connect_docker, container_name, docker_status, reap_orphans, CancelExec, Engine, Exec,
+    ExecChunk, ExecOutcome, RemoveContainer, SandboxActor, SandboxError, SandboxNotice,
+    MAX_CODE_BYTES,
 };
 
 const IMAGE: &str = "ironclaw-sandbox:latest";
@@ -146,12 +147,22 @@ struct Session {
 
 impl Session {
     fn new(docker: &Docker, settings: SandboxSettings, instance_id: &str) -> Session {
+        Session::with_engine(docker, Engine::from(docker.clone()), settings, instance_id)
+    }
+
+    /// A session whose sandbox shares `engine` (and its start gate).
+    fn with_engine(
+        docker: &Docker,
+        engine: Engine,
+        settings: SandboxSettings,
+        instance_id: &str,
+    ) -> Session {
         let session_id = uuid::Uuid::new_v4().to_string();
         let workspace = tempfile::tempdir().unwrap();
         let seen = Seen::default();
         let collector = Collector(seen.clone()).start();
         let addr = SandboxActor::new(
-            docker.clone(),
+            engine,
             settings,
             session_id.clone(),
             instance_id.to_string(),
@@ -870,6 +881,28 @@ async fn an_agent_killed_or_frozen_inside_the_sandbox_is_detected_and_the_contai
     no_sleep_600(&s.processes().await);
     assert_eq!(s.sh("cat kept.txt").await, "kept\n");
     s.remove().await;
+}
+
+#[actix::test]
+async fn sandboxes_starting_at_once_take_turns_and_the_one_waiting_is_told() {
+    let docker = docker().await;
+    let (instance_id, _guard) = instance();
+    // One start at a time: the second sandbox waits for the first's.
+    let engine = Engine::from(docker.clone()).with_start_concurrency(1);
+    let a = Session::with_engine(&docker, engine.clone(), settings(), &instance_id);
+    let b = Session::with_engine(&docker, engine, settings(), &instance_id);
+    let (out_a, out_b) = futures_util::join!(a.sh("echo a"), b.sh("echo b"));
+    assert_eq!((out_a.as_str(), out_b.as_str()), ("a\n", "b\n"));
+    let told: Vec<String> = a
+        .seen
+        .notices()
+        .into_iter()
+        .chain(b.seen.notices())
+        .filter(|n| n.starts_with("starting your sandbox…"))
+        .collect();
+    assert_eq!(told.len(), 1, "the one that waited is told: {told:?}");
+    a.remove().await;
+    b.remove().await;
 }
 
 /// The exec agent's pid inside the container (the oldest process of its
