@@ -546,7 +546,6 @@ struct ContainerState {
 /// One session's container, as its sandbox actor and that actor's exec
 /// futures see it (all on the actor's thread).
 pub(super) struct Container {
-    pub(super) docker: Docker,
     engine: Engine,
     /// Where to take a ready container from, if anywhere.
     pub(super) pool: Option<Recipient<TakePooled>>,
@@ -583,7 +582,6 @@ impl Container {
     ) -> Self {
         let name = container_name(&instance_id, &session_id);
         Container {
-            docker: engine.docker.clone(),
             engine,
             pool: None,
             adopted: RefCell::new(None),
@@ -622,7 +620,7 @@ impl Container {
     }
 
     async fn connect(&self) -> Result<Arc<Channel>, SandboxError> {
-        let channel = Channel::open(&self.docker, &self.name, &self.settings.image).await?;
+        let channel = Channel::open(&self.engine.docker, &self.name, &self.settings.image).await?;
         log::debug!(
             "sandbox {}: exec agent ready (pid {} in the container)",
             self.session_id,
@@ -708,7 +706,7 @@ impl Container {
         self.close_channel().await;
         let was_believed_running = state.running;
         state.running = false;
-        match self.docker.inspect_container(&self.name, None).await {
+        match self.engine.docker.inspect_container(&self.name, None).await {
             Ok(info) => {
                 let labels = info
                     .config
@@ -781,9 +779,15 @@ impl Container {
             (LABEL_SESSION.to_string(), self.session_id.clone()),
             (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
         ]);
-        create_hardened(&self.docker, &self.settings, &self.name, labels, &workspace)
-            .await
-            .map(|_| ())
+        create_hardened(
+            &self.engine.docker,
+            &self.settings,
+            &self.name,
+            labels,
+            &workspace,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn start(&self) -> Result<(), SandboxError> {
@@ -833,6 +837,7 @@ impl Container {
         let moved = tokio::task::spawn_blocking(move || from.move_to(&to)).await;
         let renamed = match moved {
             Ok(Ok(())) => self
+                .engine
                 .docker
                 .rename_container(
                     &pooled.name,
@@ -866,7 +871,7 @@ impl Container {
         let mut state = self.state.lock().await;
         state.running = false;
         self.close_channel().await;
-        if remove_by_name(&self.docker, &self.name).await? {
+        if remove_by_name(&self.engine.docker, &self.name).await? {
             self.notice(LogLevel::Info, "container removed");
         }
         Ok(())
@@ -877,7 +882,8 @@ impl Container {
     /// call.
     async fn restart_container(&self) -> Result<(), SandboxError> {
         self.close_channel().await;
-        self.docker
+        self.engine
+            .docker
             .restart_container(
                 &self.name,
                 Some(RestartContainerOptions {
@@ -906,6 +912,7 @@ impl Container {
         state.running = false;
         self.close_channel().await;
         let stopped = self
+            .engine
             .docker
             .stop_container(
                 &self.name,
