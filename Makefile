@@ -1,8 +1,8 @@
 # IronClaw build / test entry points.  `make help` lists the targets.
 #
 # Everything here is meant to run on a Debian bookworm host (root in CI).
-# Tools that tests need (chromium, chromedriver, mmdebstrap, e2fsprogs for the
-# workspace quota filesystems) are apt-installed
+# Tools that tests need (chromium, chromedriver, tmux for the terminal client,
+# mmdebstrap, e2fsprogs for the workspace quota filesystems) are apt-installed
 # on demand by `test-deps`.
 
 SHELL := /bin/bash
@@ -39,14 +39,15 @@ sandbox-image: ## Build the sandbox image (and its exec agent) if missing or san
 sandbox-image-clean: ## Remove the sandbox image and its bootstrapped base
 	-docker image rm -f $(SANDBOX_IMAGE) ironclaw-base:bookworm
 
-test-deps: ## apt-install chromium, chromedriver, mmdebstrap and e2fsprogs when missing
+test-deps: ## apt-install chromium, chromedriver, tmux, mmdebstrap and e2fsprogs when missing
 	@chrome=""; boot=""; \
 	command -v chromium     >/dev/null || chrome="$$chrome chromium fonts-liberation"; \
 	command -v chromedriver >/dev/null || chrome="$$chrome chromium-driver"; \
+	command -v tmux         >/dev/null || chrome="$$chrome tmux"; \
 	command -v mmdebstrap   >/dev/null || boot="mmdebstrap"; \
 	PATH="$$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null || boot="$$boot e2fsprogs"; \
 	if [ -z "$$chrome$$boot" ]; then \
-	  echo "test-deps: chromium, chromedriver, mmdebstrap and e2fsprogs are present"; exit 0; \
+	  echo "test-deps: chromium, chromedriver, tmux, mmdebstrap and e2fsprogs are present"; exit 0; \
 	fi; \
 	echo "test-deps: installing$$chrome $$boot"; \
 	$(SUDO) $(APT_GET) update -qq; \

@@ -46,6 +46,7 @@ pub mod agent;
 pub mod app;
 pub mod approval;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod http;

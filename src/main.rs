@@ -1,5 +1,5 @@
-//! The `ironclaw` command: `serve` (default), `user add|list|passwd|remove`,
-//! `migrate` and `check` (DESIGN.md §7).
+//! The `ironclaw` command: `serve` (default), `chat`, `logout`,
+//! `user add|list|passwd|remove`, `migrate` and `check` (DESIGN.md §7).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -39,6 +39,14 @@ enum Command {
     /// Check Docker, the sandbox image, the database, the provider, the model
     /// and whether it calls tools.
     Check,
+    /// Chat with the agent from this terminal (a client of a running server).
+    Chat(ironclaw::chat::ChatArgs),
+    /// Forget the login `ironclaw chat` saved for a server, and end it there.
+    Logout {
+        /// The server (default http://127.0.0.1:<server.port>).
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,8 +71,11 @@ enum UserAction {
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    // The terminal client's screen is its output; only warnings go to the log.
+    let client = matches!(cli.command, Some(Command::Chat(_) | Command::Logout { .. }));
+    let level = if client { "warn" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
@@ -83,6 +94,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check => check(settings),
+        Command::Chat(args) => std::process::exit(ironclaw::chat::run(args, settings.server.port)),
+        Command::Logout { server } => {
+            ironclaw::chat::logout(server.as_deref(), settings.server.port)
+        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! The terminal itself: the line editor (rustyline, in a thread of its
+//! own, so events keep printing above the prompt through its external
+//! printer), a one-key answer for approvals that can be called off when
+//! another window answers first, and putting the terminal back as it was
+//! however the client ends.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustyline::error::ReadlineError;
+use rustyline::ExternalPrinter;
+use tokio::sync::mpsc;
+
+/// What the line editor returned.
+#[derive(Debug)]
+pub enum Input {
+    Line(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    /// Ctrl-D at an empty prompt, or the end of piped input.
+    Eof,
+}
+
+/// The line editor, running in its own thread.
+pub struct Reader {
+    ask: std::sync::mpsc::Sender<String>,
+    pub lines: mpsc::UnboundedReceiver<Input>,
+}
+
+impl Reader {
+    /// Show `prompt` and read a line; the answer comes on `lines`.
+    pub fn prompt(&self, prompt: String) {
+        let _ = self.ask.send(prompt);
+    }
+}
+
+/// Writes text to the terminal: through the line editor's printer while a
+/// prompt may be on the screen (whole lines only, so the prompt is redrawn
+/// below them), straight to stdout otherwise.
+pub struct Screen {
+    printer: Option<Box<dyn ExternalPrinter + Send>>,
+    /// The unfinished line held back while the prompt is up.
+    partial: String,
+    pub tty: bool,
+}
+
+impl Screen {
+    pub fn write(&mut self, text: &str, reading: bool) {
+        if text.is_empty() {
+            return;
+        }
+        let Some(printer) = self.printer.as_mut() else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            return;
+        };
+        self.partial.push_str(text);
+        let whole = if reading {
+            match self.partial.rfind('\n') {
+                Some(i) => {
+                    let rest = self.partial.split_off(i + 1);
+                    std::mem::replace(&mut self.partial, rest)
+                }
+                None => return,
+            }
+        } else {
+            std::mem::take(&mut self.partial)
+        };
+        if printer.print(whole.clone()).is_err() {
+            print!("{whole}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    /// Set the terminal's title (the status a window or tmux shows).
+    pub fn title(&mut self, title: &str, reading: bool) {
+        if self.tty {
+            let clean: String = title.chars().filter(|c| !c.is_control()).collect();
+            // A title sequence prints nothing, so it can go straight out
+            // even under the prompt.
+            let _ = reading;
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\x1b]2;{clean}\x07");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Start the line editor; history is kept in `history` (0600).
+pub fn start(history: Option<PathBuf>) -> anyhow::Result<(Reader, Screen)> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let config = rustyline::Config::builder()
+        .auto_add_history(true)
+        .max_history_size(1000)?
+        .build();
+    let mut editor = rustyline::DefaultEditor::with_config(config)?;
+    let printer: Option<Box<dyn ExternalPrinter + Send>> = if tty {
+        editor
+            .create_external_printer()
+            .ok()
+            .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>)
+    } else {
+        None
+    };
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let (ask_tx, ask_rx) = std::sync::mpsc::channel::<String>();
+    let (line_tx, line_rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("ironclaw-readline".into())
+        .spawn(move || {
+            while let Ok(prompt) = ask_rx.recv() {
+                let input = match editor.readline(&prompt) {
+                    Ok(line) => Input::Line(line),
+                    Err(ReadlineError::Interrupted) => Input::Interrupted,
+                    Err(_) => Input::Eof,
+                };
+                if let Some(path) = &history {
+                    if editor.save_history(path).is_ok() {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ =
+                            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                    }
+                }
+                if line_tx.send(input).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok((
+        Reader {
+            ask: ask_tx,
+            lines: line_rx,
+        },
+        Screen {
+            printer,
+            partial: String::new(),
+            tty,
+        },
+    ))
+}
+
+/// The terminal's settings when the client started, put back when it ends
+/// (even if it ends while the line editor has the terminal in raw mode).
+pub struct Restore(Option<libc::termios>);
+
+impl Restore {
+    pub fn save() -> Self {
+        if !std::io::stdin().is_terminal() {
+            return Restore(None);
+        }
+        // SAFETY: tcgetattr fills the struct it is given; fd 0 is a tty.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) == 0 {
+                return Restore(Some(t));
+            }
+        }
+        Restore(None)
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            // SAFETY: puts back settings read from the same fd.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
+    }
+}
+
+/// Wait for one of `keys` on the terminal without echo or Enter, until
+/// `stop` is set (another window answered) or stdin ends. Ctrl-C still
+/// raises SIGINT. Blocking: run it on a blocking thread.
+pub fn read_key(keys: &[char], stop: Arc<AtomicBool>) -> Option<char> {
+    // SAFETY: termios on fd 0, read back and restored below.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) != 0 {
+            return None;
+        }
+        let mut raw = t;
+        raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+        raw.c_cc[libc::VMIN] = 0;
+        raw.c_cc[libc::VTIME] = 0;
+        libc::tcsetattr(0, libc::TCSANOW, &raw);
+        t
+    };
+    let mut found = None;
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut fds, 1, 100) };
+        if ready <= 0 {
+            continue;
+        }
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into a local.
+        let n = unsafe { libc::read(0, (&mut byte as *mut u8).cast(), 1) };
+        if n <= 0 {
+            if n == 0 {
+                break;
+            }
+            continue;
+        }
+        let c = (byte as char).to_ascii_lowercase();
+        if keys.contains(&c) {
+            found = Some(c);
+            break;
+        }
+    }
+    // SAFETY: restores what was read above.
+    unsafe {
+        libc::tcsetattr(0, libc::TCSANOW, &saved);
+    }
+    found
+}
+
+/// Pause before retrying a terminal read that failed.
+pub const KEY_RETRY: Duration = Duration::from_millis(100);
