@@ -43,6 +43,16 @@ pub fn encode_path(s: &str) -> String {
     out
 }
 
+/// A workspace path as the routes take it, refusing `..` here: a URL
+/// would resolve it away before the server could refuse it.
+pub fn workspace_path(path: &str) -> anyhow::Result<String> {
+    let path = path.trim_start_matches("/workspace/").trim_matches('/');
+    if path.split('/').any(|seg| seg == "..") {
+        bail!("{path}: a workspace path cannot lead outside the workspace (..)");
+    }
+    Ok(path.to_string())
+}
+
 fn query(s: &str) -> String {
     encode_path(s).replace('/', "%2F")
 }
@@ -169,7 +179,11 @@ impl Api {
     pub async fn files(&self, id: &str, dir: &str) -> anyhow::Result<Vec<FileEntry>> {
         self.json(self.req(
             reqwest::Method::GET,
-            &format!("/api/sessions/{}/files?path={}", query(id), query(dir)),
+            &format!(
+                "/api/sessions/{}/files?path={}",
+                query(id),
+                query(&workspace_path(dir)?)
+            ),
         ))
         .await
     }
@@ -217,7 +231,11 @@ impl Api {
         let rb = self
             .req(
                 reqwest::Method::PUT,
-                &format!("/api/sessions/{}/files/{}", query(id), encode_path(remote)),
+                &format!(
+                    "/api/sessions/{}/files/{}",
+                    query(id),
+                    encode_path(&workspace_path(remote)?)
+                ),
             )
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -234,7 +252,11 @@ impl Api {
         let resp = self
             .send(self.req(
                 reqwest::Method::GET,
-                &format!("/api/sessions/{}/files/{}", query(id), encode_path(remote)),
+                &format!(
+                    "/api/sessions/{}/files/{}",
+                    query(id),
+                    encode_path(&workspace_path(remote)?)
+                ),
             ))
             .await?;
         let bar = progress(resp.content_length().unwrap_or(0), "downloading");

@@ -19,6 +19,7 @@ mod providers;
 mod sandbox;
 mod storage;
 mod support;
+mod terminal;
 mod tools;
 mod undo;
 mod web_safety;
