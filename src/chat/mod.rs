@@ -34,6 +34,7 @@ use crate::protocol::{
     ApprovalId, ApprovalMode, CallId, ClientMessage, ClientMessageId, Decision, ServerEvent,
     SessionId, TurnEndReason, TurnId, UpdateSession,
 };
+use std::collections::VecDeque;
 
 /// Two Ctrl-C within this long quit.
 const DOUBLE_INTERRUPT: Duration = Duration::from_secs(2);
@@ -207,6 +208,8 @@ struct Interactive {
     listed: Vec<SessionId>,
     last_interrupt: Option<Instant>,
     down: bool,
+    /// Whole lines typed while the agent worked, to send in turn.
+    typed: VecDeque<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +246,7 @@ impl Interactive {
             listed: Vec::new(),
             last_interrupt: None,
             down: false,
+            typed: VecDeque::new(),
         })
     }
 
@@ -309,20 +313,49 @@ impl Interactive {
         }
     }
 
-    /// Put the prompt up if nothing else has the terminal.
-    fn maybe_prompt(&mut self) {
-        if self.reading || self.busy() || self.key_prompt.is_some() || self.current.is_none() {
-            return;
+    /// Whether the prompt can go up: nothing else has the terminal.
+    fn can_prompt(&self) -> bool {
+        !self.reading && !self.busy() && self.key_prompt.is_none() && self.current.is_some()
+    }
+
+    /// Put the prompt up, with what was typed ahead while the agent worked:
+    /// whole lines are taken in turn, a started one is put in the editor.
+    fn prompt(&mut self) -> Option<String> {
+        let ahead = if self.screen.tty {
+            term::take_typed_ahead()
+        } else {
+            String::new()
+        };
+        let mut rest = ahead.as_str();
+        while let Some(i) = rest.find('\n') {
+            let line = rest[..i].trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                self.typed.push_back(line.to_string());
+            }
+            rest = &rest[i + 1..];
+        }
+        if let Some(line) = self.typed.pop_front() {
+            let shown = format!("{}{line}\n", self.prompt_text());
+            self.screen.write(&shown, false);
+            return Some(line);
         }
         self.reading = true;
         self.status();
-        self.reader.prompt(self.prompt_text());
+        self.reader.prompt(self.prompt_text(), rest.to_string());
+        None
     }
 
     async fn run(mut self) -> anyhow::Result<i32> {
         let mut interrupts = signal(SignalKind::interrupt())?;
         loop {
-            self.maybe_prompt();
+            if self.can_prompt() {
+                if let Some(line) = self.prompt() {
+                    if let Some(code) = self.on_input(Input::Line(line)).await {
+                        return Ok(code);
+                    }
+                    continue;
+                }
+            }
             tokio::select! {
                 ev = self.link.events.recv() => {
                     let Some(ev) = ev else { return Ok(1) };

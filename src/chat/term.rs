@@ -8,7 +8,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustyline::error::ReadlineError;
 use rustyline::ExternalPrinter;
@@ -26,14 +25,15 @@ pub enum Input {
 
 /// The line editor, running in its own thread.
 pub struct Reader {
-    ask: std::sync::mpsc::Sender<String>,
+    ask: std::sync::mpsc::Sender<(String, String)>,
     pub lines: mpsc::UnboundedReceiver<Input>,
 }
 
 impl Reader {
-    /// Show `prompt` and read a line; the answer comes on `lines`.
-    pub fn prompt(&self, prompt: String) {
-        let _ = self.ask.send(prompt);
+    /// Show `prompt` with `initial` already typed and read a line; the
+    /// answer comes on `lines`.
+    pub fn prompt(&self, prompt: String, initial: String) {
+        let _ = self.ask.send((prompt, initial));
     }
 }
 
@@ -109,13 +109,13 @@ pub fn start(history: Option<PathBuf>) -> anyhow::Result<(Reader, Screen)> {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    let (ask_tx, ask_rx) = std::sync::mpsc::channel::<String>();
+    let (ask_tx, ask_rx) = std::sync::mpsc::channel::<(String, String)>();
     let (line_tx, line_rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("ironclaw-readline".into())
         .spawn(move || {
-            while let Ok(prompt) = ask_rx.recv() {
-                let input = match editor.readline(&prompt) {
+            while let Ok((prompt, initial)) = ask_rx.recv() {
+                let input = match editor.readline_with_initial(&prompt, (&initial, "")) {
                     Ok(line) => Input::Line(line),
                     Err(ReadlineError::Interrupted) => Input::Interrupted,
                     Err(_) => Input::Eof,
@@ -227,5 +227,31 @@ pub fn read_key(keys: &[char], stop: Arc<AtomicBool>) -> Option<char> {
     found
 }
 
-/// Pause before retrying a terminal read that failed.
-pub const KEY_RETRY: Duration = Duration::from_millis(100);
+/// What was typed while no prompt was up (the terminal echoed it, and the
+/// line editor would misread it). Lines end in `\n`; a line being typed
+/// comes last, unfinished.
+pub fn take_typed_ahead() -> String {
+    let mut bytes = Vec::new();
+    // SAFETY: termios on fd 0 read, changed for the read and restored.
+    unsafe {
+        let mut saved: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut saved) != 0 {
+            return String::new();
+        }
+        let mut raw = saved;
+        raw.c_lflag &= !libc::ICANON;
+        raw.c_cc[libc::VMIN] = 0;
+        raw.c_cc[libc::VTIME] = 0;
+        libc::tcsetattr(0, libc::TCSANOW, &raw);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::read(0, buf.as_mut_ptr().cast(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n as usize]);
+        }
+        libc::tcsetattr(0, libc::TCSANOW, &saved);
+    }
+    String::from_utf8_lossy(&bytes).replace('\r', "\n")
+}

@@ -53,9 +53,25 @@ impl Paint {
     }
 }
 
-/// The short form of an id shown to the person (`/undo` takes it back).
+/// The short form of a call id shown to the person (`/undo` takes it
+/// back): eight characters after its `call_` / `restore_` prefix.
 pub fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
+    let bare = id
+        .strip_prefix("call_")
+        .or_else(|| id.strip_prefix("restore_"))
+        .unwrap_or(id);
+    bare.get(..8).unwrap_or(bare)
+}
+
+/// Whether `given` (as typed after `/undo`, with or without `#`) names
+/// the call `id`.
+pub fn names(given: &str, id: &str) -> bool {
+    let given = given.trim_start_matches('#');
+    !given.is_empty()
+        && (id.starts_with(given) || short(id).starts_with(given) || {
+            let bare = id.split_once('_').map_or(id, |(_, b)| b);
+            bare.starts_with(given)
+        })
 }
 
 /// Turns events into terminal text, keeping track of the line the cursor

@@ -772,3 +772,34 @@ async fn once_follows_approve_deny_yes_and_ask_without_a_terminal() {
         Some(&b"yes\n"[..])
     );
 }
+
+#[actix_rt::test]
+async fn a_line_typed_while_the_agent_works_is_sent_after_its_turn() {
+    let llm = FakeLlm::start().await;
+    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let (_alice, id) = session(&app, "never").await;
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "sleep 2; echo slept"}),
+    ));
+    llm.push(Reply::text("First answer."));
+    llm.push(Reply::text("Second answer."));
+    let home = home();
+    let term = Term::start(
+        home.path(),
+        &["--server", &app.base, "--user", "alice", "--session", &id],
+        &[("IRONCLAW_PASSWORD", PASSWORD)],
+    );
+    term.prompt().await;
+    term.line("one");
+    term.wait_for("$ sleep 2").await;
+    term.line("two");
+    let screen = term.wait_for("Second answer.").await;
+    assert_eq!(count(&screen, "you › two"), 1, "{screen}");
+    assert!(
+        screen.find("First answer.") < screen.find("you › two"),
+        "{screen}"
+    );
+}
