@@ -754,7 +754,8 @@ impl Interactive {
                 let mode = ApprovalMode::parse(mode)
                     .ok_or_else(|| anyhow!("the modes are always, risky and never"))?;
                 let id = self.session_id()?;
-                self.api
+                let updated = self
+                    .api
                     .update_session(
                         &id,
                         &UpdateSession {
@@ -763,10 +764,12 @@ impl Interactive {
                         },
                     )
                     .await?;
+                self.updated(updated);
             }
             ("model", [model]) => {
                 let id = self.session_id()?;
-                self.api
+                let updated = self
+                    .api
                     .update_session(
                         &id,
                         &UpdateSession {
@@ -775,6 +778,7 @@ impl Interactive {
                         },
                     )
                     .await?;
+                self.updated(updated);
             }
             ("files", [] | [_]) => {
                 let id = self.session_id()?;
@@ -850,11 +854,21 @@ impl Interactive {
                 let points = self.api.checkpoints(&id).await?;
                 let hits: Vec<_> = points
                     .iter()
-                    .filter(|p| p.call_id.starts_with(call))
+                    .filter(|p| !p.dropped && view::names(call, &p.call_id))
                     .collect();
                 let target: CallId = match hits.as_slice() {
                     [one] => one.call_id.clone(),
-                    [] => bail!("no command #{call} can be undone in this session"),
+                    [] => {
+                        let can: Vec<String> = points
+                            .iter()
+                            .filter(|p| !p.dropped)
+                            .map(|p| format!("#{}", short(&p.call_id)))
+                            .collect();
+                        if can.is_empty() {
+                            bail!("no command #{call} can be undone: nothing in this session can");
+                        }
+                        bail!("no command #{call} can be undone; these can: {}", can.join(" "))
+                    }
                     _ => bail!("#{call} names more than one command; give more of its id"),
                 };
                 let done = self.api.revert(&id, &target).await?;
@@ -868,6 +882,18 @@ impl Interactive {
             _ => bail!("unknown command /{line}; /help lists them"),
         }
         Ok(None)
+    }
+
+    /// The session as a REST answer has it now (its `session` frame may
+    /// come after the next prompt).
+    fn updated(&mut self, s: crate::protocol::SessionSummary) {
+        if let Some(c) = self.current.as_mut().filter(|c| c.id == s.id) {
+            c.model = s.model;
+            c.mode = s.approval_mode;
+            c.title = s.title;
+            let line = format!("session now: {} · approvals: {}", c.model, c.mode.as_str());
+            self.note(&line);
+        }
     }
 
     fn switch(&mut self, id: Option<SessionId>) {

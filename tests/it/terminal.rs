@@ -803,3 +803,69 @@ async fn a_line_typed_while_the_agent_works_is_sent_after_its_turn() {
         "{screen}"
     );
 }
+
+#[actix_rt::test]
+async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
+    let llm = FakeLlm::start().await;
+    llm.set_models(&["llama3.2", "qwen2.5"]);
+    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
+        .start()
+        .await;
+    let (alice, id) = session(&app, "never").await;
+    let home = home();
+    let term = Term::start(
+        home.path(),
+        &["--server", &app.base, "--user", "alice", "--session", &id],
+        &[("IRONCLAW_PASSWORD", PASSWORD)],
+    );
+    term.prompt().await;
+    term.line("/help");
+    term.wait_for("/undo CALL").await;
+    term.prompt().await;
+
+    // A command, then undone by the id the terminal showed.
+    llm.push(Reply::tool("shell", json!({"command": "echo v1 > notes.txt"})));
+    llm.push(Reply::text("Wrote it."));
+    term.line("write notes");
+    let screen = term.wait_for("Wrote it.").await;
+    term.prompt().await;
+    let call = screen
+        .lines()
+        .find_map(|l| l.split_once(" #").filter(|_| l.starts_with("shell ")).map(|(_, id)| id.trim().to_string()))
+        .unwrap_or_else(|| panic!("no call id shown:\n{screen}"));
+    assert_eq!(workspace_file(&alice, &id, "notes.txt").await.as_deref(), Some(&b"v1\n"[..]));
+    term.line(&format!("/undo {call}"));
+    term.wait_for(&format!("as before #{call}")).await;
+    term.wait_for("↺ workspace put back").await;
+    assert_eq!(workspace_file(&alice, &id, "notes.txt").await, None, "undo left the file");
+    term.prompt().await;
+
+    // Mode and model change the session, and the status shows it.
+    term.line("/mode always");
+    term.wait_for("[llama3.2 · always] ›").await;
+    term.line("/model qwen2.5");
+    term.wait_for("[qwen2.5 · always] ›").await;
+    let summary: Value = alice.get(&format!("/api/sessions/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(summary["model"], "qwen2.5");
+    assert_eq!(summary["approval_mode"], "always");
+    term.prompt().await;
+    term.line("/model no-such-model");
+    term.wait_for("no-such-model").await;
+    term.prompt().await;
+
+    // A new session, listed, and back to the first by its number.
+    term.line("/new");
+    term.wait_until("a second session header", |s| count(s, "session “New chat”") == 2).await;
+    term.prompt().await;
+    term.line("/sessions");
+    let screen = term.wait_for("/switch N opens one").await;
+    let first = screen
+        .lines()
+        .filter(|l| l.contains("(qwen2.5 · always"))
+        .find_map(|l| l.trim_start_matches('*').trim().split_once('.').map(|(n, _)| n.trim().to_string()))
+        .unwrap_or_else(|| panic!("the first session is not listed:\n{screen}"));
+    term.prompt().await;
+    term.line(&format!("/switch {first}"));
+    let screen = term.wait_until("the first session again", |s| count(s, "you › write notes") == 2).await;
+    assert!(screen.contains("[qwen2.5 · always] ›") || screen.contains("qwen2.5 · approvals: always"), "{screen}");
+}
