@@ -302,8 +302,7 @@ impl Interactive {
             ),
             None => format!("ironclaw · {}", self.state()),
         };
-        let reading = self.reading;
-        self.screen.title(&text, reading);
+        self.screen.title(&text);
     }
 
     fn prompt_text(&self) -> String {
@@ -341,7 +340,9 @@ impl Interactive {
         }
         self.reading = true;
         self.status();
-        self.reader.prompt(self.prompt_text(), rest.to_string());
+        let prompt = self.prompt_text();
+        self.screen.prompting(&prompt, rest);
+        self.reader.prompt(prompt, rest.to_string());
         None
     }
 
@@ -549,6 +550,9 @@ impl Interactive {
                 if matches!(&self.mine, Some(Mine::Turn(t)) if t == turn_id) {
                     self.mine = None;
                     self.cancel_sent = false;
+                    // A Ctrl-C that cancelled the turn does not count
+                    // towards quitting at the prompt.
+                    self.last_interrupt = None;
                     self.stop_key_prompt();
                     self.pending.clear();
                     self.status();
@@ -867,7 +871,10 @@ impl Interactive {
                         if can.is_empty() {
                             bail!("no command #{call} can be undone: nothing in this session can");
                         }
-                        bail!("no command #{call} can be undone; these can: {}", can.join(" "))
+                        bail!(
+                            "no command #{call} can be undone; these can: {}",
+                            can.join(" ")
+                        )
                     }
                     _ => bail!("#{call} names more than one command; give more of its id"),
                 };

@@ -1,8 +1,7 @@
 //! The terminal itself: the line editor (rustyline, in a thread of its
-//! own, so events keep printing above the prompt through its external
-//! printer), a one-key answer for approvals that can be called off when
-//! another window answers first, and putting the terminal back as it was
-//! however the client ends.
+//! own, with events printed above its prompt meanwhile), a one-key answer
+//! for approvals that can be called off when another window answers first,
+//! and putting the terminal back as it was however the client ends.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustyline::error::ReadlineError;
-use rustyline::ExternalPrinter;
 use tokio::sync::mpsc;
 
 /// What the line editor returned.
@@ -37,11 +35,41 @@ impl Reader {
     }
 }
 
-/// Writes text to the terminal: through the line editor's printer while a
-/// prompt may be on the screen (whole lines only, so the prompt is redrawn
-/// below them), straight to stdout otherwise.
+/// What the line editor shows: the line being typed and the cursor in it,
+/// mirrored from its hinter (called on every redraw), so text printed
+/// above the prompt can put the prompt back as it was.
+#[derive(Default, Clone)]
+struct Mirror {
+    line: Arc<std::sync::Mutex<(String, usize)>>,
+}
+
+impl rustyline::hint::Hinter for Mirror {
+    type Hint = String;
+
+    fn hint(&self, line: &str, pos: usize, _: &rustyline::Context<'_>) -> Option<String> {
+        if let Ok(mut m) = self.line.lock() {
+            *m = (line.to_string(), pos);
+        }
+        None
+    }
+}
+
+impl rustyline::completion::Completer for Mirror {
+    type Candidate = String;
+}
+impl rustyline::highlight::Highlighter for Mirror {}
+impl rustyline::validate::Validator for Mirror {}
+impl rustyline::Helper for Mirror {}
+
+/// Writes text to the terminal. While the prompt is up, whole lines go
+/// above it and the prompt is drawn again below them as it was; a line
+/// still being streamed waits for its end. (rustyline's own external
+/// printer stalls typed-ahead input: it selects on the terminal while its
+/// buffer still holds keys.)
 pub struct Screen {
-    printer: Option<Box<dyn ExternalPrinter + Send>>,
+    mirror: Mirror,
+    /// The prompt on the screen while reading.
+    prompt: String,
     /// The unfinished line held back while the prompt is up.
     partial: String,
     pub tty: bool,
@@ -52,37 +80,47 @@ impl Screen {
         if text.is_empty() {
             return;
         }
-        let Some(printer) = self.printer.as_mut() else {
-            let mut out = std::io::stdout().lock();
+        let mut out = std::io::stdout().lock();
+        if !reading || !self.tty {
+            let held = std::mem::take(&mut self.partial);
+            let _ = out.write_all(held.as_bytes());
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
             return;
-        };
+        }
         self.partial.push_str(text);
-        let whole = if reading {
-            match self.partial.rfind('\n') {
-                Some(i) => {
-                    let rest = self.partial.split_off(i + 1);
-                    std::mem::replace(&mut self.partial, rest)
-                }
-                None => return,
-            }
-        } else {
-            std::mem::take(&mut self.partial)
+        let Some(i) = self.partial.rfind('\n') else {
+            return;
         };
-        if printer.print(whole.clone()).is_err() {
-            print!("{whole}");
-            let _ = std::io::stdout().flush();
+        let rest = self.partial.split_off(i + 1);
+        let whole = std::mem::replace(&mut self.partial, rest);
+        let (line, pos) = self
+            .mirror
+            .line
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let back = line.get(pos..).map_or(0, |r| r.chars().count());
+        let mut s = format!("\r\x1b[2K{whole}{}{line}", self.prompt);
+        if back > 0 {
+            s.push_str(&format!("\x1b[{back}D"));
+        }
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+
+    /// The prompt about to be shown, with the text it starts with.
+    pub fn prompting(&mut self, prompt: &str, initial: &str) {
+        self.prompt = prompt.to_string();
+        if let Ok(mut m) = self.mirror.line.lock() {
+            *m = (initial.to_string(), initial.len());
         }
     }
 
     /// Set the terminal's title (the status a window or tmux shows).
-    pub fn title(&mut self, title: &str, reading: bool) {
+    pub fn title(&mut self, title: &str) {
         if self.tty {
             let clean: String = title.chars().filter(|c| !c.is_control()).collect();
-            // A title sequence prints nothing, so it can go straight out
-            // even under the prompt.
-            let _ = reading;
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "\x1b]2;{clean}\x07");
             let _ = out.flush();
@@ -97,15 +135,10 @@ pub fn start(history: Option<PathBuf>) -> anyhow::Result<(Reader, Screen)> {
         .auto_add_history(true)
         .max_history_size(1000)?
         .build();
-    let mut editor = rustyline::DefaultEditor::with_config(config)?;
-    let printer: Option<Box<dyn ExternalPrinter + Send>> = if tty {
-        editor
-            .create_external_printer()
-            .ok()
-            .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>)
-    } else {
-        None
-    };
+    let mirror = Mirror::default();
+    let mut editor: rustyline::Editor<Mirror, rustyline::history::FileHistory> =
+        rustyline::Editor::with_config(config)?;
+    editor.set_helper(Some(mirror.clone()));
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
@@ -138,7 +171,8 @@ pub fn start(history: Option<PathBuf>) -> anyhow::Result<(Reader, Screen)> {
             lines: line_rx,
         },
         Screen {
-            printer,
+            mirror,
+            prompt: String::new(),
             partial: String::new(),
             tty,
         },

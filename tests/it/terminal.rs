@@ -395,6 +395,15 @@ async fn ctrl_c_cancels_a_long_command_and_ctrl_d_quits() {
         "{screen}"
     );
     term.prompt().await;
+    // At the prompt, one Ctrl-C says how to quit, a second quits.
+    term.keys(&["C-c"]);
+    term.wait_for("(Ctrl-C again, or Ctrl-D, to quit)").await;
+    term.keys(&["C-c"]);
+    term.wait_for("[exit 0]").await;
+    drop(term);
+    // Ctrl-D at an empty prompt quits too.
+    let term = Term::start(home.path(), &["--server", &app.base, "--session", &id], &[]);
+    term.prompt().await;
     term.keys(&["C-d"]);
     term.wait_for("[exit 0]").await;
 }
@@ -430,11 +439,37 @@ async fn a_session_started_on_the_websocket_goes_on_in_the_terminal() {
     assert_eq!(reply["text"], "Answered in the terminal.");
     term.wait_for("Answered in the terminal.").await;
     term.prompt().await;
+    // The page's turn prints above a line half typed in the terminal,
+    // which stays as it was.
+    term.tmux(&["send-keys", "-t", "t", "-l", "half typ"]);
+    term.wait_for("› half typ").await;
     llm.push(Reply::text("Answered on the page again."));
     ws.say("the page again").await;
     let screen = term.wait_for("Answered on the page again.").await;
     assert!(screen.contains("you › the page again"), "{screen}");
     assert_eq!(count(&screen, "Answered on the page."), 1, "{screen}");
+    let screen = term
+        .wait_until("the half-typed line below the page's turn", |s| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.ends_with("› half typ"))
+        })
+        .await;
+    assert!(
+        screen.find("Answered on the page again.") < screen.rfind("› half typ"),
+        "{screen}"
+    );
+    llm.push(Reply::text("Got the half-typed one."));
+    term.line("ed");
+    loop {
+        let echo = ws.until("user_message").await;
+        if echo["text"] != "the page again" {
+            assert_eq!(echo["text"], "half typed");
+            break;
+        }
+    }
+    term.wait_for("Got the half-typed one.").await;
 }
 
 #[actix_rt::test]
@@ -824,20 +859,34 @@ async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
     term.prompt().await;
 
     // A command, then undone by the id the terminal showed.
-    llm.push(Reply::tool("shell", json!({"command": "echo v1 > notes.txt"})));
+    llm.push(Reply::tool(
+        "shell",
+        json!({"command": "echo v1 > notes.txt"}),
+    ));
     llm.push(Reply::text("Wrote it."));
     term.line("write notes");
     let screen = term.wait_for("Wrote it.").await;
     term.prompt().await;
     let call = screen
         .lines()
-        .find_map(|l| l.split_once(" #").filter(|_| l.starts_with("shell ")).map(|(_, id)| id.trim().to_string()))
+        .find_map(|l| {
+            l.split_once(" #")
+                .filter(|_| l.starts_with("shell "))
+                .map(|(_, id)| id.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("no call id shown:\n{screen}"));
-    assert_eq!(workspace_file(&alice, &id, "notes.txt").await.as_deref(), Some(&b"v1\n"[..]));
+    assert_eq!(
+        workspace_file(&alice, &id, "notes.txt").await.as_deref(),
+        Some(&b"v1\n"[..])
+    );
     term.line(&format!("/undo {call}"));
     term.wait_for(&format!("as before #{call}")).await;
     term.wait_for("↺ workspace put back").await;
-    assert_eq!(workspace_file(&alice, &id, "notes.txt").await, None, "undo left the file");
+    assert_eq!(
+        workspace_file(&alice, &id, "notes.txt").await,
+        None,
+        "undo left the file"
+    );
     term.prompt().await;
 
     // Mode and model change the session, and the status shows it.
@@ -845,7 +894,14 @@ async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
     term.wait_for("[llama3.2 · always] ›").await;
     term.line("/model qwen2.5");
     term.wait_for("[qwen2.5 · always] ›").await;
-    let summary: Value = alice.get(&format!("/api/sessions/{id}")).send().await.unwrap().json().await.unwrap();
+    let summary: Value = alice
+        .get(&format!("/api/sessions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(summary["model"], "qwen2.5");
     assert_eq!(summary["approval_mode"], "always");
     term.prompt().await;
@@ -855,17 +911,32 @@ async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
 
     // A new session, listed, and back to the first by its number.
     term.line("/new");
-    term.wait_until("a second session header", |s| count(s, "session “New chat”") == 2).await;
+    term.wait_until("a second session header", |s| {
+        count(s, "session “New chat”") == 2
+    })
+    .await;
     term.prompt().await;
     term.line("/sessions");
     let screen = term.wait_for("/switch N opens one").await;
     let first = screen
         .lines()
         .filter(|l| l.contains("(qwen2.5 · always"))
-        .find_map(|l| l.trim_start_matches('*').trim().split_once('.').map(|(n, _)| n.trim().to_string()))
+        .find_map(|l| {
+            l.trim_start_matches('*')
+                .trim()
+                .split_once('.')
+                .map(|(n, _)| n.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("the first session is not listed:\n{screen}"));
     term.prompt().await;
     term.line(&format!("/switch {first}"));
-    let screen = term.wait_until("the first session again", |s| count(s, "you › write notes") == 2).await;
-    assert!(screen.contains("[qwen2.5 · always] ›") || screen.contains("qwen2.5 · approvals: always"), "{screen}");
+    let screen = term
+        .wait_until("the first session again", |s| {
+            count(s, "you › write notes") == 2
+        })
+        .await;
+    assert!(
+        screen.contains("[qwen2.5 · always] ›") || screen.contains("qwen2.5 · approvals: always"),
+        "{screen}"
+    );
 }
