@@ -147,7 +147,7 @@ async fn start(args: ChatArgs, port: u16) -> anyhow::Result<i32> {
     };
     let link = link::start(api.clone(), session);
     match args.once {
-        Some(text) => once(api, link, text, args.approve).await,
+        Some(text) => once(link, text, args.approve).await,
         None => Interactive::new(api, link)?.run().await,
     }
 }
@@ -179,6 +179,9 @@ struct KeyPrompt {
     stop: Arc<AtomicBool>,
 }
 
+/// The approval a key was pressed for, and the key (`None`: none came).
+type KeyAnswer = (ApprovalId, Option<char>);
+
 const APPROVAL_KEYS: [char; 3] = ['y', 'n', 'a'];
 const APPROVAL_PROMPT: &str = "  [y]es / [n]o / [a]lways for this session › ";
 
@@ -200,9 +203,10 @@ struct Interactive {
     cancel_sent: bool,
     pending: Vec<Pending>,
     key_prompt: Option<KeyPrompt>,
+    /// Answers from the one-key prompt's thread.
     keys: (
-        mpsc::UnboundedSender<(ApprovalId, Option<char>)>,
-        mpsc::UnboundedReceiver<(ApprovalId, Option<char>)>,
+        mpsc::UnboundedSender<KeyAnswer>,
+        mpsc::UnboundedReceiver<KeyAnswer>,
     ),
     /// The list `/sessions` last showed, for `/switch N`.
     listed: Vec<SessionId>,
@@ -952,8 +956,7 @@ fn human(bytes: u64) -> String {
 /// stderr. Exit status: 0 when the turn completed, 1 when it ended in
 /// error (or the connection could not be kept), 2 when an approval had to
 /// be asked without a terminal, 130 when cancelled.
-async fn once(api: Api, mut link: Link, text: String, approve: Approve) -> anyhow::Result<i32> {
-    let _ = api;
+async fn once(mut link: Link, text: String, approve: Approve) -> anyhow::Result<i32> {
     let tty = std::io::stderr().is_terminal();
     let mut view = View::new(paint_for(tty));
     view.stream_assistant = false;
