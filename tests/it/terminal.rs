@@ -756,6 +756,30 @@ async fn once_exits_nonzero_when_the_turn_ends_in_error() {
             .contains("password"),
         "{out:?}"
     );
+    // So is a server that is not there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "chat", "--server", &nowhere, "--user", "alice", "--once", "hi",
+        ])
+        .env("IRONCLAW_PASSWORD", PASSWORD)
+        .env("XDG_CONFIG_HOME", home().path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach IronClaw") && stderr.contains("is the server running?"),
+        "{stderr}"
+    );
+    // So is a session that does not exist.
+    let (status, _, stderr) = once(&app, "no-such-session", &["--once", "hi"]).await;
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.to_lowercase().contains("session"), "{stderr}");
 }
 
 #[actix_rt::test]
