@@ -25,7 +25,7 @@ AGENT_CARGO := --manifest-path sandbox-agent/Cargo.toml --target-dir target/sand
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help sandbox-image sandbox-image-clean test-deps test run bench lint
+.PHONY: help sandbox-image sandbox-image-clean build-deps test-deps test test-postgres run bench lint
 
 help: ## Show this help
 	@echo "IronClaw make targets:"
@@ -39,15 +39,22 @@ sandbox-image: ## Build the sandbox image (and its exec agent) if missing or san
 sandbox-image-clean: ## Remove the sandbox image and its bootstrapped base
 	-docker image rm -f $(SANDBOX_IMAGE) ironclaw-base:bookworm
 
-test-deps: ## apt-install chromium, chromedriver, tmux, mmdebstrap and e2fsprogs when missing
+build-deps: ## apt-install libpq-dev (the PostgreSQL client library the server links) when missing
+	@if [ -e /usr/include/postgresql/libpq-fe.h ] && command -v pg_config >/dev/null; then exit 0; fi; \
+	echo "build-deps: installing libpq-dev"; \
+	$(SUDO) $(APT_GET) update -qq; \
+	$(SUDO) $(APT_GET) install -y -qq --no-install-recommends libpq-dev
+
+test-deps: build-deps ## apt-install chromium, chromedriver, tmux, postgresql, mmdebstrap and e2fsprogs when missing
 	@chrome=""; boot=""; \
 	command -v chromium     >/dev/null || chrome="$$chrome chromium fonts-liberation"; \
 	command -v chromedriver >/dev/null || chrome="$$chrome chromium-driver"; \
 	command -v tmux         >/dev/null || chrome="$$chrome tmux"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || chrome="$$chrome postgresql"; \
 	command -v mmdebstrap   >/dev/null || boot="mmdebstrap"; \
 	PATH="$$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null || boot="$$boot e2fsprogs"; \
 	if [ -z "$$chrome$$boot" ]; then \
-	  echo "test-deps: chromium, chromedriver, tmux, mmdebstrap and e2fsprogs are present"; exit 0; \
+	  echo "test-deps: chromium, chromedriver, tmux, postgresql, mmdebstrap and e2fsprogs are present"; exit 0; \
 	fi; \
 	echo "test-deps: installing$$chrome $$boot"; \
 	$(SUDO) $(APT_GET) update -qq; \
@@ -60,12 +67,23 @@ test: test-deps sandbox-image ## Run the full test suite: the exec agent's tests
 	$(CARGO) test $(AGENT_CARGO)
 	$(CARGO) test --all-targets $(CARGO_TEST_FLAGS)
 
-run: sandbox-image ## Start the server (cargo run --release -- serve)
+# The database-touching tests (the integration suite, the database and agent
+# unit tests) again, on a throwaway PostgreSQL server started as its own user
+# on 127.0.0.1 and stopped at the end (tests/postgres.sh).
+test-postgres: test-deps sandbox-image ## Run the database-touching tests on PostgreSQL
+	@dir="$$(bash tests/postgres.sh start)"; \
+	trap 'bash tests/postgres.sh stop "$$dir"' EXIT; \
+	echo "test-postgres: PostgreSQL on $$(sed -E 's#//([^:]*):[^@]*@#//\1:***@#' "$$dir/url")"; \
+	export IRONCLAW_TEST_POSTGRES="$$(cat "$$dir/url")"; \
+	$(CARGO) test --lib $(CARGO_TEST_FLAGS) -- db:: agent:: && \
+	$(CARGO) test --test it $(CARGO_TEST_FLAGS)
+
+run: build-deps sandbox-image ## Start the server (cargo run --release -- serve)
 	$(CARGO) run --release -- serve $(RUN_ARGS)
 
-bench: sandbox-image ## Run the benchmark test (tests/bench.rs), single-threaded
+bench: build-deps sandbox-image ## Run the benchmark test (tests/bench.rs), single-threaded
 	$(CARGO) test --release --test bench -- --ignored --nocapture --test-threads=1
 
-lint: ## rustfmt check + clippy with warnings as errors (server and exec agent)
+lint: build-deps ## rustfmt check + clippy with warnings as errors (server and exec agent)
 	$(CARGO) fmt --all -- --check && $(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --manifest-path sandbox-agent/Cargo.toml -- --check && $(CARGO) clippy $(AGENT_CARGO) --all-targets -- -D warnings

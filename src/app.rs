@@ -49,7 +49,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     quota::private_dir(&settings.workspaces_dir())?;
     quota::private_dir(&settings.data.dir.join("snapshots"))?;
     report_quota_mode(&settings);
-    let db = Db::start(&settings.database_path())?;
+    let db = Db::start(settings.database()?)?;
     let env_password = std::env::var("IRONCLAW_ADMIN_PASSWORD").ok();
     ensure_admin(&db, settings.approval.mode, env_password).await?;
 

@@ -11,6 +11,8 @@ use crate::protocol::ApprovalMode;
 pub struct Settings {
     pub server: ServerSettings,
     pub data: DataSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
     pub provider: ProviderSettings,
     pub agent: AgentSettings,
     pub approval: ApprovalSettings,
@@ -84,6 +86,15 @@ pub struct ServerSettings {
 pub struct DataSettings {
     /// Holds `ironclaw.db` and `workspaces/`.
     pub dir: PathBuf,
+}
+
+/// Where the database is (DESIGN.md §7).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; empty means
+    /// SQLite at `<data.dir>/ironclaw.db`.
+    #[serde(default)]
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -251,6 +262,7 @@ impl Settings {
             .set_default("limits.sockets", 20)?
             .set_default("provider.models", Vec::<String>::new())?
             .set_default("data.dir", "data")?
+            .set_default("database.url", "")?
             .set_default("provider.kind", "ollama")?
             .set_default("provider.base_url", "")?
             .set_default("provider.model", "llama3.2")?
@@ -306,8 +318,16 @@ impl Settings {
         builder.build()?.try_deserialize()
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.data.dir.join("ironclaw.db")
+    /// The database `database.url` names (SQLite at `<data.dir>/ironclaw.db`
+    /// when it is empty).
+    pub fn database(&self) -> Result<crate::db::Database, crate::db::DbError> {
+        if self.database.url.trim().is_empty() {
+            Ok(crate::db::Database::Sqlite(
+                self.data.dir.join("ironclaw.db"),
+            ))
+        } else {
+            crate::db::Database::parse(self.database.url.trim())
+        }
     }
 
     pub fn workspaces_dir(&self) -> PathBuf {

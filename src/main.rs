@@ -81,12 +81,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve => serve(settings),
         Command::User { action } => user(&settings, action),
         Command::Migrate => {
-            let mut conn = db::connect(&settings.database_path())?;
+            let database = settings.database()?;
+            let mut conn = db::connect(&database)?;
             let applied = db::migrate(&mut conn)?;
             if applied.is_empty() {
                 println!(
-                    "database is up to date: {}",
-                    settings.database_path().display()
+                    "database ({}) is up to date: {}",
+                    database.kind(),
+                    database.describe()
                 );
             } else {
                 println!("applied: {}", applied.join(", "));
@@ -136,7 +138,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 }
 
 fn user(settings: &Settings, action: UserAction) -> anyhow::Result<()> {
-    let mut conn = db::connect(&settings.database_path())?;
+    let mut conn = db::connect(settings.database()?)?;
     db::migrate(&mut conn)?;
     match action {
         UserAction::Add {
@@ -203,14 +205,12 @@ fn check(settings: Settings) -> anyhow::Result<()> {
             ok &= good;
             println!("{} {what}: {detail}", if good { "OK  " } else { "FAIL" });
         };
-        match db::connect(&settings.database_path())
-            .and_then(|mut c| db::migrate(&mut c).map(|_| ()))
-        {
-            Ok(()) => line(
-                true,
-                "database",
-                settings.database_path().display().to_string(),
-            ),
+        match settings.database().and_then(|d| {
+            let mut c = db::connect(&d)?;
+            db::migrate(&mut c)?;
+            Ok(d)
+        }) {
+            Ok(d) => line(true, "database", format!("{} {}", d.kind(), d.describe())),
             Err(e) => line(false, "database", e.to_string()),
         }
         match ironclaw::sandbox::Engine::connect().await {

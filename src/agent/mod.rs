@@ -1022,7 +1022,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::load(None).unwrap();
         settings.data.dir = dir.path().to_path_buf();
-        let db = Db::start(&dir.path().join("t.db")).unwrap();
+        let db = Db::start(
+            crate::db::test_postgres(dir.path()).unwrap_or_else(|| dir.path().join("t.db").into()),
+        )
+        .unwrap();
         let session = db
             .run(|c| {
                 let user = queries::create_user(c, "alice", "h", ApprovalMode::Risky)?;

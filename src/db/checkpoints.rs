@@ -4,8 +4,8 @@
 //! before and after each step, which is all a revert, a diff or the
 //! retention needs.
 
+use super::DbConn;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::queries::now;
 use super::schema::{checkpoint_changes, checkpoints, tool_calls};
@@ -66,11 +66,7 @@ fn entry_from(json: Option<String>) -> Result<Option<Entry>, DbError> {
 }
 
 /// Stores a checkpoint and its rows (inside the caller's transaction).
-pub fn insert(
-    c: &mut SqliteConnection,
-    session_id: &str,
-    checkpoint: &NewCheckpoint,
-) -> Result<(), DbError> {
+pub fn insert(c: &mut DbConn, session_id: &str, checkpoint: &NewCheckpoint) -> Result<(), DbError> {
     let (kind, call_id, reverted, by) = match &checkpoint.kind {
         CheckpointKind::Exec(call) => ("exec", Some(call.as_str()), None, None),
         CheckpointKind::Restore {
@@ -115,9 +111,13 @@ pub fn insert(
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
-        diesel::insert_into(checkpoint_changes::table)
-            .values(&rows)
-            .execute(c)?;
+        // A batch insert is backend-specific SQL: run it on the backend's
+        // own connection.
+        let insert = diesel::insert_into(checkpoint_changes::table).values(&rows);
+        match c {
+            DbConn::Sqlite(c) => insert.execute(c)?,
+            DbConn::Postgres(c) => insert.execute(c)?,
+        };
     }
     Ok(())
 }
@@ -130,11 +130,7 @@ struct Found {
 
 /// The session's checkpoint taken for `call_id` (a tool call or a
 /// restore).
-fn find(
-    c: &mut SqliteConnection,
-    session_id: &str,
-    call_id: &str,
-) -> Result<Option<Found>, DbError> {
+fn find(c: &mut DbConn, session_id: &str, call_id: &str) -> Result<Option<Found>, DbError> {
     Ok(checkpoints::table
         .filter(checkpoints::session_id.eq(session_id))
         .filter(checkpoints::call_id.eq(call_id))
@@ -155,7 +151,7 @@ pub enum Missing {
     Dropped,
 }
 
-fn missing(c: &mut SqliteConnection, session_id: &str, call_id: &str) -> Result<Missing, DbError> {
+fn missing(c: &mut DbConn, session_id: &str, call_id: &str) -> Result<Missing, DbError> {
     let known = tool_calls::table
         .filter(tool_calls::session_id.eq(session_id))
         .filter(tool_calls::call_id.eq(call_id))
@@ -183,7 +179,7 @@ fn to_change((path, before, after): RowTuple) -> Result<Change, DbError> {
 /// happened (checkpoint, then path): what a revert to just before that
 /// call must undo.
 pub fn since(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     session_id: &str,
     call_id: &str,
 ) -> Result<Result<Vec<Change>, Missing>, DbError> {
@@ -213,7 +209,7 @@ pub fn since(
 /// What `call_id` changed, in path order; `dropped` when its contents may
 /// be gone.
 pub fn of_call(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     session_id: &str,
     call_id: &str,
 ) -> Result<Result<(bool, Vec<Change>), Missing>, DbError> {
@@ -237,7 +233,7 @@ pub fn of_call(
 
 /// How many paths each of the session's checkpoints logged, in one query.
 fn change_counts(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     session_id: &str,
 ) -> Result<std::collections::HashMap<i32, usize>, DbError> {
     let rows: Vec<(i32, i64)> = checkpoint_changes::table
@@ -253,7 +249,7 @@ fn change_counts(
 }
 
 /// The session's checkpoints for calls and restores, oldest first.
-pub fn list(c: &mut SqliteConnection, session_id: &str) -> Result<Vec<CheckpointInfo>, DbError> {
+pub fn list(c: &mut DbConn, session_id: &str) -> Result<Vec<CheckpointInfo>, DbError> {
     let rows: Vec<(i32, Option<String>, String, bool, String)> = checkpoints::table
         .filter(checkpoints::session_id.eq(session_id))
         .filter(checkpoints::kind.ne("outside"))
@@ -301,11 +297,7 @@ pub struct Dropped {
 
 /// Drops the oldest checkpoints by `retain`, with the between-commands
 /// ones older than the oldest kept, in one transaction.
-pub fn drop_oldest(
-    c: &mut SqliteConnection,
-    session_id: &str,
-    retain: Retain,
-) -> Result<Dropped, DbError> {
+pub fn drop_oldest(c: &mut DbConn, session_id: &str, retain: Retain) -> Result<Dropped, DbError> {
     c.transaction(|c| {
         let live: Vec<(i32, Option<String>, String)> = checkpoints::table
             .filter(checkpoints::session_id.eq(session_id))
@@ -385,7 +377,7 @@ pub fn drop_oldest(
 /// Every revert of the session, for the audit: (restore id, reverted
 /// call, who, when, paths changed).
 pub fn reverts(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     session_id: &str,
 ) -> Result<Vec<crate::protocol::RevertAudit>, DbError> {
     type Row = (i32, Option<String>, Option<String>, Option<String>, String);

@@ -7,8 +7,8 @@
 //! the conversation the agent keeps in memory can be folded from the very
 //! records it stores, exactly as a restart folds it from the rows.
 
+use super::DbConn;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::checkpoints::{self, NewCheckpoint};
 use super::queries::{self, ToolCallRow};
@@ -147,11 +147,7 @@ pub fn title_from(text: &str) -> String {
 }
 
 /// Store `record` for `session_id` in one transaction.
-pub fn write(
-    conn: &mut SqliteConnection,
-    session_id: &str,
-    record: &Record,
-) -> Result<(), DbError> {
+pub fn write(conn: &mut DbConn, session_id: &str, record: &Record) -> Result<(), DbError> {
     conn.transaction(|c| {
         match record {
             Record::Events(_) => {}
@@ -181,7 +177,7 @@ pub fn write(
 }
 
 /// Name an untitled session after the first message of its first turn.
-fn start_turn(c: &mut SqliteConnection, session_id: &str, text: &str) -> Result<(), DbError> {
+fn start_turn(c: &mut DbConn, session_id: &str, text: &str) -> Result<(), DbError> {
     diesel::update(
         chat_sessions::table
             .find(session_id)
@@ -192,11 +188,7 @@ fn start_turn(c: &mut SqliteConnection, session_id: &str, text: &str) -> Result<
     Ok(())
 }
 
-fn start_tool_call(
-    c: &mut SqliteConnection,
-    session_id: &str,
-    call: &NewToolCall,
-) -> Result<(), DbError> {
+fn start_tool_call(c: &mut DbConn, session_id: &str, call: &NewToolCall) -> Result<(), DbError> {
     let row = ToolCallRow::new(
         session_id,
         call.turn_id.as_str(),
@@ -213,7 +205,7 @@ fn start_tool_call(
 }
 
 fn settle_decision(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     call_id: &CallId,
     decision: Resolution,
     by: DecidedBy,
@@ -235,7 +227,7 @@ fn settle_decision(
 }
 
 fn finish_exec(
-    c: &mut SqliteConnection,
+    c: &mut DbConn,
     call_id: &CallId,
     exit_code: Option<i64>,
     result: &str,
@@ -258,7 +250,7 @@ pub struct Stored {
 }
 
 /// Load the session, its event log and its tool results in one read.
-pub fn load(c: &mut SqliteConnection, session_id: &str) -> Result<Stored, DbError> {
+pub fn load(c: &mut DbConn, session_id: &str) -> Result<Stored, DbError> {
     c.transaction(|c| {
         Ok(Stored {
             session: queries::load_session(c, session_id)?,
@@ -276,9 +268,12 @@ mod tests {
     use super::*;
     use crate::protocol::RiskLevel;
 
-    fn open() -> (tempfile::TempDir, SqliteConnection, String) {
+    fn open() -> (tempfile::TempDir, DbConn, String) {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = super::super::connect(&dir.path().join("t.db")).unwrap();
+        let mut c = super::super::connect(
+            crate::db::test_postgres(dir.path()).unwrap_or_else(|| dir.path().join("t.db").into()),
+        )
+        .unwrap();
         super::super::migrate(&mut c).unwrap();
         let user = queries::create_user(&mut c, "alice", "hash", ApprovalMode::Risky).unwrap();
         let session =

@@ -1,10 +1,15 @@
-//! The database: SQLite through diesel, opened with WAL, foreign keys and a
-//! busy timeout, migrated at start, and used only from the PersistenceActor
-//! pool (a SyncArbiter) so no async thread ever waits on disk.
+//! The database: SQLite (the default: one file, opened with WAL, foreign
+//! keys and a busy timeout) or PostgreSQL (`database.url = "postgres://…"`,
+//! for several nodes), through diesel, migrated at start, and used only
+//! from the PersistenceActor pool (a SyncArbiter) so no async thread ever
+//! waits on the database.
 //!
-//! Queries are free functions over `&mut SqliteConnection` in [`queries`];
-//! callers run them through [`Db::run`], which ships the closure to a pool
-//! thread as one typed message and awaits its typed result.
+//! Queries are free functions over `&mut DbConn` in [`queries`], one set for
+//! both backends ([`DbConn`] is diesel's `MultiConnection`); each backend
+//! has its own migrations with the same versions (`migrations/sqlite`,
+//! `migrations/postgres`). Callers run queries through [`Db::run`], which
+//! ships the closure to a pool thread as one typed message and awaits its
+//! typed result.
 
 pub mod checkpoints;
 pub mod journal;
@@ -19,11 +24,99 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; every query takes one.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Which database: a SQLite file, or a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Database {
+    /// `sqlite://PATH`, `postgres://…` / `postgresql://…`, or a plain path
+    /// (SQLite).
+    pub fn parse(url: &str) -> Result<Database, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DbError::Open {
+                    path: PathBuf::from(url),
+                    reason: "a sqlite:// URL needs a file path".into(),
+                });
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if url.contains("://") {
+            return Err(DbError::Open {
+                path: PathBuf::from(crate::config::redact_credentials(url)),
+                reason: "database.url must start with sqlite:// or postgres://".into(),
+            });
+        }
+        Ok(Database::Sqlite(PathBuf::from(url)))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// For people and logs: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => crate::config::redact_credentials(url),
+        }
+    }
+}
+
+impl From<&Path> for Database {
+    fn from(p: &Path) -> Self {
+        Database::Sqlite(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Database {
+    fn from(p: &PathBuf) -> Self {
+        Database::Sqlite(p.clone())
+    }
+}
+
+impl From<PathBuf> for Database {
+    fn from(p: PathBuf) -> Self {
+        Database::Sqlite(p)
+    }
+}
+
+impl From<&Database> for Database {
+    fn from(d: &Database) -> Self {
+        d.clone()
+    }
+}
 
 /// How long a writer waits for another writer's lock before giving up.
 /// Long enough to ride out a burst of event appends from many sessions.
@@ -81,8 +174,23 @@ fn private_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Open a connection with the pragmas every connection needs.
-pub fn connect(path: &Path) -> Result<SqliteConnection, DbError> {
+/// Open a connection: SQLite with the pragmas every connection needs, or
+/// PostgreSQL.
+pub fn connect(target: impl Into<Database>) -> Result<DbConn, DbError> {
+    match target.into() {
+        Database::Sqlite(path) => connect_sqlite(&path).map(DbConn::Sqlite),
+        Database::Postgres(url) => {
+            PgConnection::establish(&url)
+                .map(DbConn::Postgres)
+                .map_err(|e| DbError::Open {
+                    path: PathBuf::from(crate::config::redact_credentials(&url)),
+                    reason: crate::config::redact_credentials(&e.to_string()),
+                })
+        }
+    }
+}
+
+fn connect_sqlite(path: &Path) -> Result<SqliteConnection, DbError> {
     private_file(path).map_err(|e| DbError::Open {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -104,28 +212,78 @@ pub fn connect(path: &Path) -> Result<SqliteConnection, DbError> {
 }
 
 /// Apply pending embedded migrations; returns the versions applied.
-pub fn migrate(conn: &mut SqliteConnection) -> Result<Vec<String>, DbError> {
-    let applied = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| DbError::Migration(e.to_string()))?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
+pub fn migrate(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(applied)
+}
+
+/// For the test suites: with `IRONCLAW_TEST_POSTGRES=postgres://…/postgres`
+/// (`make test-postgres` sets it), a PostgreSQL database of `dir`'s own,
+/// made if missing, so a restart on the same folder finds the same data;
+/// otherwise `None` (SQLite in the folder, the default).
+#[doc(hidden)]
+pub fn test_postgres(dir: &Path) -> Option<Database> {
+    use sha2::Digest;
+    let admin = std::env::var("IRONCLAW_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    let name = format!("t_{}", hex::encode(&digest[..10]));
+    let created = PgConnection::establish(&admin)
+        .map_err(|e| e.to_string())
+        .and_then(|mut c| {
+            let exists = diesel::select(diesel::dsl::exists(
+                pg_database::table.filter(pg_database::datname.eq(&name)),
+            ))
+            .get_result::<bool>(&mut c)
+            .map_err(|e| e.to_string())?;
+            if !exists {
+                // The name is hex from a digest: nothing to quote.
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+    if let Err(e) = created {
+        panic!("IRONCLAW_TEST_POSTGRES is set but its server cannot make a database: {e}");
+    }
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(Database::Postgres(format!("{base}/{name}")))
+}
+
+diesel::table! {
+    pg_database (datname) {
+        datname -> Text,
+    }
 }
 
 /// One pool thread's connection.
 pub struct PersistenceActor {
-    conn: SqliteConnection,
+    conn: DbConn,
 }
 
 impl PersistenceActor {
-    fn open(path: &Path) -> Self {
-        let conn = connect(path).unwrap_or_else(|e| {
+    fn open(target: &Database) -> Self {
+        let conn = connect(target).unwrap_or_else(|e| {
             // The pool's factory cannot fail. Start-up has already opened
-            // this path once, so this is a disk that went away; an in-memory
-            // connection keeps the thread alive and every query on it fails
-            // loudly ("no such table") instead of hanging callers.
+            // this database once, so this is a disk or server that went
+            // away; an in-memory connection keeps the thread alive and every
+            // query on it fails loudly ("no such table") instead of hanging
+            // callers.
             log::error!("{e}");
             #[allow(clippy::expect_used)]
-            SqliteConnection::establish(":memory:").expect("in-memory sqlite always opens")
+            DbConn::Sqlite(
+                SqliteConnection::establish(":memory:").expect("in-memory sqlite always opens"),
+            )
         });
         PersistenceActor { conn }
     }
@@ -141,7 +299,7 @@ impl Actor for PersistenceActor {
 pub struct Run<R>(Box<Work<R>>);
 
 /// The closure of a [`Run`].
-type Work<R> = dyn FnOnce(&mut SqliteConnection) -> Result<R, DbError> + Send;
+type Work<R> = dyn FnOnce(&mut DbConn) -> Result<R, DbError> + Send;
 
 impl<R: Send + 'static> Message for Run<R> {
     type Result = Result<R, DbError>;
@@ -164,15 +322,15 @@ pub struct Db {
 impl Db {
     /// Migrate the database, then start the pool. Must run inside an actix
     /// system.
-    pub fn start(path: &Path) -> Result<Db, DbError> {
-        let mut conn = connect(path)?;
+    pub fn start(target: impl Into<Database>) -> Result<Db, DbError> {
+        let target = target.into();
+        let mut conn = connect(&target)?;
         let applied = migrate(&mut conn)?;
         if !applied.is_empty() {
             log::info!("database migrations applied: {}", applied.join(", "));
         }
         drop(conn);
-        let path = path.to_path_buf();
-        let addr = SyncArbiter::start(POOL_THREADS, move || PersistenceActor::open(&path));
+        let addr = SyncArbiter::start(POOL_THREADS, move || PersistenceActor::open(&target));
         Ok(Db { addr })
     }
 
@@ -180,7 +338,7 @@ impl Db {
     pub async fn run<R, F>(&self, f: F) -> Result<R, DbError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<R, DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<R, DbError> + Send + 'static,
     {
         self.addr.send(Run(Box::new(f))).await?
     }

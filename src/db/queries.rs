@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::DbConn;
 use chrono::{SecondsFormat, Utc};
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::{chat_sessions, events, logins, meta, tool_calls, users};
 use super::DbError;
@@ -55,28 +55,29 @@ pub struct NewUser<'a> {
     pub created_at: String,
 }
 
-pub fn count_users(conn: &mut SqliteConnection) -> Result<i64, DbError> {
+pub fn count_users(conn: &mut DbConn) -> Result<i64, DbError> {
     Ok(users::table.count().get_result(conn)?)
 }
 
 pub fn create_user(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     username: &str,
     password_hash: &str,
     mode: ApprovalMode,
 ) -> Result<User, DbError> {
-    Ok(diesel::insert_into(users::table)
+    diesel::insert_into(users::table)
         .values(NewUser {
             username,
             password_hash,
             approval_mode: mode.as_str(),
             created_at: now(),
         })
-        .returning(User::as_returning())
-        .get_result(conn)?)
+        .execute(conn)?;
+    find_user(conn, username)?
+        .ok_or_else(|| DbError::Corrupt(format!("user {username} vanished after it was made")))
 }
 
-pub fn find_user(conn: &mut SqliteConnection, username: &str) -> Result<Option<User>, DbError> {
+pub fn find_user(conn: &mut DbConn, username: &str) -> Result<Option<User>, DbError> {
     Ok(users::table
         .filter(users::username.eq(username))
         .select(User::as_select())
@@ -84,7 +85,7 @@ pub fn find_user(conn: &mut SqliteConnection, username: &str) -> Result<Option<U
         .optional()?)
 }
 
-pub fn list_users(conn: &mut SqliteConnection) -> Result<Vec<User>, DbError> {
+pub fn list_users(conn: &mut DbConn) -> Result<Vec<User>, DbError> {
     Ok(users::table
         .order(users::username)
         .select(User::as_select())
@@ -94,7 +95,7 @@ pub fn list_users(conn: &mut SqliteConnection) -> Result<Vec<User>, DbError> {
 /// Set a new password and end every login of the user. Returns false when
 /// there is no such user.
 pub fn set_password(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     username: &str,
     password_hash: &str,
 ) -> Result<bool, DbError> {
@@ -112,7 +113,7 @@ pub fn set_password(
 
 /// Set the approval mode the user's new sessions start with.
 pub fn set_default_mode(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     mode: ApprovalMode,
 ) -> Result<(), DbError> {
@@ -125,10 +126,7 @@ pub fn set_default_mode(
 /// Remove a user with their logins and sessions; returns the removed
 /// sessions' ids (their containers and workspaces go too) or `None` when
 /// there is no such user.
-pub fn remove_user(
-    conn: &mut SqliteConnection,
-    username: &str,
-) -> Result<Option<Vec<String>>, DbError> {
+pub fn remove_user(conn: &mut DbConn, username: &str) -> Result<Option<Vec<String>>, DbError> {
     conn.transaction(|conn| {
         let Some(user) = find_user(conn, username)? else {
             return Ok(None);
@@ -154,7 +152,7 @@ struct NewLogin<'a> {
 }
 
 pub fn create_login(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     token_hash: &str,
     user: UserId,
     expires_at: String,
@@ -172,10 +170,7 @@ pub fn create_login(
 
 /// The user a live login token belongs to. Expired logins are swept on the
 /// way.
-pub fn user_for_login(
-    conn: &mut SqliteConnection,
-    token_hash: &str,
-) -> Result<Option<User>, DbError> {
+pub fn user_for_login(conn: &mut DbConn, token_hash: &str) -> Result<Option<User>, DbError> {
     let now = now();
     diesel::delete(logins::table.filter(logins::expires_at.le(&now))).execute(conn)?;
     Ok(logins::table
@@ -186,7 +181,7 @@ pub fn user_for_login(
         .optional()?)
 }
 
-pub fn delete_login(conn: &mut SqliteConnection, token_hash: &str) -> Result<(), DbError> {
+pub fn delete_login(conn: &mut DbConn, token_hash: &str) -> Result<(), DbError> {
     diesel::delete(logins::table.find(token_hash)).execute(conn)?;
     Ok(())
 }
@@ -229,7 +224,7 @@ impl ChatSession {
 pub const UNTITLED: &str = "New chat";
 
 pub fn create_session(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     title: Option<&str>,
     model: &str,
@@ -256,10 +251,7 @@ pub fn create_session(
 }
 
 /// The user's sessions, most recently active first.
-pub fn list_sessions(
-    conn: &mut SqliteConnection,
-    user: UserId,
-) -> Result<Vec<ChatSession>, DbError> {
+pub fn list_sessions(conn: &mut DbConn, user: UserId) -> Result<Vec<ChatSession>, DbError> {
     Ok(chat_sessions::table
         .filter(chat_sessions::user_id.eq(user.0))
         .order((
@@ -273,7 +265,7 @@ pub fn list_sessions(
 /// A session, only if `user` owns it: another user's session is treated
 /// exactly like a missing one.
 pub fn get_session(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     id: &str,
 ) -> Result<Option<ChatSession>, DbError> {
@@ -286,7 +278,7 @@ pub fn get_session(
 }
 
 /// A session by id alone, for the actors that already hold a checked id.
-pub fn load_session(conn: &mut SqliteConnection, id: &str) -> Result<Option<ChatSession>, DbError> {
+pub fn load_session(conn: &mut DbConn, id: &str) -> Result<Option<ChatSession>, DbError> {
     Ok(chat_sessions::table
         .find(id)
         .select(ChatSession::as_select())
@@ -304,7 +296,7 @@ pub struct SessionChanges {
 }
 
 pub fn update_session(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     id: &str,
     changes: SessionChanges,
 ) -> Result<Option<ChatSession>, DbError> {
@@ -314,7 +306,7 @@ pub fn update_session(
     load_session(conn, id)
 }
 
-pub fn delete_session(conn: &mut SqliteConnection, id: &str) -> Result<bool, DbError> {
+pub fn delete_session(conn: &mut DbConn, id: &str) -> Result<bool, DbError> {
     Ok(diesel::delete(chat_sessions::table.find(id)).execute(conn)? > 0)
 }
 
@@ -332,7 +324,7 @@ struct NewEvent<'a> {
 /// Append events to the session's log in one transaction and mark the
 /// session active.
 pub fn append_events(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     session_id: &str,
     batch: &[ServerEvent],
 ) -> Result<(), DbError> {
@@ -360,10 +352,7 @@ pub fn append_events(
 /// The session's stored events in order. A row that no longer parses (a
 /// future version's event) is skipped with a warning rather than hiding the
 /// whole conversation.
-pub fn list_events(
-    conn: &mut SqliteConnection,
-    session_id: &str,
-) -> Result<Vec<ServerEvent>, DbError> {
+pub fn list_events(conn: &mut DbConn, session_id: &str) -> Result<Vec<ServerEvent>, DbError> {
     let rows: Vec<String> = events::table
         .filter(events::session_id.eq(session_id))
         .order(events::id)
@@ -386,7 +375,7 @@ pub fn list_events(
 /// the REST pages behind it. Reads one row more than it returns, to know
 /// whether older ones exist.
 pub fn events_page(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     session_id: &str,
     before: Option<i64>,
     limit: usize,
@@ -424,7 +413,7 @@ pub fn events_page(
 }
 
 /// How many sessions a user has (for `limits.sessions`).
-pub fn count_sessions(conn: &mut SqliteConnection, user: UserId) -> Result<i64, DbError> {
+pub fn count_sessions(conn: &mut DbConn, user: UserId) -> Result<i64, DbError> {
     Ok(chat_sessions::table
         .filter(chat_sessions::user_id.eq(user.0))
         .count()
@@ -560,10 +549,7 @@ impl ToolCallRow {
     }
 }
 
-pub fn list_tool_calls(
-    conn: &mut SqliteConnection,
-    session_id: &str,
-) -> Result<Vec<ToolCallRow>, DbError> {
+pub fn list_tool_calls(conn: &mut DbConn, session_id: &str) -> Result<Vec<ToolCallRow>, DbError> {
     Ok(tool_calls::table
         .filter(tool_calls::session_id.eq(session_id))
         .order((tool_calls::created_at, tool_calls::call_id))
@@ -573,7 +559,7 @@ pub fn list_tool_calls(
 
 /// What each finished tool call handed back to the model, by call id.
 pub fn tool_results(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     session_id: &str,
 ) -> Result<HashMap<String, String>, DbError> {
     let rows: Vec<(String, Option<String>)> = tool_calls::table
@@ -591,7 +577,7 @@ pub fn tool_results(
 /// This installation's instance id, created on first use. Containers are
 /// labelled with it so a restart can reap its own leftovers without touching
 /// another installation's on the same Docker engine.
-pub fn instance_id(conn: &mut SqliteConnection) -> Result<String, DbError> {
+pub fn instance_id(conn: &mut DbConn) -> Result<String, DbError> {
     const KEY: &str = "instance_id";
     if let Some(v) = meta::table
         .find(KEY)
@@ -613,9 +599,12 @@ mod tests {
     use super::*;
     use crate::protocol::LogLevel;
 
-    fn conn() -> (tempfile::TempDir, SqliteConnection) {
+    fn conn() -> (tempfile::TempDir, DbConn) {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = crate::db::connect(&dir.path().join("t.db")).unwrap();
+        let mut c = crate::db::connect(
+            crate::db::test_postgres(dir.path()).unwrap_or_else(|| dir.path().join("t.db").into()),
+        )
+        .unwrap();
         crate::db::migrate(&mut c).unwrap();
         (dir, c)
     }

@@ -263,11 +263,22 @@ async fn data_dir_database_and_workspaces_are_the_servers_alone() {
     assert_eq!(mode(data), 0o700, "data dir");
     assert_eq!(mode(&data.join("workspaces")), 0o700);
     assert_eq!(mode(&data.join("volumes")), 0o700);
-    for db_file in ["ironclaw.db", "ironclaw.db-wal", "ironclaw.db-shm"] {
-        let path = data.join(db_file);
-        if path.exists() || db_file == "ironclaw.db" {
-            assert_eq!(mode(&path), 0o600, "{db_file}");
+    // The SQLite file and its journals (PostgreSQL keeps its own files).
+    if let ironclaw::db::Database::Sqlite(db) = &app.database {
+        assert_eq!(db, &data.join("ironclaw.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            let path = std::path::PathBuf::from(path);
+            if path.exists() || suffix.is_empty() {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
         }
+    } else {
+        assert!(
+            !data.join("ironclaw.db").exists(),
+            "a SQLite file beside PostgreSQL"
+        );
     }
     assert_eq!(
         mode(&data.join("volumes").join(format!("{id}.ext4"))),

@@ -25,6 +25,9 @@ pub struct TestApp {
     pub base: String,
     pub ws_base: String,
     pub data_dir: PathBuf,
+    /// SQLite in the data dir, or a PostgreSQL database of its own when
+    /// `IRONCLAW_TEST_POSTGRES` names a server (`make test-postgres`).
+    pub database: db::Database,
     /// Kept alive for the test; `None` when the caller owns the directory.
     _temp: Option<tempfile::TempDir>,
     pub supervisor: actix::Addr<ironclaw::supervisor::SessionSupervisor>,
@@ -103,7 +106,13 @@ impl TestAppBuilder {
     }
 
     pub async fn start(self) -> TestApp {
-        let settings = self.settings;
+        let mut settings = self.settings;
+        if settings.database.url.is_empty() {
+            if let Some(db::Database::Postgres(url)) = db::test_postgres(&settings.data.dir) {
+                settings.database.url = url;
+            }
+        }
+        let database = settings.database().expect("database url");
         seed_users(&settings, &self.users);
         let data_dir = settings.data.dir.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -138,6 +147,7 @@ impl TestAppBuilder {
             base: format!("http://{addr}"),
             ws_base: format!("ws://{addr}"),
             data_dir,
+            database,
             _temp: self.temp,
             supervisor,
             server,
@@ -149,7 +159,7 @@ impl TestAppBuilder {
 /// Create users with known passwords directly in the database, before the
 /// server starts (so the first-start admin is not created).
 fn seed_users(settings: &Settings, users: &[String]) {
-    let mut conn = db::connect(&settings.database_path()).expect("db");
+    let mut conn = db::connect(settings.database().expect("database url")).expect("db");
     db::migrate(&mut conn).expect("migrate");
     for u in users {
         if queries::find_user(&mut conn, u).expect("find").is_none() {
@@ -174,13 +184,13 @@ impl TestApp {
         }
         // Whatever the server's own shutdown left (it removes its
         // sessions' containers and drains the pool before the thread ends).
-        remove_containers(&self.data_dir);
+        remove_containers(&self.database);
         (self.data_dir.clone(), self._temp.take())
     }
 
     /// This server's installation id (its containers' `ironclaw.instance`).
     pub fn instance_id(&self) -> String {
-        let mut conn = db::connect(&self.data_dir.join("ironclaw.db")).expect("db");
+        let mut conn = db::connect(&self.database).expect("db");
         queries::instance_id(&mut conn).expect("instance id")
     }
 
@@ -238,9 +248,9 @@ impl TestApp {
     }
 }
 
-/// Remove the containers of the installation whose data is in `data_dir`.
-fn remove_containers(data_dir: &Path) {
-    let Ok(mut conn) = db::connect(&data_dir.join("ironclaw.db")) else {
+/// Remove the containers of the installation whose database is `database`.
+fn remove_containers(database: &db::Database) {
+    let Ok(mut conn) = db::connect(database) else {
         return;
     };
     let Ok(instance) = queries::instance_id(&mut conn) else {
@@ -272,7 +282,7 @@ fn remove_containers(data_dir: &Path) {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if self.thread.is_some() {
-            remove_containers(&self.data_dir);
+            remove_containers(&self.database);
         }
         // The workspaces' quota filesystems, so the temp dir can go (a
         // restart on the same data dir mounts them again, as after a boot).

@@ -414,7 +414,7 @@ async fn deleting_a_session_without_live_actors_removes_its_leftover_container()
     let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     // A container left behind (say, by a crash) under the session's name,
     // with no actors of the session running.
-    let mut conn = ironclaw::db::connect(&app.data_dir.join("ironclaw.db")).unwrap();
+    let mut conn = ironclaw::db::connect(&app.database).unwrap();
     let instance = ironclaw::db::queries::instance_id(&mut conn).unwrap();
     let name = ironclaw::sandbox::container_name(&instance, &id);
     let run = std::process::Command::new("docker")

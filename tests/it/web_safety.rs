@@ -485,7 +485,7 @@ async fn the_first_start_admin_takes_the_configured_approval_mode() {
         .settings(|s| s.approval.mode = ironclaw::protocol::ApprovalMode::Always)
         .start()
         .await;
-    let mut conn = ironclaw::db::connect(&app.data_dir.join("ironclaw.db")).unwrap();
+    let mut conn = ironclaw::db::connect(&app.database).unwrap();
     let admin = ironclaw::db::queries::find_user(&mut conn, "admin")
         .unwrap()
         .expect("admin was created");

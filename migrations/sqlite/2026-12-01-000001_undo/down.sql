@@ -1,0 +1,2 @@
+DROP TABLE checkpoint_changes;
+DROP TABLE checkpoints;
