@@ -392,7 +392,7 @@ async fn sigterm_stops_the_session_containers_and_drains_the_warm_pool() {
             break;
         }
     }
-    let mut conn = ironclaw::db::connect(&dir.path().join("data/ironclaw.db")).unwrap();
+    let mut conn = ironclaw::db::connect(dir.path().join("data/ironclaw.db")).unwrap();
     let instance = ironclaw::db::queries::instance_id(&mut conn).unwrap();
     // This server's containers, all of them or only the warm pool's.
     let ps = |only_pool: bool| {
