@@ -140,7 +140,11 @@ struct Session {
     addr: Addr<SandboxActor>,
     seen: Seen,
     collector: Addr<Collector>,
-    workspace: tempfile::TempDir,
+    /// Holds the workspace, `<temp>/workspace`: the sandbox makes a
+    /// workspace's parent private (on a server, `data/workspaces`), so it
+    /// must not be /tmp itself.
+    _temp: tempfile::TempDir,
+    workspace: std::path::PathBuf,
     docker: Docker,
     name: String,
 }
@@ -158,7 +162,8 @@ impl Session {
         instance_id: &str,
     ) -> Session {
         let session_id = uuid::Uuid::new_v4().to_string();
-        let workspace = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let workspace = temp.path().join("workspace");
         let seen = Seen::default();
         let collector = Collector(seen.clone()).start();
         let addr = SandboxActor::new(
@@ -166,7 +171,7 @@ impl Session {
             settings,
             session_id.clone(),
             instance_id.to_string(),
-            workspace.path().to_path_buf(),
+            workspace.clone(),
             collector.clone().recipient(),
         )
         .start();
@@ -174,6 +179,7 @@ impl Session {
             addr,
             seen,
             collector,
+            _temp: temp,
             workspace,
             docker: docker.clone(),
             name: container_name(instance_id, &session_id),
@@ -328,7 +334,7 @@ async fn shell_and_python_run_in_the_workspace() {
         .await;
     assert_eq!(out.exit_code, Some(0), "{}", out.output_for_model);
     assert_eq!(s.seen.text(&id, OutputStream::Stdout), "hello 7\n");
-    let on_host = std::fs::read_to_string(s.workspace.path().join("note.txt")).unwrap();
+    let on_host = std::fs::read_to_string(s.workspace.join("note.txt")).unwrap();
     assert_eq!(on_host, "hello\n");
 
     let warm_started = Instant::now();
@@ -635,8 +641,8 @@ async fn sessions_are_isolated() {
     assert_eq!(b.sh("ls /workspace").await, "b.txt\n");
     let (_, out) = b.run(Tool::Shell, "grep -r secret-a / 2>/dev/null").await;
     assert_ne!(out.exit_code, Some(0), "{}", out.output_for_model);
-    assert!(b.workspace.path().join("b.txt").exists());
-    assert!(!b.workspace.path().join("a.txt").exists());
+    assert!(b.workspace.join("b.txt").exists());
+    assert!(!b.workspace.join("a.txt").exists());
     a.remove().await;
     b.remove().await;
 }
