@@ -16,8 +16,8 @@ use crate::db::{queries, Db};
 use crate::http::{self, AppState};
 use crate::protocol::ApprovalMode;
 use crate::quota::{self, QuotaMode};
-use crate::sandbox::{DrainPool, Engine, WarmPool};
-use crate::supervisor::{SessionSupervisor, StopAll};
+use crate::sandbox::{DrainPool, Engine, Spare, WarmPool};
+use crate::supervisor::{NodeInfo, SessionSupervisor, StopAll};
 use crate::ws::SocketCounts;
 
 /// A running server.
@@ -62,15 +62,32 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let instance_id = db.run(queries::instance_id).await?;
     let http_client = crate::provider::http_client(&settings.provider);
     report_provider(&http_client, &settings).await;
-    let engine = start_engine(&settings, &instance_id).await?;
+    let node = node_info(&settings)?;
+    let spare = {
+        let (me, ttl) = (
+            node.node_id.clone(),
+            Duration::from_secs(settings.cluster.lease_secs.max(1)),
+        );
+        let (sessions, pool) = db
+            .run(move |c| crate::db::cluster::held_elsewhere(c, &me, ttl))
+            .await?;
+        Spare {
+            sessions: sessions.into_iter().collect(),
+            pool,
+        }
+    };
+    let engine = start_engine(&settings, &instance_id, &spare).await?;
     let pool = WarmPool::new(engine.clone(), settings.clone(), instance_id.clone()).start();
 
+    log::info!("node {} ({})", node.node_id, settings.database()?.kind());
+    let node_id = node.node_id.clone();
     let supervisor = SessionSupervisor::new(
         db.clone(),
         settings.clone(),
         http_client.clone(),
         engine,
         instance_id,
+        node,
     )
     .with_pool(pool.clone())
     .start();
@@ -86,6 +103,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         login_slots: tokio::sync::Semaphore::new(auth::MAX_CONCURRENT_HASHES),
         sockets: Arc::new(SocketCounts::default()),
         http: http_client,
+        node_id,
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -218,13 +236,57 @@ async fn report_provider(client: &reqwest::Client, settings: &Settings) {
 /// Connect to Docker, check the sandbox image and remove this
 /// installation's leftover containers. A missing engine or image is logged
 /// with what to do, not fatal: chat works, commands report the problem.
-async fn start_engine(settings: &Settings, instance_id: &str) -> anyhow::Result<Engine> {
+/// This node: `cluster.node_id`, or one generated on first start and kept
+/// in `<data.dir>/nodes/<host>-<port>.id` (nodes share `data.dir`, so the
+/// file is per host and port).
+fn node_info(settings: &Settings) -> anyhow::Result<NodeInfo> {
+    let node_id = if settings.cluster.node_id.trim().is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let dir = settings.data.dir.join("nodes");
+        quota::private_dir(&dir)?;
+        let file = dir.join(format!("{host}-{}.id", settings.server.port));
+        match std::fs::read_to_string(&file) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+                std::fs::write(&file, format!("{id}\n"))?;
+                id
+            }
+        }
+    } else {
+        settings.cluster.node_id.trim().to_string()
+    };
+    let advertise_url = if settings.cluster.advertise_url.trim().is_empty() {
+        format!("http://{}:{}", settings.server.host, settings.server.port)
+    } else {
+        settings.cluster.advertise_url.trim().to_string()
+    };
+    Ok(NodeInfo {
+        node_id,
+        advertise_url,
+        started_at: queries::now(),
+    })
+}
+
+async fn start_engine(
+    settings: &Settings,
+    instance_id: &str,
+    spare: &Spare,
+) -> anyhow::Result<Engine> {
     let engine = Engine::connect_or_wait()
         .await?
         .with_start_concurrency(settings.sandbox.start_concurrency);
     let state = engine.status(&settings.sandbox.image).await;
     if state.is_ok() {
-        match engine.reap_orphans(instance_id).await {
+        match engine.reap_orphans(instance_id, spare).await {
             Ok(n) if n > 0 => log::info!("removed {n} leftover sandbox container(s)"),
             Ok(_) => {}
             Err(e) => log::warn!("could not remove leftover containers: {e}"),

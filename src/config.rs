@@ -13,6 +13,8 @@ pub struct Settings {
     pub data: DataSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    #[serde(default)]
+    pub cluster: ClusterSettings,
     pub provider: ProviderSettings,
     pub agent: AgentSettings,
     pub approval: ApprovalSettings,
@@ -86,6 +88,36 @@ pub struct ServerSettings {
 pub struct DataSettings {
     /// Holds `ironclaw.db` and `workspaces/`.
     pub dir: PathBuf,
+}
+
+/// This node among several (DESIGN.md §7).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ClusterSettings {
+    /// This node's name; empty: one generated on first start and kept in
+    /// `<data.dir>/nodes/<host>-<port>.id`.
+    #[serde(default)]
+    pub node_id: String,
+    /// Where other nodes reach this one; empty: `http://<server.host>:<server.port>`.
+    #[serde(default)]
+    pub advertise_url: String,
+    /// How long a session's lease lasts without a heartbeat: a dead node's
+    /// sessions are taken over after this.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    10
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: String::new(),
+            advertise_url: String::new(),
+            lease_secs: default_lease_secs(),
+        }
+    }
 }
 
 /// Where the database is (DESIGN.md §7).
@@ -263,6 +295,9 @@ impl Settings {
             .set_default("provider.models", Vec::<String>::new())?
             .set_default("data.dir", "data")?
             .set_default("database.url", "")?
+            .set_default("cluster.node_id", "")?
+            .set_default("cluster.advertise_url", "")?
+            .set_default("cluster.lease_secs", 10)?
             .set_default("provider.kind", "ollama")?
             .set_default("provider.base_url", "")?
             .set_default("provider.model", "llama3.2")?

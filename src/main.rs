@@ -210,7 +210,32 @@ fn check(settings: Settings) -> anyhow::Result<()> {
             db::migrate(&mut c)?;
             Ok(d)
         }) {
-            Ok(d) => line(true, "database", format!("{} {}", d.kind(), d.describe())),
+            Ok(d) => {
+                line(true, "database", format!("{} {}", d.kind(), d.describe()));
+                // The nodes that use this database, and when each last beat.
+                let nodes = db::connect(&d).and_then(|mut c| db::cluster::nodes(&mut c));
+                match nodes {
+                    Ok(nodes) if nodes.is_empty() => {
+                        line(true, "nodes", "none has run on this database yet".into())
+                    }
+                    Ok(nodes) => {
+                        let stale = chrono::Utc::now()
+                            - chrono::Duration::seconds(settings.cluster.lease_secs as i64);
+                        for n in nodes {
+                            let alive = chrono::DateTime::parse_from_rfc3339(&n.heartbeat_at)
+                                .is_ok_and(|t| t > stale);
+                            println!(
+                                "     node {} at {}: last heartbeat {}{}",
+                                n.node_id,
+                                n.advertise_url,
+                                n.heartbeat_at,
+                                if alive { "" } else { " (not running)" }
+                            );
+                        }
+                    }
+                    Err(e) => line(false, "nodes", e.to_string()),
+                }
+            }
             Err(e) => line(false, "database", e.to_string()),
         }
         match ironclaw::sandbox::Engine::connect().await {

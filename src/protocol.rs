@@ -694,6 +694,8 @@ pub struct Health {
     pub database: String,
     pub docker: String,
     pub provider: ProviderHealth,
+    /// The node that answered (`cluster.node_id`).
+    pub node_id: String,
 }
 
 /// One chat session as listed in the sidebar.

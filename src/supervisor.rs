@@ -11,6 +11,13 @@
 //! Docker engine ([`EngineStatus`]); nothing outside the sandbox module
 //! holds a Docker client.
 //!
+//! A session's actors run on one node at a time: before starting a set the
+//! supervisor takes the session's lease in the database (`db::cluster`),
+//! renews its leases with the node's heartbeat, gives a lease back when its
+//! set stops, and stops a set whose lease another node has taken over. A
+//! session whose lease another live node holds is answered [`Elsewhere`].
+//! On one machine the node is alone and every lease is its own.
+//!
 //! Messages: [`Join`], [`Leave`], [`Lookup`], [`Live`], [`EndSession`],
 //! [`StopAll`], [`EngineStatus`]; and [`ClaimContainer`] from the
 //! sandboxes, which keeps each user under `limits.containers`.
@@ -24,6 +31,7 @@ use actix::prelude::*;
 use crate::agent::{AgentActor, Peers, Shutdown};
 use crate::approval::ApprovalActor;
 use crate::config::Settings;
+use crate::db::cluster::{self, Lease};
 use crate::db::queries::UserId;
 use crate::db::Db;
 use crate::protocol::SessionId;
@@ -66,6 +74,23 @@ pub struct SessionSupervisor {
     claiming: HashMap<UserId, usize>,
     /// Where new sessions' sandboxes take ready containers from.
     pool: Option<Addr<WarmPool>>,
+    node: NodeInfo,
+}
+
+/// This node, as the other nodes see it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub advertise_url: String,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+/// The session's lease is held by another node, which runs its actors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this session is being served by node {node_id}")]
+pub struct Elsewhere {
+    pub node_id: String,
 }
 
 impl SessionSupervisor {
@@ -75,6 +100,7 @@ impl SessionSupervisor {
         http: reqwest::Client,
         engine: Engine,
         instance_id: String,
+        node: NodeInfo,
     ) -> Self {
         SessionSupervisor {
             db,
@@ -85,7 +111,79 @@ impl SessionSupervisor {
             sessions: HashMap::new(),
             claiming: HashMap::new(),
             pool: None,
+            node,
         }
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.settings.cluster.lease_secs.max(1))
+    }
+
+    /// The session's set, started if needed once this node holds the
+    /// session's lease; `Elsewhere` when another live node holds it.
+    fn ensure_leased(
+        &mut self,
+        session_id: SessionId,
+        owner: UserId,
+    ) -> ResponseActFuture<Self, Result<Addr<AgentActor>, Elsewhere>> {
+        if let Some(set) = self.sessions.get(&session_id) {
+            return Box::pin(fut::ready(Ok(set.agent.clone())));
+        }
+        let db = self.db.clone();
+        let node_id = self.node.node_id.clone();
+        let ttl = self.lease_ttl();
+        let id = session_id.to_string();
+        let take = async move {
+            db.run(move |c| cluster::acquire(c, &id, &node_id, ttl))
+                .await
+        };
+        Box::pin(
+            take.into_actor(self)
+                .map(move |lease, act, ctx| match lease {
+                    Ok(Lease::Held { node_id, .. }) => {
+                        log::info!("session {session_id}: served by node {node_id}");
+                        Err(Elsewhere { node_id })
+                    }
+                    Ok(Lease::Mine) => Ok(act.ensure(&session_id, owner, ctx).agent.clone()),
+                    Err(e) => {
+                        // Without the database the session cannot run anywhere;
+                        // its actors report the storage error themselves.
+                        log::error!("session {session_id}: cannot take its lease: {e}");
+                        Ok(act.ensure(&session_id, owner, ctx).agent.clone())
+                    }
+                }),
+        )
+    }
+
+    /// Beat this node's heartbeat and renew its sessions' leases; stop the
+    /// sets whose lease another node has taken over meanwhile.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let node = self.node.clone();
+        let ttl = self.lease_ttl();
+        let live: Vec<String> = self.sessions.keys().map(|k| k.to_string()).collect();
+        let work = async move {
+            db.run(move |c| {
+                cluster::heartbeat(c, &node.node_id, &node.advertise_url, &node.started_at)?;
+                cluster::renew(c, &node.node_id, &live, ttl)
+            })
+            .await
+        };
+        ctx.spawn(work.into_actor(self).map(|lost, act, _| match lost {
+            Ok(lost) => {
+                for id in lost {
+                    log::warn!(
+                        "session {id}: its lease was taken over by another node; stopping here"
+                    );
+                    // The container stays for the new owner to adopt.
+                    act.stop_set(
+                        &SessionId::from(id),
+                        "This session moved to another node; reconnect.",
+                    );
+                }
+            }
+            Err(e) => log::warn!("node {}: heartbeat failed: {e}", act.node.node_id),
+        }));
     }
 
     /// New sessions' sandboxes take ready containers from `pool`.
@@ -197,6 +295,16 @@ impl SessionSupervisor {
             reason: reason.to_string(),
         });
         log::info!("session {session_id}: actors stopped");
+        let (db, id, node) = (
+            self.db.clone(),
+            session_id.to_string(),
+            self.node.node_id.clone(),
+        );
+        actix::spawn(async move {
+            if let Err(e) = db.run(move |c| cluster::release(c, &id, &node)).await {
+                log::warn!("cannot give back a session's lease: {e}");
+            }
+        });
         Some(set.sandbox)
     }
 }
@@ -205,11 +313,19 @@ impl Supervised for SessionSupervisor {}
 
 impl Actor for SessionSupervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.beat(ctx);
+        // Three beats per lease: one lost beat does not lose a lease.
+        let every = (self.lease_ttl() / 3).max(Duration::from_millis(300));
+        ctx.run_interval(every, |act, ctx| act.beat(ctx));
+    }
 }
 
-/// A socket attaches to a session; answers the session's agent.
+/// A socket attaches to a session; answers the session's agent, or that
+/// another node serves it.
 #[derive(Message)]
-#[rtype(result = "Addr<AgentActor>")]
+#[rtype(result = "Result<Addr<AgentActor>, Elsewhere>")]
 pub struct Join {
     pub session_id: SessionId,
     /// The session's owner (the route checked it).
@@ -217,18 +333,26 @@ pub struct Join {
 }
 
 impl Handler<Join> for SessionSupervisor {
-    type Result = MessageResult<Join>;
+    type Result = ResponseActFuture<Self, Result<Addr<AgentActor>, Elsewhere>>;
 
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        let set = self.ensure(&msg.session_id, msg.owner, ctx);
-        set.sockets += 1;
-        if let Some(handle) = set.teardown.take() {
-            ctx.cancel_future(handle);
-        }
-        // Ready before the first command: the container starts while the
-        // person reads and types.
-        set.sandbox.do_send(WarmContainer);
-        MessageResult(set.agent.clone())
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.session_id.clone();
+        Box::pin(
+            self.ensure_leased(msg.session_id, msg.owner)
+                .map(move |res, act, ctx| {
+                    let agent = res?;
+                    if let Some(set) = act.sessions.get_mut(&id) {
+                        set.sockets += 1;
+                        if let Some(handle) = set.teardown.take() {
+                            ctx.cancel_future(handle);
+                        }
+                        // Ready before the first command: the container
+                        // starts while the person reads and types.
+                        set.sandbox.do_send(WarmContainer);
+                    }
+                    Ok(agent)
+                }),
+        )
     }
 }
 
@@ -251,9 +375,9 @@ impl Handler<Leave> for SessionSupervisor {
 }
 
 /// The agent of a session, started if needed (REST routes that must tell
-/// the live session something).
+/// the live session something), or that another node serves it.
 #[derive(Message)]
-#[rtype(result = "Addr<AgentActor>")]
+#[rtype(result = "Result<Addr<AgentActor>, Elsewhere>")]
 pub struct Lookup {
     pub session_id: SessionId,
     /// The session's owner (the route checked it).
@@ -261,13 +385,19 @@ pub struct Lookup {
 }
 
 impl Handler<Lookup> for SessionSupervisor {
-    type Result = MessageResult<Lookup>;
+    type Result = ResponseActFuture<Self, Result<Addr<AgentActor>, Elsewhere>>;
 
-    fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) -> Self::Result {
-        let agent = self.ensure(&msg.session_id, msg.owner, ctx).agent.clone();
-        // A set started for REST alone is torn down like an idle one.
-        self.schedule_idle_teardown(&msg.session_id, ctx);
-        MessageResult(agent)
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.session_id.clone();
+        Box::pin(
+            self.ensure_leased(msg.session_id, msg.owner)
+                .map(move |res, act, ctx| {
+                    // A set started for REST alone is torn down like an
+                    // idle one.
+                    act.schedule_idle_teardown(&id, ctx);
+                    res
+                }),
+        )
     }
 }
 

@@ -230,7 +230,17 @@ impl Actor for WsSession {
             .into_actor(self)
             .then(|res, act, ctx| {
                 match res {
-                    Ok(agent) => {
+                    Ok(Err(elsewhere)) => {
+                        Self::send_event(
+                            ctx,
+                            &ServerEvent::error(
+                                ErrorCode::Unavailable,
+                                format!("This session is being served by another node ({}); reconnect in a moment.", elsewhere.node_id),
+                            ),
+                        );
+                        ctx.stop();
+                    }
+                    Ok(Ok(agent)) => {
                         agent.do_send(Attach {
                             socket_id: act.socket_id,
                             username: act.username.clone(),

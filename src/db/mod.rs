@@ -12,6 +12,7 @@
 //! typed result.
 
 pub mod checkpoints;
+pub mod cluster;
 pub mod journal;
 pub mod queries;
 pub mod schema;

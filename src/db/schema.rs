@@ -63,6 +63,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    nodes (node_id) {
+        node_id -> Text,
+        advertise_url -> Text,
+        started_at -> Text,
+        heartbeat_at -> Text,
+    }
+}
+
+diesel::table! {
+    session_leases (session_id) {
+        session_id -> Text,
+        node_id -> Text,
+        expires_at -> Text,
+    }
+}
+
+diesel::table! {
     tool_calls (call_id) {
         call_id -> Text,
         session_id -> Text,
@@ -96,6 +113,7 @@ diesel::joinable!(checkpoint_changes -> checkpoints (checkpoint_id));
 diesel::joinable!(checkpoints -> chat_sessions (session_id));
 diesel::joinable!(events -> chat_sessions (session_id));
 diesel::joinable!(logins -> users (user_id));
+diesel::joinable!(session_leases -> chat_sessions (session_id));
 diesel::joinable!(tool_calls -> chat_sessions (session_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -105,6 +123,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     logins,
     meta,
+    nodes,
+    session_leases,
     tool_calls,
     users,
 );

@@ -75,7 +75,7 @@ async fn announce(
         return;
     }
     mark_changed(state, session_id).await;
-    if let Ok(agent) = state
+    match state
         .supervisor
         .send(Lookup {
             session_id: session_id.clone(),
@@ -83,7 +83,11 @@ async fn announce(
         })
         .await
     {
-        agent.do_send(FilesUploaded { paths });
+        Ok(Ok(agent)) => agent.do_send(FilesUploaded { paths }),
+        Ok(Err(elsewhere)) => {
+            log::warn!("session {session_id}: upload not announced to the agent: {elsewhere}")
+        }
+        Err(_) => {}
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     /// Open WebSockets per user, for `limits.sockets`.
     pub sockets: Arc<SocketCounts>,
     pub http: reqwest::Client,
+    /// This node's id (`cluster.node_id`), reported by health.
+    pub node_id: String,
 }
 
 // ------------------------------------------------------------------ errors
@@ -348,6 +350,7 @@ async fn health(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         database,
         docker,
         provider,
+        node_id: state.node_id.clone(),
     })
 }
 

@@ -142,7 +142,8 @@ async fn revert(
             owner: user.0.user_id(),
         })
         .await
-        .map_err(|_| UndoError::Stopped)?;
+        .map_err(|_| UndoError::Stopped)?
+        .map_err(|e| UndoError::Elsewhere(e.node_id))?;
     let outcome = agent
         .send(crate::agent::Revert {
             call_id: CallId::from(call_id),

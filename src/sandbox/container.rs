@@ -230,9 +230,14 @@ impl Engine {
         }
     }
 
-    /// Remove this installation's leftover containers; see [`reap_orphans`].
-    pub async fn reap_orphans(&self, instance_id: &str) -> Result<usize, SandboxError> {
-        reap_orphans(&self.docker, instance_id).await
+    /// Remove this installation's leftover containers but `spare`; see
+    /// [`reap_orphans`].
+    pub async fn reap_orphans(
+        &self,
+        instance_id: &str,
+        spare: &Spare,
+    ) -> Result<usize, SandboxError> {
+        reap_orphans(&self.docker, instance_id, spare).await
     }
 
     /// Remove a session's container by name, whether it runs or not, when
@@ -338,9 +343,24 @@ pub async fn docker_status(docker: &Docker, image: &str) -> (bool, bool, String)
     }
 }
 
+/// Containers a starting node must leave alone: other live nodes' (when
+/// nodes share an engine).
+#[derive(Debug, Clone, Default)]
+pub struct Spare {
+    /// Sessions whose lease another live node holds.
+    pub sessions: std::collections::HashSet<String>,
+    /// Another node is alive: its warm pool is its own.
+    pub pool: bool,
+}
+
 /// Remove every container labelled ironclaw.instance=<instance_id> (left over
-/// from a previous run of this installation). Returns how many.
-pub async fn reap_orphans(docker: &Docker, instance_id: &str) -> Result<usize, SandboxError> {
+/// from a previous run of this installation) but those `spare` names.
+/// Returns how many.
+pub async fn reap_orphans(
+    docker: &Docker,
+    instance_id: &str,
+    spare: &Spare,
+) -> Result<usize, SandboxError> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_INSTANCE}={instance_id}")],
@@ -355,6 +375,14 @@ pub async fn reap_orphans(docker: &Docker, instance_id: &str) -> Result<usize, S
         .map_err(|e| container_error("(any)", e))?;
     let mut removed = 0;
     for c in containers {
+        let labels = c.labels.clone().unwrap_or_default();
+        let spared = labels
+            .get(LABEL_SESSION)
+            .is_some_and(|s| spare.sessions.contains(s))
+            || (spare.pool && labels.contains_key(super::pool::LABEL_POOL));
+        if spared {
+            continue;
+        }
         let Some(id) = c.id else { continue };
         match docker
             .remove_container(

@@ -44,7 +44,7 @@ use exec::CancelSignal;
 pub use channel::AGENT_PATH;
 pub use container::{
     connect_docker, container_name, docker_status, prepare_workspace, reap_orphans, Engine,
-    EngineState, DEFAULT_START_CONCURRENCY, LABEL_INSTANCE, LABEL_SESSION, SANDBOX_UID,
+    EngineState, Spare, DEFAULT_START_CONCURRENCY, LABEL_INSTANCE, LABEL_SESSION, SANDBOX_UID,
     WORKSPACE_MOUNT,
 };
 pub use pool::{DrainPool, PoolState, PoolStatus, TakePooled, WarmPool, LABEL_POOL};

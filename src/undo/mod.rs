@@ -78,6 +78,8 @@ pub enum UndoError {
     Storage(#[from] DbError),
     #[error("The session stopped before the undo finished; try again.")]
     Stopped,
+    #[error("This session is being served by another node ({0}); try again in a moment.")]
+    Elsewhere(String),
 }
 
 impl UndoError {
@@ -104,7 +106,7 @@ impl UndoError {
             UndoError::Workspace(e) => e.code(),
             UndoError::Store(_) => ErrorCode::UndoFailed,
             UndoError::Storage(_) => ErrorCode::StorageFailed,
-            UndoError::Stopped => ErrorCode::Unavailable,
+            UndoError::Stopped | UndoError::Elsewhere(_) => ErrorCode::Unavailable,
         }
     }
 }

@@ -680,13 +680,28 @@ async fn reaper_removes_leftover_containers_of_its_instance_only() {
         .start_container(&container_name(&instance_id, "leftover-0"), None)
         .await
         .unwrap();
-    assert_eq!(reap_orphans(&docker, &instance_id).await.unwrap(), 2);
-    assert_eq!(reap_orphans(&docker, &instance_id).await.unwrap(), 0);
+    assert_eq!(
+        reap_orphans(&docker, &instance_id, &Default::default())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        reap_orphans(&docker, &instance_id, &Default::default())
+            .await
+            .unwrap(),
+        0
+    );
     assert!(docker
         .inspect_container(&container_name(&other_instance, "leftover-2"), None)
         .await
         .is_ok());
-    assert_eq!(reap_orphans(&docker, &other_instance).await.unwrap(), 1);
+    assert_eq!(
+        reap_orphans(&docker, &other_instance, &Default::default())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[actix::test]

@@ -1,0 +1,2 @@
+DROP TABLE session_leases;
+DROP TABLE nodes;
