@@ -91,6 +91,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     )
     .with_pool(pool.clone())
     .start();
+    let relay = match settings.database()? {
+        crate::db::Database::Postgres(url) => Some(
+            crate::relay::Relay::new(
+                node_id.clone(),
+                url,
+                db.clone(),
+                supervisor.clone(),
+                Duration::from_secs(settings.cluster.lease_secs.max(1)),
+                settings.server.outbound_queue,
+            )
+            .start(),
+        ),
+        crate::db::Database::Sqlite(_) => None,
+    };
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         db: db.clone(),
@@ -104,6 +118,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         sockets: Arc::new(SocketCounts::default()),
         http: http_client,
         node_id,
+        relay,
     });
     let mut server = HttpServer::new(move || {
         App::new()

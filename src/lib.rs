@@ -53,6 +53,7 @@ pub mod http;
 pub mod protocol;
 pub mod provider;
 pub mod quota;
+pub mod relay;
 pub mod risk;
 pub mod sandbox;
 pub mod supervisor;

@@ -16,6 +16,7 @@ use actix_web_actors::ws;
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
 use crate::db::queries::UserId;
 use crate::protocol::{ClientMessage, ErrorCode, ServerEvent, SessionId};
+use crate::relay::{Forward, Gone, Open, Relay};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 
 /// How often the server pings an idle socket.
@@ -94,6 +95,23 @@ pub struct Disconnect {
     pub message: String,
 }
 
+/// Where a socket's frames go.
+enum Route {
+    /// The session runs on this node.
+    Local(Addr<AgentActor>),
+    /// It runs on another node: through the relay.
+    Relayed(Addr<Relay>),
+}
+
+impl Route {
+    fn send(&self, socket_id: u64, message: ClientMessage) {
+        match self {
+            Route::Local(agent) => agent.do_send(Inbound { socket_id, message }),
+            Route::Relayed(relay) => relay.do_send(Forward { socket_id, message }),
+        }
+    }
+}
+
 pub struct WsSession {
     /// Unique per socket, for the agent's fan-out list.
     socket_id: u64,
@@ -102,8 +120,11 @@ pub struct WsSession {
     /// The logged-in user's id (the session's owner).
     owner: UserId,
     supervisor: Addr<SessionSupervisor>,
-    /// Set once the supervisor has answered `Join`.
-    agent: Option<Addr<AgentActor>>,
+    /// The node's relay, when there are several nodes (PostgreSQL).
+    relay: Option<Addr<Relay>>,
+    /// Set once the supervisor has answered `Join`: the session's agent,
+    /// or the relay to the node that runs it.
+    route: Option<Route>,
     /// Frames that arrived before `agent` was known.
     early: Vec<ClientMessage>,
     last_seen: Instant,
@@ -123,6 +144,7 @@ impl WsSession {
         username: String,
         owner: UserId,
         supervisor: Addr<SessionSupervisor>,
+        relay: Option<Addr<Relay>>,
         max_frame_bytes: usize,
         outbound_queue: usize,
     ) -> Self {
@@ -133,7 +155,8 @@ impl WsSession {
             username,
             owner,
             supervisor,
-            agent: None,
+            relay,
+            route: None,
             early: Vec::new(),
             last_seen: Instant::now(),
             max_frame_bytes,
@@ -197,11 +220,8 @@ impl WsSession {
                 return;
             }
         };
-        match &self.agent {
-            Some(agent) => agent.do_send(Inbound {
-                socket_id: self.socket_id,
-                message,
-            }),
+        match &self.route {
+            Some(route) => route.send(self.socket_id, message),
             None => self.early.push(message),
         }
     }
@@ -230,16 +250,34 @@ impl Actor for WsSession {
             .into_actor(self)
             .then(|res, act, ctx| {
                 match res {
-                    Ok(Err(elsewhere)) => {
-                        Self::send_event(
-                            ctx,
-                            &ServerEvent::error(
-                                ErrorCode::Unavailable,
-                                format!("This session is being served by another node ({}); reconnect in a moment.", elsewhere.node_id),
-                            ),
-                        );
-                        ctx.stop();
-                    }
+                    Ok(Err(elsewhere)) => match act.relay.clone() {
+                        Some(relay) => {
+                            relay.do_send(Open {
+                                socket_id: act.socket_id,
+                                session_id: act.session_id.clone(),
+                                owner_node: elsewhere.node_id,
+                                user: act.owner,
+                                username: act.username.clone(),
+                                outbound: ctx.address().recipient(),
+                                control: ctx.address().recipient(),
+                            });
+                            let route = Route::Relayed(relay);
+                            for message in act.early.drain(..) {
+                                route.send(act.socket_id, message);
+                            }
+                            act.route = Some(route);
+                        }
+                        None => {
+                            Self::send_event(
+                                ctx,
+                                &ServerEvent::error(
+                                    ErrorCode::Unavailable,
+                                    format!("This session is being served by another node ({}); reconnect in a moment.", elsewhere.node_id),
+                                ),
+                            );
+                            ctx.stop();
+                        }
+                    },
                     Ok(Ok(agent)) => {
                         agent.do_send(Attach {
                             socket_id: act.socket_id,
@@ -247,13 +285,11 @@ impl Actor for WsSession {
                             outbound: ctx.address().recipient(),
                             control: ctx.address().recipient(),
                         });
+                        let route = Route::Local(agent);
                         for message in act.early.drain(..) {
-                            agent.do_send(Inbound {
-                                socket_id: act.socket_id,
-                                message,
-                            });
+                            route.send(act.socket_id, message);
                         }
-                        act.agent = Some(agent);
+                        act.route = Some(route);
                     }
                     Err(_) => {
                         Self::send_event(
@@ -272,13 +308,19 @@ impl Actor for WsSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        if let Some(agent) = &self.agent {
-            agent.do_send(Detach {
+        match &self.route {
+            Some(Route::Local(agent)) => {
+                agent.do_send(Detach {
+                    socket_id: self.socket_id,
+                });
+                self.supervisor.do_send(Leave {
+                    session_id: self.session_id.clone(),
+                });
+            }
+            Some(Route::Relayed(relay)) => relay.do_send(Gone {
                 socket_id: self.socket_id,
-            });
-            self.supervisor.do_send(Leave {
-                session_id: self.session_id.clone(),
-            });
+            }),
+            None => {}
         }
         Running::Stop
     }

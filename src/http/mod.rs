@@ -43,6 +43,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// This node's id (`cluster.node_id`), reported by health.
     pub node_id: String,
+    /// Sockets of sessions another node runs go through this (PostgreSQL
+    /// only: on SQLite the node is alone).
+    pub relay: Option<Addr<crate::relay::Relay>>,
 }
 
 // ------------------------------------------------------------------ errors
@@ -650,6 +653,7 @@ async fn websocket(
         user.username.clone(),
         user.user_id(),
         state.supervisor.clone(),
+        state.relay.clone(),
         state.settings.server.max_frame_bytes,
         state.settings.server.outbound_queue,
     )

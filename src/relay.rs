@@ -1,0 +1,687 @@
+//! The Relay actor: a session's sockets on a node that does not run the
+//! session (DESIGN.md §7). Events and client frames go between nodes
+//! through PostgreSQL (`pg_notify` / `LISTEN`), one channel per node; no
+//! broker of our own.
+//!
+//! - On the node a socket is on (not the session's owner), the socket
+//!   opens a relay route ([`Open`]): its frames go to the owner node
+//!   ([`Forward`]), and what the owner sends that socket comes back to it.
+//! - On the owner, each remote socket is a [`HostedTab`] attached to the
+//!   session's agent like a local tab: every frame the agent sends it
+//!   (first frames, history, each event, deltas included) goes to the
+//!   socket's node in the agent's order, over one publishing connection.
+//! - A remote socket is closed with "reconnect" when its owner's lease
+//!   lapses (the owner died; a reconnect lands where the session is taken
+//!   over), and a hosted tab is detached when its node stops beating.
+//!
+//! A notification carries at most 8000 bytes; bigger envelopes go in
+//! numbered pieces, reassembled in order (one publisher per node, so its
+//! pieces arrive in order).
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentActor, Attach, Detach, Inbound};
+use crate::db::cluster;
+use crate::db::queries::UserId;
+use crate::db::Db;
+use crate::protocol::{ClientMessage, ErrorCode, SessionId};
+use crate::supervisor::{Join, Leave, SessionSupervisor};
+use crate::ws::{Disconnect, Outbound};
+
+/// Bytes of one notification's payload we use (PostgreSQL allows 8000).
+const PIECE_BYTES: usize = 7000;
+/// How often the listening connection is polled for notifications.
+const POLL: Duration = Duration::from_millis(2);
+/// Socket ids of hosted tabs start here, apart from local sockets' ids.
+const HOSTED_IDS: u64 = 1 << 48;
+
+/// The channel a node listens on.
+fn channel(node_id: &str) -> String {
+    let clean: String = node_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(50)
+        .collect();
+    format!("ironclaw_{clean}")
+}
+
+/// What goes between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Envelope {
+    /// A socket on `from` attaches to `session` (to its owner).
+    Attach {
+        from: String,
+        socket: u64,
+        session: SessionId,
+        user: i32,
+        username: String,
+    },
+    /// A frame from that socket.
+    Frame {
+        from: String,
+        socket: u64,
+        message: ClientMessage,
+    },
+    /// That socket closed.
+    Detach { from: String, socket: u64 },
+    /// A frame for a socket on the receiving node, as the agent wrote it.
+    Out { socket: u64, frame: String },
+    /// Close that socket with a final error.
+    Close {
+        socket: u64,
+        code: String,
+        message: String,
+    },
+}
+
+/// A socket of this node whose session runs on another node.
+struct Remote {
+    session: SessionId,
+    owner_node: String,
+    outbound: Recipient<Outbound>,
+    control: Recipient<Disconnect>,
+}
+
+/// A socket of another node attached to a session this node runs.
+struct Hosted {
+    session: SessionId,
+    agent: Addr<AgentActor>,
+    local_id: u64,
+    tab: Addr<HostedTab>,
+}
+
+pub struct Relay {
+    node_id: String,
+    db: Db,
+    supervisor: Addr<SessionSupervisor>,
+    url: String,
+    lease: Duration,
+    outbound_queue: usize,
+    publish: Option<std_mpsc::Sender<(String, String)>>,
+    remote: HashMap<u64, Remote>,
+    hosted: HashMap<(String, u64), Hosted>,
+    next_hosted: u64,
+}
+
+impl Relay {
+    pub fn new(
+        node_id: String,
+        url: String,
+        db: Db,
+        supervisor: Addr<SessionSupervisor>,
+        lease: Duration,
+        outbound_queue: usize,
+    ) -> Self {
+        Relay {
+            node_id,
+            db,
+            supervisor,
+            url,
+            lease,
+            outbound_queue,
+            publish: None,
+            remote: HashMap::new(),
+            hosted: HashMap::new(),
+            next_hosted: HOSTED_IDS,
+        }
+    }
+
+    fn send(&self, to_node: &str, envelope: &Envelope) {
+        let Some(publish) = &self.publish else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(envelope) else {
+            return;
+        };
+        let _ = publish.send((channel(to_node), json));
+    }
+
+    /// Keep the relay honest about who is alive: remote sockets whose
+    /// owner's lease lapsed reconnect; hosted tabs of silent nodes go.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let lease = self.lease;
+        let sessions: Vec<(u64, String, String)> = self
+            .remote
+            .iter()
+            .map(|(id, r)| (*id, r.session.to_string(), r.owner_node.clone()))
+            .collect();
+        let nodes: Vec<String> = self.hosted.keys().map(|(n, _)| n.clone()).collect();
+        let work = async move {
+            db.run(move |c| {
+                let now = chrono::Utc::now();
+                let mut lapsed = Vec::new();
+                for (socket, session, owner) in sessions {
+                    let held = crate::db::schema::session_leases::table
+                        .find(&session)
+                        .select((
+                            crate::db::schema::session_leases::node_id,
+                            crate::db::schema::session_leases::expires_at,
+                        ))
+                        .first::<(String, String)>(c)
+                        .optional()?;
+                    let alive = held.is_some_and(|(node, until)| {
+                        node == owner
+                            && chrono::DateTime::parse_from_rfc3339(&until).is_ok_and(|t| t > now)
+                    });
+                    if !alive {
+                        lapsed.push(socket);
+                    }
+                }
+                let since = now - chrono::Duration::from_std(lease * 2).unwrap_or_default();
+                let beating: Vec<String> = cluster::nodes(c)?
+                    .into_iter()
+                    .filter(|n| {
+                        chrono::DateTime::parse_from_rfc3339(&n.heartbeat_at)
+                            .is_ok_and(|t| t > since)
+                    })
+                    .map(|n| n.node_id)
+                    .collect();
+                let silent: Vec<String> =
+                    nodes.into_iter().filter(|n| !beating.contains(n)).collect();
+                Ok((lapsed, silent))
+            })
+            .await
+        };
+        ctx.spawn(work.into_actor(self).map(|res, act, _| {
+            let Ok((lapsed, silent)) = res else { return };
+            for socket in lapsed {
+                if let Some(r) = act.remote.remove(&socket) {
+                    log::info!(
+                        "session {}: its node {} is gone; the socket reconnects",
+                        r.session,
+                        r.owner_node
+                    );
+                    r.control.do_send(Disconnect {
+                        code: ErrorCode::ServerStopping,
+                        message: "The node running this session stopped; reconnect to carry on."
+                            .into(),
+                    });
+                }
+            }
+            let gone: Vec<(String, u64)> = act
+                .hosted
+                .keys()
+                .filter(|(n, _)| silent.contains(n))
+                .cloned()
+                .collect();
+            for key in gone {
+                act.detach_hosted(&key);
+            }
+        }));
+    }
+
+    fn detach_hosted(&mut self, key: &(String, u64)) {
+        if let Some(h) = self.hosted.remove(key) {
+            h.agent.do_send(Detach {
+                socket_id: h.local_id,
+            });
+            self.supervisor.do_send(Leave {
+                session_id: h.session,
+            });
+            h.tab.do_send(StopTab);
+        }
+    }
+
+    fn incoming(&mut self, envelope: Envelope, ctx: &mut Context<Self>) {
+        match envelope {
+            Envelope::Attach {
+                from,
+                socket,
+                session,
+                user,
+                username,
+            } => {
+                let join = self.supervisor.send(Join {
+                    session_id: session.clone(),
+                    owner: UserId(user),
+                });
+                ctx.spawn(join.into_actor(self).map(move |res, act, ctx| {
+                    let agent = match res {
+                        Ok(Ok(agent)) => agent,
+                        other => {
+                            let message = match other {
+                                Ok(Err(e)) => {
+                                    format!("This session moved to node {}; reconnect.", e.node_id)
+                                }
+                                _ => "The server is shutting down; reconnect in a moment.".into(),
+                            };
+                            act.send(
+                                &from,
+                                &Envelope::Close {
+                                    socket,
+                                    code: ErrorCode::ServerStopping.as_str().into(),
+                                    message,
+                                },
+                            );
+                            return;
+                        }
+                    };
+                    let local_id = act.next_hosted;
+                    act.next_hosted += 1;
+                    let tab = HostedTab {
+                        node: from.clone(),
+                        socket,
+                        relay: ctx.address(),
+                        capacity: act.outbound_queue,
+                    }
+                    .start();
+                    agent.do_send(Attach {
+                        socket_id: local_id,
+                        username,
+                        outbound: tab.clone().recipient(),
+                        control: tab.clone().recipient(),
+                    });
+                    act.hosted.insert(
+                        (from, socket),
+                        Hosted {
+                            session,
+                            agent,
+                            local_id,
+                            tab,
+                        },
+                    );
+                }));
+            }
+            Envelope::Frame {
+                from,
+                socket,
+                message,
+            } => {
+                if let Some(h) = self.hosted.get(&(from, socket)) {
+                    h.agent.do_send(Inbound {
+                        socket_id: h.local_id,
+                        message,
+                    });
+                }
+            }
+            Envelope::Detach { from, socket } => self.detach_hosted(&(from, socket)),
+            Envelope::Out { socket, frame } => {
+                if let Some(r) = self.remote.get(&socket) {
+                    if r.outbound.try_send(Outbound(frame.into())).is_err() {
+                        r.control.do_send(Disconnect {
+                            code: ErrorCode::SlowClient,
+                            message: "This tab fell too far behind and was disconnected; it reconnects and catches up.".into(),
+                        });
+                    }
+                }
+            }
+            Envelope::Close {
+                socket,
+                code,
+                message,
+            } => {
+                if let Some(r) = self.remote.remove(&socket) {
+                    r.control.do_send(Disconnect {
+                        code: ErrorCode::parse(&code).unwrap_or(ErrorCode::ServerStopping),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (tx, rx) = std_mpsc::channel::<(String, String)>();
+        self.publish = Some(tx);
+        let url = self.url.clone();
+        let _ = std::thread::Builder::new()
+            .name("ironclaw-relay-out".into())
+            .spawn(move || publisher(&url, &rx));
+        let (url, me, addr) = (self.url.clone(), channel(&self.node_id), ctx.address());
+        let _ = std::thread::Builder::new()
+            .name("ironclaw-relay-in".into())
+            .spawn(move || listener(&url, &me, &addr));
+        let every = (self.lease / 3).max(Duration::from_millis(300));
+        ctx.run_interval(every, |act, ctx| act.check(ctx));
+    }
+}
+
+/// Publishes `(channel, payload)` in order, in pieces when big; reconnects
+/// when the connection breaks.
+fn publisher(url: &str, rx: &std_mpsc::Receiver<(String, String)>) {
+    let mut conn: Option<PgConnection> = None;
+    let mut next_id: u64 = 0;
+    while let Ok((channel, json)) = rx.recv() {
+        next_id += 1;
+        let pieces = pieces(next_id, &json);
+        for piece in pieces {
+            for attempt in 0..3 {
+                if conn.is_none() {
+                    conn = PgConnection::establish(url).ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    std::thread::sleep(Duration::from_millis(200 * (attempt + 1)));
+                    continue;
+                };
+                let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
+                    .bind::<diesel::sql_types::Text, _>(&channel)
+                    .bind::<diesel::sql_types::Text, _>(&piece)
+                    .execute(c);
+                match sent {
+                    Ok(_) => break,
+                    Err(e) => {
+                        log::warn!("relay: cannot publish: {e}");
+                        conn = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Listens on this node's channel and hands whole envelopes to the relay.
+fn listener(url: &str, channel: &str, relay: &Addr<Relay>) {
+    let mut pending: HashMap<u64, Vec<String>> = HashMap::new();
+    loop {
+        if !relay.connected() {
+            return;
+        }
+        let mut conn = match PgConnection::establish(url) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("relay: cannot listen: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = diesel::sql_query(format!("LISTEN \"{channel}\"")).execute(&mut conn) {
+            log::warn!("relay: cannot listen: {e}");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        loop {
+            if !relay.connected() {
+                return;
+            }
+            let mut got = false;
+            let mut broken = false;
+            for n in conn.notifications_iter() {
+                match n {
+                    Ok(n) => {
+                        got = true;
+                        if let Some(json) = reassemble(&n.payload, &mut pending) {
+                            match serde_json::from_str::<Envelope>(&json) {
+                                Ok(env) => relay.do_send(Incoming(env)),
+                                Err(e) => log::warn!(
+                                    "relay: a message this node does not understand: {e}"
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("relay: listening broke: {e}");
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if broken {
+                break;
+            }
+            if !got {
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// The payloads that carry `json`: one, or numbered pieces.
+fn pieces(id: u64, json: &str) -> Vec<String> {
+    if json.len() <= PIECE_BYTES {
+        return vec![format!("1|{json}")];
+    }
+    let mut parts = Vec::new();
+    let mut rest = json;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(PIECE_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        parts.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    let n = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| format!("P|{id}|{i}|{n}|{p}"))
+        .collect()
+}
+
+/// A whole envelope from one payload or the last of its pieces.
+fn reassemble(payload: &str, pending: &mut HashMap<u64, Vec<String>>) -> Option<String> {
+    if let Some(json) = payload.strip_prefix("1|") {
+        return Some(json.to_string());
+    }
+    let rest = payload.strip_prefix("P|")?;
+    let mut parts = rest.splitn(4, '|');
+    let id: u64 = parts.next()?.parse().ok()?;
+    let i: usize = parts.next()?.parse().ok()?;
+    let n: usize = parts.next()?.parse().ok()?;
+    let piece = parts.next()?;
+    let list = pending.entry(id).or_default();
+    if list.len() != i {
+        pending.remove(&id);
+        return None;
+    }
+    list.push(piece.to_string());
+    if list.len() < n {
+        return None;
+    }
+    pending.remove(&id).map(|l| l.concat())
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Incoming(Envelope);
+
+impl Handler<Incoming> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
+        self.incoming(msg.0, ctx);
+    }
+}
+
+/// A socket of this node attaches to a session served by `owner_node`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Open {
+    pub socket_id: u64,
+    pub session_id: SessionId,
+    pub owner_node: String,
+    pub user: UserId,
+    pub username: String,
+    pub outbound: Recipient<Outbound>,
+    pub control: Recipient<Disconnect>,
+}
+
+impl Handler<Open> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Open, _: &mut Context<Self>) {
+        self.send(
+            &msg.owner_node,
+            &Envelope::Attach {
+                from: self.node_id.clone(),
+                socket: msg.socket_id,
+                session: msg.session_id.clone(),
+                user: msg.user.0,
+                username: msg.username,
+            },
+        );
+        self.remote.insert(
+            msg.socket_id,
+            Remote {
+                session: msg.session_id,
+                owner_node: msg.owner_node,
+                outbound: msg.outbound,
+                control: msg.control,
+            },
+        );
+    }
+}
+
+/// A frame from a relayed socket of this node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    pub socket_id: u64,
+    pub message: ClientMessage,
+}
+
+impl Handler<Forward> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, _: &mut Context<Self>) {
+        if let Some(r) = self.remote.get(&msg.socket_id) {
+            let owner = r.owner_node.clone();
+            self.send(
+                &owner,
+                &Envelope::Frame {
+                    from: self.node_id.clone(),
+                    socket: msg.socket_id,
+                    message: msg.message,
+                },
+            );
+        }
+    }
+}
+
+/// A relayed socket of this node closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Gone {
+    pub socket_id: u64,
+}
+
+impl Handler<Gone> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Gone, _: &mut Context<Self>) {
+        if let Some(r) = self.remote.remove(&msg.socket_id) {
+            self.send(
+                &r.owner_node,
+                &Envelope::Detach {
+                    from: self.node_id.clone(),
+                    socket: msg.socket_id,
+                },
+            );
+        }
+    }
+}
+
+/// One remote socket as the session's agent sees it: a tab whose frames
+/// go to the socket's node, in order.
+struct HostedTab {
+    node: String,
+    socket: u64,
+    relay: Addr<Relay>,
+    capacity: usize,
+}
+
+impl Actor for HostedTab {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The agent `try_send`s into this mailbox, like a socket's.
+        ctx.set_mailbox_capacity(self.capacity);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Publish {
+    node: String,
+    envelope: Envelope,
+}
+
+impl Handler<Publish> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        self.send(&msg.node, &msg.envelope);
+    }
+}
+
+impl Handler<Outbound> for HostedTab {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+        self.relay.do_send(Publish {
+            node: self.node.clone(),
+            envelope: Envelope::Out {
+                socket: self.socket,
+                frame: msg.0.to_string(),
+            },
+        });
+    }
+}
+
+impl Handler<Disconnect> for HostedTab {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.relay.do_send(Publish {
+            node: self.node.clone(),
+            envelope: Envelope::Close {
+                socket: self.socket,
+                code: msg.code.as_str().into(),
+                message: msg.message,
+            },
+        });
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopTab;
+
+impl Handler<StopTab> for HostedTab {
+    type Result = ();
+
+    fn handle(&mut self, _: StopTab, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_envelopes_go_in_pieces_and_come_back_whole() {
+        let json = "é".repeat(9000);
+        let mut pending = HashMap::new();
+        let parts = pieces(7, &json);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.len() < 8000));
+        let mut whole = None;
+        for p in &parts {
+            whole = reassemble(p, &mut pending);
+        }
+        assert_eq!(whole.as_deref(), Some(json.as_str()));
+        assert!(pending.is_empty());
+        assert_eq!(reassemble("1|{}", &mut pending).as_deref(), Some("{}"));
+    }
+}
