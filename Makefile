@@ -2,7 +2,8 @@
 #
 # Everything here is meant to run on a Debian bookworm host (root in CI).
 # Tools that tests need (chromium, chromedriver, tmux for the terminal client,
-# mmdebstrap, e2fsprogs for the workspace quota filesystems) are apt-installed
+# postgresql and haproxy for the cluster, mmdebstrap, e2fsprogs for the
+# workspace quota filesystems) are apt-installed
 # on demand by `test-deps`.
 
 SHELL := /bin/bash
@@ -45,16 +46,17 @@ build-deps: ## apt-install libpq-dev (the PostgreSQL client library the server l
 	$(SUDO) $(APT_GET) update -qq; \
 	$(SUDO) $(APT_GET) install -y -qq --no-install-recommends libpq-dev
 
-test-deps: build-deps ## apt-install chromium, chromedriver, tmux, postgresql, mmdebstrap and e2fsprogs when missing
+test-deps: build-deps ## apt-install chromium, chromedriver, tmux, postgresql, haproxy, mmdebstrap and e2fsprogs when missing
 	@chrome=""; boot=""; \
 	command -v chromium     >/dev/null || chrome="$$chrome chromium fonts-liberation"; \
 	command -v chromedriver >/dev/null || chrome="$$chrome chromium-driver"; \
 	command -v tmux         >/dev/null || chrome="$$chrome tmux"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || chrome="$$chrome postgresql"; \
+	PATH="$$PATH:/usr/sbin:/sbin" command -v haproxy >/dev/null || chrome="$$chrome haproxy"; \
 	command -v mmdebstrap   >/dev/null || boot="mmdebstrap"; \
 	PATH="$$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null || boot="$$boot e2fsprogs"; \
 	if [ -z "$$chrome$$boot" ]; then \
-	  echo "test-deps: chromium, chromedriver, tmux, postgresql, mmdebstrap and e2fsprogs are present"; exit 0; \
+	  echo "test-deps: chromium, chromedriver, tmux, postgresql, haproxy, mmdebstrap and e2fsprogs are present"; exit 0; \
 	fi; \
 	echo "test-deps: installing$$chrome $$boot"; \
 	$(SUDO) $(APT_GET) update -qq; \

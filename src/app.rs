@@ -120,11 +120,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         node_id,
         relay,
     });
+    let node_header = state.node_id.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(http::json_config(JSON_BODY_LIMIT))
             .wrap(middleware::from_fn(http::origin::guard))
+            // Which node answered (behind a load balancer, for people and
+            // tests alike); the node id is a name, not a secret.
+            .wrap(middleware::DefaultHeaders::new().add(("x-ironclaw-node", node_header.clone())))
             .wrap(middleware::from_fn(http::head_as_get))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
             .configure(http::routes)

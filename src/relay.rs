@@ -14,20 +14,17 @@
 //!   lapses (the owner died; a reconnect lands where the session is taken
 //!   over), and a hosted tab is detached when its node stops beating.
 //!
-//! A notification carries at most 8000 bytes; bigger envelopes go in
-//! numbered pieces, reassembled in order (one publisher per node, so its
-//! pieces arrive in order).
+//! The transport (channels, pieces, the listening thread) is `db::bus`.
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use diesel::pg::PgConnection;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentActor, Attach, Detach, Inbound};
+use crate::db::bus::{self, channel};
 use crate::db::cluster;
 use crate::db::queries::UserId;
 use crate::db::Db;
@@ -35,28 +32,8 @@ use crate::protocol::{ClientMessage, ErrorCode, SessionId};
 use crate::supervisor::{Join, Leave, SessionSupervisor};
 use crate::ws::{Disconnect, Outbound};
 
-/// Bytes of one notification's payload we use (PostgreSQL allows 8000).
-const PIECE_BYTES: usize = 7000;
-/// How often the listening connection is polled for notifications.
-const POLL: Duration = Duration::from_millis(2);
 /// Socket ids of hosted tabs start here, apart from local sockets' ids.
 const HOSTED_IDS: u64 = 1 << 48;
-
-/// The channel a node listens on.
-fn channel(node_id: &str) -> String {
-    let clean: String = node_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(50)
-        .collect();
-    format!("ironclaw_{clean}")
-}
 
 /// What goes between nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,14 +143,7 @@ impl Relay {
                 let now = chrono::Utc::now();
                 let mut lapsed = Vec::new();
                 for (socket, session, owner) in sessions {
-                    let held = crate::db::schema::session_leases::table
-                        .find(&session)
-                        .select((
-                            crate::db::schema::session_leases::node_id,
-                            crate::db::schema::session_leases::expires_at,
-                        ))
-                        .first::<(String, String)>(c)
-                        .optional()?;
+                    let held = cluster::lease(c, &session)?;
                     let alive = held.is_some_and(|(node, until)| {
                         node == owner
                             && chrono::DateTime::parse_from_rfc3339(&until).is_ok_and(|t| t > now)
@@ -340,154 +310,21 @@ impl Actor for Relay {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (tx, rx) = std_mpsc::channel::<(String, String)>();
-        self.publish = Some(tx);
-        let url = self.url.clone();
-        let _ = std::thread::Builder::new()
-            .name("ironclaw-relay-out".into())
-            .spawn(move || publisher(&url, &rx));
-        let (url, me, addr) = (self.url.clone(), channel(&self.node_id), ctx.address());
-        let _ = std::thread::Builder::new()
-            .name("ironclaw-relay-in".into())
-            .spawn(move || listener(&url, &me, &addr));
+        self.publish = Some(bus::publisher_for(self.url.clone()));
+        let addr = ctx.address();
+        bus::listen(self.url.clone(), channel(&self.node_id), move |json| {
+            if !addr.connected() {
+                return false;
+            }
+            match serde_json::from_str::<Envelope>(&json) {
+                Ok(env) => addr.do_send(Incoming(env)),
+                Err(e) => log::warn!("relay: a message this node does not understand: {e}"),
+            }
+            true
+        });
         let every = (self.lease / 3).max(Duration::from_millis(300));
         ctx.run_interval(every, |act, ctx| act.check(ctx));
     }
-}
-
-/// Publishes `(channel, payload)` in order, in pieces when big; reconnects
-/// when the connection breaks.
-fn publisher(url: &str, rx: &std_mpsc::Receiver<(String, String)>) {
-    let mut conn: Option<PgConnection> = None;
-    let mut next_id: u64 = 0;
-    while let Ok((channel, json)) = rx.recv() {
-        next_id += 1;
-        let pieces = pieces(next_id, &json);
-        for piece in pieces {
-            for attempt in 0..3 {
-                if conn.is_none() {
-                    conn = PgConnection::establish(url).ok();
-                }
-                let Some(c) = conn.as_mut() else {
-                    std::thread::sleep(Duration::from_millis(200 * (attempt + 1)));
-                    continue;
-                };
-                let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
-                    .bind::<diesel::sql_types::Text, _>(&channel)
-                    .bind::<diesel::sql_types::Text, _>(&piece)
-                    .execute(c);
-                match sent {
-                    Ok(_) => break,
-                    Err(e) => {
-                        log::warn!("relay: cannot publish: {e}");
-                        conn = None;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Listens on this node's channel and hands whole envelopes to the relay.
-fn listener(url: &str, channel: &str, relay: &Addr<Relay>) {
-    let mut pending: HashMap<u64, Vec<String>> = HashMap::new();
-    loop {
-        if !relay.connected() {
-            return;
-        }
-        let mut conn = match PgConnection::establish(url) {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("relay: cannot listen: {e}");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        if let Err(e) = diesel::sql_query(format!("LISTEN \"{channel}\"")).execute(&mut conn) {
-            log::warn!("relay: cannot listen: {e}");
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        loop {
-            if !relay.connected() {
-                return;
-            }
-            let mut got = false;
-            let mut broken = false;
-            for n in conn.notifications_iter() {
-                match n {
-                    Ok(n) => {
-                        got = true;
-                        if let Some(json) = reassemble(&n.payload, &mut pending) {
-                            match serde_json::from_str::<Envelope>(&json) {
-                                Ok(env) => relay.do_send(Incoming(env)),
-                                Err(e) => log::warn!(
-                                    "relay: a message this node does not understand: {e}"
-                                ),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        log::warn!("relay: listening broke: {e}");
-                        broken = true;
-                        break;
-                    }
-                }
-            }
-            if broken {
-                break;
-            }
-            if !got {
-                std::thread::sleep(POLL);
-            }
-        }
-    }
-}
-
-/// The payloads that carry `json`: one, or numbered pieces.
-fn pieces(id: u64, json: &str) -> Vec<String> {
-    if json.len() <= PIECE_BYTES {
-        return vec![format!("1|{json}")];
-    }
-    let mut parts = Vec::new();
-    let mut rest = json;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(PIECE_BYTES);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    let n = parts.len();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| format!("P|{id}|{i}|{n}|{p}"))
-        .collect()
-}
-
-/// A whole envelope from one payload or the last of its pieces.
-fn reassemble(payload: &str, pending: &mut HashMap<u64, Vec<String>>) -> Option<String> {
-    if let Some(json) = payload.strip_prefix("1|") {
-        return Some(json.to_string());
-    }
-    let rest = payload.strip_prefix("P|")?;
-    let mut parts = rest.splitn(4, '|');
-    let id: u64 = parts.next()?.parse().ok()?;
-    let i: usize = parts.next()?.parse().ok()?;
-    let n: usize = parts.next()?.parse().ok()?;
-    let piece = parts.next()?;
-    let list = pending.entry(id).or_default();
-    if list.len() != i {
-        pending.remove(&id);
-        return None;
-    }
-    list.push(piece.to_string());
-    if list.len() < n {
-        return None;
-    }
-    pending.remove(&id).map(|l| l.concat())
 }
 
 #[derive(Message)]
@@ -662,26 +499,5 @@ impl Handler<StopTab> for HostedTab {
 
     fn handle(&mut self, _: StopTab, ctx: &mut Context<Self>) {
         ctx.stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn big_envelopes_go_in_pieces_and_come_back_whole() {
-        let json = "é".repeat(9000);
-        let mut pending = HashMap::new();
-        let parts = pieces(7, &json);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.len() < 8000));
-        let mut whole = None;
-        for p in &parts {
-            whole = reassemble(p, &mut pending);
-        }
-        assert_eq!(whole.as_deref(), Some(json.as_str()));
-        assert!(pending.is_empty());
-        assert_eq!(reassemble("1|{}", &mut pending).as_deref(), Some("{}"));
     }
 }

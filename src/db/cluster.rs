@@ -205,6 +205,15 @@ pub fn held_elsewhere(
     Ok((sessions, others > 0))
 }
 
+/// Who holds `session_id`'s lease and until when, if anyone.
+pub fn lease(c: &mut DbConn, session_id: &str) -> Result<Option<(String, String)>, DbError> {
+    Ok(session_leases::table
+        .find(session_id)
+        .select((session_leases::node_id, session_leases::expires_at))
+        .first::<(String, String)>(c)
+        .optional()?)
+}
+
 /// Give back `node_id`'s lease on `session_id` (its actors stopped).
 pub fn release(c: &mut DbConn, session_id: &str, node_id: &str) -> Result<(), DbError> {
     diesel::delete(

@@ -11,6 +11,7 @@
 //! ships the closure to a pool thread as one typed message and awaits its
 //! typed result.
 
+pub mod bus;
 pub mod checkpoints;
 pub mod cluster;
 pub mod journal;
