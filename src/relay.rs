@@ -10,6 +10,10 @@
 //!   session's agent like a local tab: every frame the agent sends it
 //!   (first frames, history, each event, deltas included) goes to the
 //!   socket's node in the agent's order, over one publishing connection.
+//! - A REST route on a node that does not run the session tells the owner
+//!   what it changed ([`TellOwner`]: the session's settings, an upload, a
+//!   deletion), and a revert is asked of the owner and answered back
+//!   ([`RevertElsewhere`]).
 //! - A remote socket is closed with "reconnect" when its owner's lease
 //!   lapses (the owner died; a reconnect lands where the session is taken
 //!   over), and a hosted tab is detached when its node stops beating.
@@ -23,13 +27,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentActor, Attach, Detach, Inbound};
+use crate::agent::{AgentActor, Attach, Detach, FilesUploaded, Inbound, Revert, SessionChanged};
 use crate::db::bus::{self, channel};
 use crate::db::cluster;
 use crate::db::queries::UserId;
 use crate::db::Db;
-use crate::protocol::{ClientMessage, ErrorCode, SessionId};
-use crate::supervisor::{Join, Leave, SessionSupervisor};
+use crate::protocol::{CallId, ClientMessage, ErrorCode, RevertOutcome, SessionId};
+use crate::supervisor::{EndSession, Join, Leave, Live, Lookup, SessionSupervisor};
+use crate::undo::UndoError;
 use crate::ws::{Disconnect, Outbound};
 
 /// Socket ids of hosted tabs start here, apart from local sockets' ids.
@@ -63,6 +68,34 @@ enum Envelope {
         code: String,
         message: String,
     },
+    /// A REST route on another node changed the session.
+    Tell { session: SessionId, note: Note },
+    /// Put the workspace back before `call_id` (a revert asked on `from`).
+    Ask {
+        from: String,
+        req: u64,
+        session: SessionId,
+        user: i32,
+        call_id: CallId,
+        by: String,
+    },
+    /// The answer to an `Ask`: the outcome, or an error's code and message.
+    Answer {
+        req: u64,
+        result: Result<RevertOutcome, (String, String)>,
+    },
+}
+
+/// What a REST route on another node did to a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "n", rename_all = "snake_case")]
+pub enum Note {
+    /// Its row changed (title, model, approval mode).
+    Changed,
+    /// Files were uploaded into its workspace.
+    Uploaded { paths: Vec<String> },
+    /// It is being deleted: stop it and remove its container.
+    End,
 }
 
 /// A socket of this node whose session runs on another node.
@@ -92,6 +125,9 @@ pub struct Relay {
     remote: HashMap<u64, Remote>,
     hosted: HashMap<(String, u64), Hosted>,
     next_hosted: u64,
+    /// Reverts asked of other nodes, by request id.
+    asked: HashMap<u64, tokio::sync::oneshot::Sender<Result<RevertOutcome, UndoError>>>,
+    next_ask: u64,
 }
 
 impl Relay {
@@ -114,6 +150,8 @@ impl Relay {
             remote: HashMap::new(),
             hosted: HashMap::new(),
             next_hosted: HOSTED_IDS,
+            asked: HashMap::new(),
+            next_ask: 1,
         }
     }
 
@@ -216,6 +254,7 @@ impl Relay {
                 user,
                 username,
             } => {
+                log::info!("session {session}: socket {socket} of node {from} attaches here");
                 let join = self.supervisor.send(Join {
                     session_id: session.clone(),
                     owner: UserId(user),
@@ -230,6 +269,7 @@ impl Relay {
                                 }
                                 _ => "The server is shutting down; reconnect in a moment.".into(),
                             };
+                            log::warn!("session {session}: socket {socket} of node {from} refused: {message}");
                             act.send(
                                 &from,
                                 &Envelope::Close {
@@ -290,11 +330,86 @@ impl Relay {
                     }
                 }
             }
+            Envelope::Tell { session, note } => {
+                let (supervisor, db) = (self.supervisor.clone(), self.db.clone());
+                actix::spawn(async move {
+                    match note {
+                        Note::End => {
+                            let _ = supervisor
+                                .send(EndSession {
+                                    session_id: session,
+                                })
+                                .await;
+                        }
+                        Note::Changed | Note::Uploaded { .. } => {
+                            let Ok(Some(agent)) = supervisor
+                                .send(Live {
+                                    session_id: session.clone(),
+                                })
+                                .await
+                            else {
+                                return;
+                            };
+                            if let Note::Uploaded { paths } = note {
+                                agent.do_send(FilesUploaded { paths });
+                                return;
+                            }
+                            let id = session.to_string();
+                            if let Ok(Some(row)) = db
+                                .run(move |c| crate::db::queries::load_session(c, &id))
+                                .await
+                            {
+                                agent.do_send(SessionChanged { session: row });
+                            }
+                        }
+                    }
+                });
+            }
+            Envelope::Ask {
+                from,
+                req,
+                session,
+                user,
+                call_id,
+                by,
+            } => {
+                let supervisor = self.supervisor.clone();
+                let work = async move {
+                    let agent = match supervisor
+                        .send(Lookup {
+                            session_id: session,
+                            owner: UserId(user),
+                        })
+                        .await
+                    {
+                        Ok(Ok(agent)) => agent,
+                        Ok(Err(e)) => return Err(UndoError::Elsewhere(e.node_id)),
+                        Err(_) => return Err(UndoError::Stopped),
+                    };
+                    agent
+                        .send(Revert { call_id, by })
+                        .await
+                        .map_err(|_| UndoError::Stopped)?
+                };
+                ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+                    let result = result.map_err(|e| (e.code().as_str().to_string(), e.to_string()));
+                    act.send(&from, &Envelope::Answer { req, result });
+                }));
+            }
+            Envelope::Answer { req, result } => {
+                if let Some(reply) = self.asked.remove(&req) {
+                    let _ = reply.send(result.map_err(|(code, message)| UndoError::Remote {
+                        code: ErrorCode::parse(&code).unwrap_or(ErrorCode::Unavailable),
+                        message,
+                    }));
+                }
+            }
             Envelope::Close {
                 socket,
                 code,
                 message,
             } => {
+                log::info!("socket {socket}: closed by the session's node: {message}");
                 if let Some(r) = self.remote.remove(&socket) {
                     r.control.do_send(Disconnect {
                         code: ErrorCode::parse(&code).unwrap_or(ErrorCode::ServerStopping),
@@ -356,6 +471,12 @@ impl Handler<Open> for Relay {
     type Result = ();
 
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) {
+        log::info!(
+            "session {}: socket {} relayed to node {}",
+            msg.session_id,
+            msg.socket_id,
+            msg.owner_node
+        );
         self.send(
             &msg.owner_node,
             &Envelope::Attach {
@@ -424,6 +545,83 @@ impl Handler<Gone> for Relay {
                 },
             );
         }
+    }
+}
+
+/// A REST route changed a session that may run on another node: tell that
+/// node (nothing when the session runs here or nowhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TellOwner {
+    pub session_id: SessionId,
+    pub note: Note,
+}
+
+impl Handler<TellOwner> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: TellOwner, ctx: &mut Context<Self>) {
+        let (db, id) = (self.db.clone(), msg.session_id.to_string());
+        let holder = async move { db.run(move |c| cluster::lease(c, &id)).await };
+        ctx.spawn(holder.into_actor(self).map(move |held, act, _| {
+            let now = chrono::Utc::now();
+            let Ok(Some((node, until))) = held else {
+                return;
+            };
+            let live = chrono::DateTime::parse_from_rfc3339(&until).is_ok_and(|t| t > now);
+            if live && node != act.node_id {
+                act.send(
+                    &node,
+                    &Envelope::Tell {
+                        session: msg.session_id,
+                        note: msg.note,
+                    },
+                );
+            }
+        }));
+    }
+}
+
+/// Undo asked on this node for a session another node runs.
+#[derive(Message)]
+#[rtype(result = "Result<RevertOutcome, UndoError>")]
+pub struct RevertElsewhere {
+    pub owner_node: String,
+    pub session_id: SessionId,
+    pub user: UserId,
+    pub call_id: CallId,
+    pub by: String,
+}
+
+/// How long a revert asked of another node may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Handler<RevertElsewhere> for Relay {
+    type Result = ResponseFuture<Result<RevertOutcome, UndoError>>;
+
+    fn handle(&mut self, msg: RevertElsewhere, _: &mut Context<Self>) -> Self::Result {
+        let req = self.next_ask;
+        self.next_ask += 1;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.asked.insert(req, tx);
+        self.send(
+            &msg.owner_node,
+            &Envelope::Ask {
+                from: self.node_id.clone(),
+                req,
+                session: msg.session_id,
+                user: msg.user.0,
+                call_id: msg.call_id,
+                by: msg.by,
+            },
+        );
+        let owner = msg.owner_node;
+        Box::pin(async move {
+            match tokio::time::timeout(ASK_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                _ => Err(UndoError::Elsewhere(owner)),
+            }
+        })
     }
 }
 

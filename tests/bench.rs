@@ -796,3 +796,106 @@ async fn bench_burst_of_new_sessions_and_streaming() {
         ms(engine_total)
     );
 }
+
+/// The first `assistant_delta` and the `turn_done` of a 400-character
+/// reply streamed as fast as the fake model can (1 to 5 characters a
+/// delta), from the message sent.
+async fn token_relay(ws: &mut Socket, llm: &FakeLlm) -> (Duration, Duration) {
+    llm.push(Reply::text("token ".repeat(66) + "done"));
+    let start = Instant::now();
+    ws.say("talk").await;
+    let mut first = None;
+    loop {
+        let e = ws.next().await;
+        if e["type"] == "assistant_delta" && first.is_none() {
+            first = Some(start.elapsed());
+        }
+        if e["type"] == "turn_done" {
+            return (first.expect("deltas"), start.elapsed());
+        }
+    }
+}
+
+#[actix_rt::test]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_relay_through_a_node_that_does_not_run_the_session() {
+    let pg = Postgres::get();
+    let llm = FakeLlm::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let url = pg.database_for(&data);
+    let node = |id: &'static str, url: String| {
+        move |s: &mut ironclaw::config::Settings| {
+            s.cluster.node_id = id.into();
+            s.database.url = url;
+        }
+    };
+    let a = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .data_dir(&data)
+        .settings(node("node-a", url.clone()))
+        .start()
+        .await;
+    let b = TestApp::builder(ProviderKind::Openai, &llm.base_url)
+        .data_dir(&data)
+        .settings(node("node-b", url.clone()))
+        .start()
+        .await;
+    let alice = a.login("alice").await;
+    let id = alice.new_session().await;
+    alice.set_mode(&id, "never").await;
+    let mut owner = alice.connect(Some(&id)).await;
+    let mut via_b = alice.clone();
+    via_b.base = b.base.clone();
+    via_b.ws_base = b.ws_base.clone();
+    let mut relayed = via_b.connect(Some(&id)).await;
+    // Warm the container and both paths.
+    exec_round_trip(&mut owner, &llm).await;
+    relayed.until("turn_done").await;
+    exec_round_trip(&mut relayed, &llm).await;
+    owner.until("turn_done").await;
+
+    let (mut rt_owner, mut rt_relay) = (Vec::new(), Vec::new());
+    let (mut first_owner, mut first_relay) = (Vec::new(), Vec::new());
+    let (mut all_owner, mut all_relay) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        rt_owner.push(exec_round_trip(&mut owner, &llm).await);
+        relayed.until("turn_done").await;
+        rt_relay.push(exec_round_trip(&mut relayed, &llm).await);
+        owner.until("turn_done").await;
+        let (f, t) = token_relay(&mut owner, &llm).await;
+        first_owner.push(f);
+        all_owner.push(t);
+        relayed.until("turn_done").await;
+        let (f, t) = token_relay(&mut relayed, &llm).await;
+        first_relay.push(f);
+        all_relay.push(t);
+        owner.until("turn_done").await;
+    }
+    let p50 = |v: &mut Vec<Duration>| percentile(v, 0.5);
+    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
+    let (ro, rr) = (p50(&mut rt_owner), p50(&mut rt_relay));
+    let (fo, fr) = (p50(&mut first_owner), p50(&mut first_relay));
+    let (ao, ar) = (p50(&mut all_owner), p50(&mut all_relay));
+    println!("\n== relay through a node that does not run the session (PostgreSQL LISTEN/NOTIFY), p50 of 30 ==");
+    println!(
+        "round trip of `true` (message -> exec_done): owner node {} | other node {} | ratio {:.2}x",
+        ms(ro),
+        ms(rr),
+        ratio(rr, ro)
+    );
+    println!(
+        "first token (message -> first delta):       owner node {} | other node {} | ratio {:.2}x",
+        ms(fo),
+        ms(fr),
+        ratio(fr, fo)
+    );
+    println!(
+        "400-char reply streamed (message -> end):    owner node {} | other node {} | ratio {:.2}x",
+        ms(ao),
+        ms(ar),
+        ratio(ar, ao)
+    );
+    drop((owner, relayed));
+    b.stop().await;
+    a.stop().await;
+}

@@ -84,8 +84,13 @@ async fn announce(
         .await
     {
         Ok(Ok(agent)) => agent.do_send(FilesUploaded { paths }),
-        Ok(Err(elsewhere)) => {
-            log::warn!("session {session_id}: upload not announced to the agent: {elsewhere}")
+        Ok(Err(_)) => {
+            if let Some(relay) = &state.relay {
+                relay.do_send(crate::relay::TellOwner {
+                    session_id: session_id.clone(),
+                    note: crate::relay::Note::Uploaded { paths },
+                });
+            }
         }
         Err(_) => {}
     }

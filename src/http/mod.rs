@@ -537,16 +537,25 @@ async fn update_session(
         .run(move |c| queries::update_session(c, &id, changes))
         .await?
         .ok_or_else(ApiError::session_not_found)?;
-    if let Ok(Some(agent)) = state
+    match state
         .supervisor
         .send(Live {
             session_id: updated.id.clone(),
         })
         .await
     {
-        agent.do_send(crate::agent::SessionChanged {
+        Ok(Some(agent)) => agent.do_send(crate::agent::SessionChanged {
             session: updated.clone(),
-        });
+        }),
+        // Not running here: perhaps on another node.
+        _ => {
+            if let Some(relay) = &state.relay {
+                relay.do_send(crate::relay::TellOwner {
+                    session_id: updated.id.clone(),
+                    note: crate::relay::Note::Changed,
+                });
+            }
+        }
     }
     Ok(HttpResponse::Ok().json(updated.summary()))
 }
@@ -559,6 +568,13 @@ async fn delete_session(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = owned_session(&state, &user.0, &path).await?;
+    if let Some(relay) = &state.relay {
+        // The node running it, if another, stops it and removes its container.
+        relay.do_send(crate::relay::TellOwner {
+            session_id: session.id.clone(),
+            note: crate::relay::Note::End,
+        });
+    }
     let ended = state
         .supervisor
         .send(EndSession {

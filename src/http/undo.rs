@@ -142,8 +142,27 @@ async fn revert(
             owner: user.0.user_id(),
         })
         .await
-        .map_err(|_| UndoError::Stopped)?
-        .map_err(|e| UndoError::Elsewhere(e.node_id))?;
+        .map_err(|_| UndoError::Stopped)?;
+    let agent = match agent {
+        Ok(agent) => agent,
+        // Another node runs the session: it does the revert.
+        Err(elsewhere) => {
+            let Some(relay) = &state.relay else {
+                return Err(UndoError::Elsewhere(elsewhere.node_id).into());
+            };
+            let outcome = relay
+                .send(crate::relay::RevertElsewhere {
+                    owner_node: elsewhere.node_id,
+                    session_id: session.id.clone(),
+                    user: user.0.user_id(),
+                    call_id: CallId::from(call_id),
+                    by: user.0.username.clone(),
+                })
+                .await
+                .map_err(|_| UndoError::Stopped)??;
+            return Ok(HttpResponse::Ok().json(outcome));
+        }
+    };
     let outcome = agent
         .send(crate::agent::Revert {
             call_id: CallId::from(call_id),

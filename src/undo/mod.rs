@@ -80,6 +80,9 @@ pub enum UndoError {
     Stopped,
     #[error("This session is being served by another node ({0}); try again in a moment.")]
     Elsewhere(String),
+    /// The node running the session answered this.
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
 }
 
 impl UndoError {
@@ -107,6 +110,7 @@ impl UndoError {
             UndoError::Store(_) => ErrorCode::UndoFailed,
             UndoError::Storage(_) => ErrorCode::StorageFailed,
             UndoError::Stopped | UndoError::Elsewhere(_) => ErrorCode::Unavailable,
+            UndoError::Remote { code, .. } => *code,
         }
     }
 }

@@ -239,72 +239,6 @@ async fn a_session_runs_on_one_node_and_another_takes_it_over_when_that_node_die
     b.stop().await;
 }
 
-/// A PostgreSQL server for a test that needs one whatever the suite runs
-/// on: the suite's own under `make test-postgres`, else one started here
-/// (tests/postgres.sh) and stopped when dropped.
-struct Postgres {
-    admin: String,
-    folder: Option<String>,
-}
-
-impl Postgres {
-    fn get() -> Postgres {
-        if let Ok(admin) = std::env::var("IRONCLAW_TEST_POSTGRES") {
-            return Postgres {
-                admin,
-                folder: None,
-            };
-        }
-        let out = std::process::Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres.sh"))
-            .arg("start")
-            .output()
-            .expect("tests/postgres.sh");
-        assert!(
-            out.status.success(),
-            "PostgreSQL did not start (make test-deps installs it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let folder = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let admin = std::fs::read_to_string(format!("{folder}/url"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Postgres {
-            admin,
-            folder: Some(folder),
-        }
-    }
-
-    /// A database of `dir`'s own on this server.
-    fn database_for(&self, dir: &std::path::Path) -> String {
-        // SAFETY of the environment: set only for this call's lookup.
-        let name = {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
-            format!("r_{}", hex::encode(&digest[..10]))
-        };
-        use diesel::{Connection, RunQueryDsl};
-        let mut c = diesel::pg::PgConnection::establish(&self.admin).expect("admin connection");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .expect("create database");
-        let base = self.admin.rsplit_once('/').unwrap().0;
-        format!("{base}/{name}")
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Some(folder) = &self.folder {
-            let _ = std::process::Command::new("bash")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres.sh"))
-                .args(["stop", folder])
-                .output();
-        }
-    }
-}
-
 /// Every event a socket reads until its turn's `turn_done`.
 async fn until_done(ws: &mut Socket) -> Vec<Value> {
     let mut out = Vec::new();
@@ -406,4 +340,565 @@ async fn tabs_on_two_nodes_see_the_same_events_in_the_same_order_deltas_included
     drop((tab_a, tab_b, late));
     b.stop().await;
     a.stop().await;
+}
+
+// ------------------------------------------------------------ behind HAProxy
+
+/// The README's HAProxy config (the block after its `haproxy.cfg` marker),
+/// with the README's ports replaced by this run's.
+fn haproxy_config(front: u16, a: u16, b: u16) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("<!-- haproxy.cfg")
+        .expect("the README has its HAProxy config");
+    let block = &readme[at..];
+    let open = block.find("```\n").expect("a fenced block") + 4;
+    let close = block[open..].find("```").expect("the block ends") + open;
+    let config = block[open..close]
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{front}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{a}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{b}"));
+    assert!(config.contains(&format!(":{a}")) && config.contains(&format!(":{b}")));
+    config
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// HAProxy in the foreground; killed when dropped.
+struct Haproxy(std::process::Child);
+
+impl Haproxy {
+    fn start(config: &str, dir: &std::path::Path) -> Haproxy {
+        let file = dir.join("haproxy.cfg");
+        std::fs::write(&file, config).unwrap();
+        let bin = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "haproxy"]
+            .into_iter()
+            .find(|b| !b.starts_with('/') || std::path::Path::new(b).exists())
+            .unwrap();
+        let check = std::process::Command::new(bin)
+            .args(["-c", "-f"])
+            .arg(&file)
+            .output()
+            .expect("haproxy is installed (make test-deps installs it)");
+        assert!(
+            check.status.success(),
+            "the README's HAProxy config does not check: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        let child = std::process::Command::new(bin)
+            .args(["-db", "-f"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        Haproxy(child)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One tab: its socket, the node it landed on, what it has seen since it
+/// last attached (history, then live frames).
+struct Tab {
+    stream: Option<WsStream>,
+    node: String,
+    history: Vec<Value>,
+    live: Vec<Value>,
+}
+
+impl Tab {
+    /// Open a tab through the load balancer, on a node other than `avoid`
+    /// when both are up (a few tries; round-robin alternates).
+    async fn open(lb_ws: &str, cookie: &str, session: &str, avoid: Option<&str>) -> Tab {
+        let mut last = String::new();
+        for attempt in 0..60 {
+            let mut req = format!("{lb_ws}/ws?session={session}")
+                .into_client_request()
+                .unwrap();
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+            let (mut stream, resp) = match tokio_tungstenite::connect_async(req).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let node = resp
+                .headers()
+                .get("x-ironclaw-node")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            if avoid == Some(node.as_str()) && attempt < 30 {
+                continue;
+            }
+            let mut first = Vec::new();
+            while first.len() < 2 {
+                match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => {
+                        first.push(serde_json::from_str::<Value>(&t).unwrap())
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+            if first.len() == 2 && first[0]["type"] == "session" && first[1]["type"] == "history" {
+                return Tab {
+                    stream: Some(stream),
+                    node,
+                    history: first[1]["events"].as_array().cloned().unwrap_or_default(),
+                    live: Vec::new(),
+                };
+            }
+            last = format!("{first:?}");
+            eprintln!("tab on {node:?} did not attach: {last}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no tab could open on session {session}: {last}");
+    }
+
+    /// The next frame, or `None` once the socket has closed.
+    async fn next(&mut self) -> Option<Value> {
+        let stream = self.stream.as_mut()?;
+        loop {
+            match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    self.live.push(v.clone());
+                    return Some(v);
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                    self.stream = None;
+                    return None;
+                }
+                Ok(Some(Ok(_))) => {}
+                Err(_) => panic!(
+                    "a tab heard nothing for {EVENT_TIMEOUT:?}: {:#?}",
+                    self.live
+                ),
+            }
+        }
+    }
+
+    async fn send(&mut self, v: Value) -> bool {
+        use futures_util::SinkExt;
+        match self.stream.as_mut() {
+            Some(s) => s.send(Message::Text(v.to_string())).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Everything this tab shows: its history and what came after.
+    fn shown(&self) -> Vec<Value> {
+        self.history
+            .iter()
+            .chain(self.live.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+/// What one person saw.
+struct Outcome {
+    user: usize,
+    tabs: [Tab; 2],
+    /// Texts of the turns that had completed when the node was killed.
+    done_before_kill: Vec<String>,
+    turns_done: usize,
+}
+
+/// One person: two tabs on different nodes, five turns, every other one
+/// running a command; a turn cut off by the kill is asked again.
+async fn person(
+    user: usize,
+    lb: String,
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    finished: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Outcome {
+    use std::sync::atomic::Ordering;
+    // A fresh connection per request: the balancer closes idle ones.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let name = format!("user{user:02}");
+    // Forty at once can find every password check busy (503 with
+    // Retry-After): wait as told, as the page does.
+    let mut tries = 0;
+    let login = loop {
+        tries += 1;
+        let r = match http
+            .post(format!("{lb}/api/login"))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) if tries < 30 => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Err(e) => panic!("{name}: login: {e}"),
+        };
+        if r.status() == 503 && tries < 30 {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_millis(wait * 1000 / 2 + 100)).await;
+            continue;
+        }
+        break r;
+    };
+    assert_eq!(login.status(), 200, "login {name}");
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("ironclaw_login="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut tries = 0;
+    let (status, body) = loop {
+        tries += 1;
+        let sent = http
+            .post(format!("{lb}/api/sessions"))
+            .header("cookie", &cookie)
+            .json(&json!({}))
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() != 503 || tries >= 30 => {
+                let status = r.status();
+                break (status, r.text().await.unwrap_or_default());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    let session: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|_| panic!("{name}: creating a session answered {status}: {body}"));
+    let id = session["id"].as_str().unwrap().to_string();
+    let lb_ws = lb.replacen("http://", "ws://", 1);
+    let first = Tab::open(&lb_ws, &cookie, &id, None).await;
+    let second = Tab::open(&lb_ws, &cookie, &id, Some(&first.node)).await;
+    assert_ne!(first.node, second.node, "{name}'s tabs landed on one node");
+    ready.fetch_add(1, Ordering::SeqCst);
+    let mut tabs = [first, second];
+    let mut done_before_kill = Vec::new();
+    let mut turns_done = 0;
+    for turn in 0..5 {
+        let text = if turn % 2 == 1 {
+            format!("run: echo {name}-turn-{turn}")
+        } else {
+            format!("{name} says hello {turn}")
+        };
+        let mut attempts = 0;
+        'attempt: loop {
+            attempts += 1;
+            assert!(attempts < 6, "{name}: turn {turn} never completed");
+            for i in 0..2 {
+                if tabs[i].stream.is_none() {
+                    let other = tabs[1 - i].node.clone();
+                    tabs[i] = Tab::open(&lb_ws, &cookie, &id, Some(&other)).await;
+                }
+            }
+            let client_id = uuid::Uuid::new_v4().to_string();
+            let sender = turn % 2;
+            if !tabs[sender]
+                .send(json!({"type": "user_message", "text": text, "client_id": client_id}))
+                .await
+            {
+                tabs[sender].stream = None;
+                continue;
+            }
+            let mut turn_id: Option<String> = None;
+            // Until the sender's tab has the turn's end.
+            loop {
+                let Some(e) = tabs[sender].next().await else {
+                    // The node went: reopen and look at what was stored.
+                    tabs[sender] = Tab::open(&lb_ws, &cookie, &id, None).await;
+                    let stored = tabs[sender].history.clone();
+                    let ours = stored.iter().find_map(|e| {
+                        (e["type"] == "user_message" && e["client_id"] == client_id.as_str())
+                            .then(|| e["turn_id"].as_str().unwrap().to_string())
+                    });
+                    let completed = ours.as_ref().is_some_and(|t| {
+                        stored.iter().any(|e| {
+                            e["type"] == "turn_done"
+                                && e["turn_id"] == t.as_str()
+                                && e["reason"] == "completed"
+                        })
+                    });
+                    if completed {
+                        break;
+                    }
+                    continue 'attempt;
+                };
+                if e["type"] == "user_message" && e["client_id"] == client_id.as_str() {
+                    turn_id = e["turn_id"].as_str().map(str::to_string);
+                }
+                if e["type"] == "turn_done"
+                    && turn_id.is_some()
+                    && e["turn_id"] == turn_id.as_deref().unwrap()
+                {
+                    if e["reason"] != "completed" {
+                        continue 'attempt;
+                    }
+                    break;
+                }
+            }
+            if !killed.load(Ordering::SeqCst) {
+                done_before_kill.push(text.clone());
+            }
+            turns_done += 1;
+            finished.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+        // The other tab catches up to the same point (or is reopened).
+        let other = 1 - turn % 2;
+        let target = tabs[turn % 2]
+            .shown()
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "turn_done")
+            .cloned();
+        loop {
+            if tabs[other]
+                .shown()
+                .iter()
+                .any(|e| Some(e) == target.as_ref())
+            {
+                break;
+            }
+            if tabs[other].next().await.is_none() {
+                let avoid = tabs[turn % 2].node.clone();
+                tabs[other] = Tab::open(&lb_ws, &cookie, &id, Some(&avoid)).await;
+            }
+        }
+    }
+    Outcome {
+        user,
+        tabs,
+        done_before_kill,
+        turns_done,
+    }
+}
+
+/// Ids that make an event unique, for "no event twice".
+fn identity(e: &Value) -> Option<String> {
+    let t = e["type"].as_str()?;
+    let id = match t {
+        "user_message" | "turn_done" => e["turn_id"].as_str()?.to_string(),
+        "tool_call" | "exec_done" => e["call_id"].as_str()?.to_string(),
+        "approval_request" | "approval_resolved" => e["approval_id"].as_str()?.to_string(),
+        "assistant_message" => format!("{}/{}", e["turn_id"], e["text"]),
+        _ => return None,
+    };
+    Some(format!("{t}:{id}"))
+}
+
+#[actix_rt::test]
+async fn forty_people_on_two_nodes_behind_haproxy_lose_nothing_when_a_node_is_killed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let pg = Postgres::get();
+    let llm = FakeLlm::start().await;
+    llm.set_scripted_runs(true);
+    let root = tempfile::tempdir().unwrap();
+    let url = pg.database_for(&root.path().join("data"));
+    {
+        // The people, made once in the shared database.
+        let mut c = ironclaw::db::connect(ironclaw::db::Database::Postgres(url.clone())).unwrap();
+        ironclaw::db::migrate(&mut c).unwrap();
+        let hash = ironclaw::auth::hash_password(PASSWORD).unwrap();
+        for u in 0..40 {
+            ironclaw::db::queries::create_user(
+                &mut c,
+                &format!("user{u:02}"),
+                &hash,
+                ironclaw::protocol::ApprovalMode::Never,
+            )
+            .unwrap();
+        }
+    }
+    let front = free_port();
+    let lb = format!("http://127.0.0.1:{front}");
+    // Forty sessions, two nodes, PostgreSQL and Docker on a small machine:
+    // a lease long enough not to lapse under that load.
+    let lease = "6".to_string();
+    let node = |id: &'static str| {
+        crate::cli::serve_with(
+            root.path(),
+            &[
+                ("IRONCLAW_DATABASE__URL", &url),
+                ("IRONCLAW_CLUSTER__NODE_ID", id),
+                ("IRONCLAW_CLUSTER__LEASE_SECS", &lease),
+                ("IRONCLAW_PROVIDER__KIND", "openai"),
+                ("IRONCLAW_PROVIDER__BASE_URL", &llm.base_url),
+                ("IRONCLAW_SERVER__ALLOWED_ORIGINS", &lb),
+            ],
+        )
+    };
+    let (mut a, a_url, _, a_log) = node("node-a");
+    let (mut b, b_url, _, b_log) = node("node-b");
+    std::thread::spawn(move || {
+        for l in a_log {
+            if l.contains("WARN") || l.contains("ERROR") || l.contains("panic") {
+                eprintln!("A| {l}");
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for l in b_log {
+            if l.contains("WARN") || l.contains("ERROR") || l.contains("panic") {
+                eprintln!("B| {l}");
+            }
+        }
+    });
+    let port = |u: &str| {
+        u.trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    let _haproxy = Haproxy::start(
+        &haproxy_config(front, port(&a_url), port(&b_url)),
+        root.path(),
+    );
+    // Both nodes are in rotation.
+    let http = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{lb}/api/health")).send().await {
+            if let Some(n) = r
+                .headers()
+                .get("x-ironclaw-node")
+                .and_then(|v| v.to_str().ok())
+            {
+                seen.insert(n.to_string());
+            }
+        }
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.len(), 2, "HAProxy does not reach both nodes: {seen:?}");
+
+    let killed = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let people: Vec<_> = (0..40)
+        .map(|u| {
+            tokio::task::spawn_local(person(
+                u,
+                lb.clone(),
+                killed.clone(),
+                finished.clone(),
+                ready.clone(),
+            ))
+        })
+        .collect();
+    // Once everyone has both tabs open and 80 of the 200 turns are done,
+    // node A dies.
+    let started = Instant::now();
+    while finished.load(Ordering::SeqCst) < 80 || ready.load(Ordering::SeqCst) < 40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A person whose run failed ends early: stop waiting for the rest.
+        if people.iter().any(|p| p.is_finished()) || started.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+    }
+    killed.store(true, Ordering::SeqCst);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut outcomes = Vec::new();
+    for p in people {
+        outcomes.push(p.await.expect("a person's run panicked"));
+    }
+
+    for o in &outcomes {
+        // Every session went on to its fifth turn.
+        assert_eq!(o.turns_done, 5, "user {} stopped early", o.user);
+        for tab in &o.tabs {
+            let shown = tab.shown();
+            // Every turn completed before the kill is in every tab.
+            for text in &o.done_before_kill {
+                assert!(
+                    shown
+                        .iter()
+                        .any(|e| e["type"] == "user_message" && e["text"] == text.as_str()),
+                    "user {}: {text:?} is missing from a tab",
+                    o.user
+                );
+            }
+            // No event twice.
+            let mut ids = std::collections::HashSet::new();
+            for e in &shown {
+                if let Some(id) = identity(e) {
+                    assert!(ids.insert(id.clone()), "user {}: {id} shown twice", o.user);
+                }
+            }
+        }
+        // Both tabs saw the same events from where the later one attached.
+        let (x, y) = (&o.tabs[0].live, &o.tabs[1].live);
+        let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+        let start = short.iter().position(|e| e["type"] == "user_message");
+        if let Some(start) = start {
+            let from = &short[start..];
+            let at = long
+                .iter()
+                .position(|e| e == &from[0])
+                .unwrap_or_else(|| panic!("user {}: the tabs diverged", o.user));
+            assert_eq!(
+                &long[at..],
+                from,
+                "user {}: the tabs saw different events",
+                o.user
+            );
+        }
+    }
+    // B's own stop takes its containers; whatever A left is removed too.
+    terminate(&b);
+    let _ = b.wait();
+    let instance = {
+        let mut c = ironclaw::db::connect(ironclaw::db::Database::Postgres(url.clone())).unwrap();
+        ironclaw::db::queries::instance_id(&mut c).unwrap()
+    };
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker ps -aq --filter label=ironclaw.instance={instance} | xargs -r docker rm -f"
+        ))
+        .output();
+}
+
+fn terminate(child: &std::process::Child) {
+    // SAFETY: signals our own child process by its pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
 }

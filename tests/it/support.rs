@@ -545,3 +545,68 @@ pub async fn ws_refused_status(ws_base: &str, cookie: Option<&str>) -> u16 {
         Ok(_) => 101,
     }
 }
+
+/// A PostgreSQL server for a test that needs one whatever the suite runs
+/// on: the suite's own under `make test-postgres`, else one started here
+/// (tests/postgres.sh) and stopped when dropped.
+pub struct Postgres {
+    admin: String,
+    folder: Option<String>,
+}
+
+impl Postgres {
+    pub fn get() -> Postgres {
+        if let Ok(admin) = std::env::var("IRONCLAW_TEST_POSTGRES") {
+            return Postgres {
+                admin,
+                folder: None,
+            };
+        }
+        let out = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres.sh"))
+            .arg("start")
+            .output()
+            .expect("tests/postgres.sh");
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start (make test-deps installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let folder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let admin = std::fs::read_to_string(format!("{folder}/url"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Postgres {
+            admin,
+            folder: Some(folder),
+        }
+    }
+
+    /// A database of `dir`'s own on this server.
+    pub fn database_for(&self, dir: &std::path::Path) -> String {
+        let name = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+            format!("r_{}", hex::encode(&digest[..10]))
+        };
+        use diesel::{Connection, RunQueryDsl};
+        let mut c = diesel::pg::PgConnection::establish(&self.admin).expect("admin connection");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .expect("create database");
+        let base = self.admin.rsplit_once('/').unwrap().0;
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(folder) = &self.folder {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres.sh"))
+                .args(["stop", folder])
+                .output();
+        }
+    }
+}
