@@ -70,15 +70,18 @@ test: test-deps sandbox-image ## Run the full test suite: the exec agent's tests
 	$(CARGO) test --all-targets $(CARGO_TEST_FLAGS)
 
 # The database-touching tests (the integration suite, the database and agent
-# unit tests) again, on a throwaway PostgreSQL server started as its own user
-# on 127.0.0.1 and stopped at the end (tests/postgres.sh).
+# unit tests, the two-node tests) again, on a throwaway PostgreSQL server
+# started as its own user on 127.0.0.1 and stopped at the end
+# (tests/postgres.sh). The forty-people cluster test always runs on
+# PostgreSQL (its own server under `make test`), so it is not run twice.
 test-postgres: test-deps sandbox-image ## Run the database-touching tests on PostgreSQL
 	@dir="$$(bash tests/postgres.sh start)"; \
 	trap 'bash tests/postgres.sh stop "$$dir"' EXIT; \
 	echo "test-postgres: PostgreSQL on $$(sed -E 's#//([^:]*):[^@]*@#//\1:***@#' "$$dir/url")"; \
 	export IRONCLAW_TEST_POSTGRES="$$(cat "$$dir/url")"; \
 	$(CARGO) test --lib $(CARGO_TEST_FLAGS) -- db:: agent:: && \
-	$(CARGO) test --test it $(CARGO_TEST_FLAGS)
+	$(CARGO) test --test it $(CARGO_TEST_FLAGS) && \
+	$(CARGO) test --test cluster $(CARGO_TEST_FLAGS) -- --skip forty_people
 
 run: build-deps sandbox-image ## Start the server (cargo run --release -- serve)
 	$(CARGO) run --release -- serve $(RUN_ARGS)

@@ -81,6 +81,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     log::info!("node {} ({})", node.node_id, settings.database()?.kind());
     let node_id = node.node_id.clone();
+    // Heartbeats, lease renewals and the relay's liveness checks on a
+    // connection of their own.
+    let beat_db = Db::pool(settings.database()?, 1);
     let supervisor = SessionSupervisor::new(
         db.clone(),
         settings.clone(),
@@ -90,13 +93,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         node,
     )
     .with_pool(pool.clone())
+    .with_heartbeat_db(beat_db.clone())
     .start();
     let relay = match settings.database()? {
         crate::db::Database::Postgres(url) => Some(
             crate::relay::Relay::new(
                 node_id.clone(),
                 url,
-                db.clone(),
+                beat_db.clone(),
                 supervisor.clone(),
                 Duration::from_secs(settings.cluster.lease_secs.max(1)),
                 settings.server.outbound_queue,

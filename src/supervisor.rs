@@ -75,6 +75,9 @@ pub struct SessionSupervisor {
     /// Where new sessions' sandboxes take ready containers from.
     pool: Option<Addr<WarmPool>>,
     node: NodeInfo,
+    /// The heartbeat's own connection: beats are never queued behind the
+    /// main pool's work.
+    beat_db: Db,
 }
 
 /// This node, as the other nodes see it.
@@ -102,6 +105,7 @@ impl SessionSupervisor {
         instance_id: String,
         node: NodeInfo,
     ) -> Self {
+        let beat_db = db.clone();
         SessionSupervisor {
             db,
             settings,
@@ -112,7 +116,14 @@ impl SessionSupervisor {
             claiming: HashMap::new(),
             pool: None,
             node,
+            beat_db,
         }
+    }
+
+    /// Beat and renew over `db` (a pool of its own) instead of the main one.
+    pub fn with_heartbeat_db(mut self, db: Db) -> Self {
+        self.beat_db = db;
+        self
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -158,7 +169,7 @@ impl SessionSupervisor {
     /// Beat this node's heartbeat and renew its sessions' leases; stop the
     /// sets whose lease another node has taken over meanwhile.
     fn beat(&mut self, ctx: &mut Context<Self>) {
-        let db = self.db.clone();
+        let db = self.beat_db.clone();
         let node = self.node.clone();
         let ttl = self.lease_ttl();
         let live: Vec<String> = self.sessions.keys().map(|k| k.to_string()).collect();

@@ -824,30 +824,12 @@ async fn bench_relay_through_a_node_that_does_not_run_the_session() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let url = pg.database_for(&data);
-    let node = |id: &'static str, url: String| {
-        move |s: &mut ironclaw::config::Settings| {
-            s.cluster.node_id = id.into();
-            s.database.url = url;
-        }
-    };
-    let a = TestApp::builder(ProviderKind::Openai, &llm.base_url)
-        .data_dir(&data)
-        .settings(node("node-a", url.clone()))
-        .start()
-        .await;
-    let b = TestApp::builder(ProviderKind::Openai, &llm.base_url)
-        .data_dir(&data)
-        .settings(node("node-b", url.clone()))
-        .start()
-        .await;
+    let (a, b) = two_nodes(&llm.base_url, &data, &url, |_| {}).await;
     let alice = a.login("alice").await;
     let id = alice.new_session().await;
     alice.set_mode(&id, "never").await;
     let mut owner = alice.connect(Some(&id)).await;
-    let mut via_b = alice.clone();
-    via_b.base = b.base.clone();
-    via_b.ws_base = b.ws_base.clone();
-    let mut relayed = via_b.connect(Some(&id)).await;
+    let mut relayed = alice.via(&b).connect(Some(&id)).await;
     // Warm the container and both paths.
     exec_round_trip(&mut owner, &llm).await;
     relayed.until("turn_done").await;

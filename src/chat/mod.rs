@@ -761,32 +761,18 @@ impl Interactive {
             ("mode", [mode]) => {
                 let mode = ApprovalMode::parse(mode)
                     .ok_or_else(|| anyhow!("the modes are always, risky and never"))?;
-                let id = self.session_id()?;
-                let updated = self
-                    .api
-                    .update_session(
-                        &id,
-                        &UpdateSession {
-                            approval_mode: Some(mode),
-                            ..UpdateSession::default()
-                        },
-                    )
-                    .await?;
-                self.updated(updated);
+                self.change(UpdateSession {
+                    approval_mode: Some(mode),
+                    ..UpdateSession::default()
+                })
+                .await?;
             }
             ("model", [model]) => {
-                let id = self.session_id()?;
-                let updated = self
-                    .api
-                    .update_session(
-                        &id,
-                        &UpdateSession {
-                            model: Some((*model).to_string()),
-                            ..UpdateSession::default()
-                        },
-                    )
-                    .await?;
-                self.updated(updated);
+                self.change(UpdateSession {
+                    model: Some((*model).to_string()),
+                    ..UpdateSession::default()
+                })
+                .await?;
             }
             ("files", [] | [_]) => {
                 let id = self.session_id()?;
@@ -893,6 +879,14 @@ impl Interactive {
             _ => bail!("unknown command /{line}; /help lists them"),
         }
         Ok(None)
+    }
+
+    /// Change the session's settings; the status shows them at once.
+    async fn change(&mut self, change: UpdateSession) -> anyhow::Result<()> {
+        let id = self.session_id()?;
+        let updated = self.api.update_session(&id, &change).await?;
+        self.updated(updated);
+        Ok(())
     }
 
     /// The session as a REST answer has it now (its `session` frame may

@@ -332,8 +332,16 @@ impl Db {
             log::info!("database migrations applied: {}", applied.join(", "));
         }
         drop(conn);
-        let addr = SyncArbiter::start(POOL_THREADS, move || PersistenceActor::open(&target));
-        Ok(Db { addr })
+        Ok(Db::pool(target, POOL_THREADS))
+    }
+
+    /// A pool of `threads` connections to an already migrated database
+    /// (a node's heartbeat has one of its own, so a busy main pool never
+    /// delays it past its lease).
+    pub fn pool(target: impl Into<Database>, threads: usize) -> Db {
+        let target = target.into();
+        let addr = SyncArbiter::start(threads.max(1), move || PersistenceActor::open(&target));
+        Db { addr }
     }
 
     /// Run `f` with a pooled connection.

@@ -2,24 +2,13 @@
 //! and says what to do about an unreachable model server; `user
 //! add|list|passwd|remove` manage logins.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::JsonBody;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ironclaw");
-
-pub(crate) fn ironclaw(data: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(data)
-        .env("IRONCLAW_DATA__DIR", data.join("data"))
-        .env("RUST_LOG", "info")
-        .env_remove("IRONCLAW_ADMIN_PASSWORD");
-    c
-}
+use crate::support::{ironclaw, serve_with, JsonBody};
 
 fn user_cmd(data: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
     let mut child = ironclaw(data)
@@ -61,65 +50,6 @@ pub(crate) async fn login(base: &str, user: &str, password: &str) -> u16 {
 fn serve(data: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
     let (child, url, lines, _) = serve_with(data, &[]);
     (child, url, lines)
-}
-
-/// `serve` with extra environment; also answers the rest of its output,
-/// line by line.
-pub(crate) fn serve_with(
-    data: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    String,
-    Vec<String>,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut command = ironclaw(data);
-    command
-        .arg("serve")
-        .env("IRONCLAW_SERVER__PORT", "0")
-        // Nothing listens here: the model server is unreachable.
-        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9")
-        // Most of these end with a kill, which leaves a warm pool behind;
-        // the test of the pool asks for one.
-        .env("IRONCLAW_SANDBOX__WARM_POOL", "0");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ironclaw serve");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx.send(l)))
-    });
-    std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| drop(tx2.send(l)))
-    });
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ironclaw serve did not start: {lines:#?}");
-        };
-        lines.push(line.clone());
-        if let Some(url) = line.strip_prefix("IronClaw is running: open ") {
-            return (child, url.trim().to_string(), lines, rx);
-        }
-    }
 }
 
 #[actix_rt::test]

@@ -9,7 +9,6 @@ mod approvals;
 mod browser;
 mod chat;
 mod cli;
-mod cluster;
 mod fake_llm;
 mod files;
 mod layout;

@@ -307,6 +307,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// The same login, through another node of a cluster.
+    pub fn via(&self, node: &TestApp) -> Client {
+        let mut c = self.clone();
+        c.base = node.base.clone();
+        c.ws_base = node.ws_base.clone();
+        c
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .get(format!("{}{path}", self.base))
@@ -607,6 +615,111 @@ impl Drop for Postgres {
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres.sh"))
                 .args(["stop", folder])
                 .output();
+        }
+    }
+}
+
+/// Two in-process nodes, `node-a` and `node-b`, on one data dir and the
+/// PostgreSQL database `url`; `tweak` adjusts both.
+pub async fn two_nodes(
+    llm_url: &str,
+    data: &Path,
+    url: &str,
+    tweak: impl Fn(&mut Settings) + Clone + 'static,
+) -> (TestApp, TestApp) {
+    let node = |id: &'static str| {
+        let (url, tweak) = (url.to_string(), tweak.clone());
+        move |s: &mut Settings| {
+            s.cluster.node_id = id.into();
+            s.database.url = url;
+            tweak(s);
+        }
+    };
+    let a = TestApp::builder(ironclaw::config::ProviderKind::Openai, llm_url)
+        .data_dir(data)
+        .settings(node("node-a"))
+        .start()
+        .await;
+    let b = TestApp::builder(ironclaw::config::ProviderKind::Openai, llm_url)
+        .data_dir(data)
+        .settings(node("node-b"))
+        .start()
+        .await;
+    (a, b)
+}
+
+/// The server binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ironclaw");
+
+/// The `ironclaw` binary run in `data` (its data dir `data/data`).
+pub fn ironclaw(data: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.current_dir(data)
+        .env("IRONCLAW_DATA__DIR", data.join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("IRONCLAW_ADMIN_PASSWORD");
+    c
+}
+
+/// `serve` with extra environment; also answers the rest of its output,
+/// line by line.
+#[allow(clippy::type_complexity)]
+pub fn serve_with(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead as _;
+    let mut command = ironclaw(data);
+    command
+        .arg("serve")
+        .env("IRONCLAW_SERVER__PORT", "0")
+        // Nothing listens here: the model server is unreachable.
+        .env("IRONCLAW_PROVIDER__BASE_URL", "http://127.0.0.1:9")
+        // Most of these end with a kill, which leaves a warm pool behind;
+        // the test of the pool asks for one.
+        .env("IRONCLAW_SANDBOX__WARM_POOL", "0");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ironclaw serve");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx.send(l)))
+    });
+    std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| drop(tx2.send(l)))
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let Ok(line) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ironclaw serve did not start: {lines:#?}");
+        };
+        lines.push(line.clone());
+        if let Some(url) = line.strip_prefix("IronClaw is running: open ") {
+            return (child, url.trim().to_string(), lines, rx);
         }
     }
 }

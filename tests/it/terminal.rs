@@ -80,6 +80,16 @@ impl Term {
         Term { socket }
     }
 
+    /// `ironclaw chat` as alice on session `id` of `app`, the password
+    /// from the environment.
+    fn alice(home: &Path, app: &TestApp, id: &str) -> Term {
+        Term::start(
+            home,
+            &["--server", &app.base, "--user", "alice", "--session", id],
+            &[("IRONCLAW_PASSWORD", PASSWORD)],
+        )
+    }
+
     fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket])
@@ -274,11 +284,7 @@ async fn a_command_streams_its_output_live_with_stderr_in_red() {
     ));
     llm.push(Reply::text("It counted to three."));
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     term.line("count");
     let early = term.wait_for("line1").await;
@@ -315,11 +321,7 @@ async fn approvals_are_answered_with_y_and_n_in_the_terminal() {
         .unwrap();
     assert!(put.status().is_success());
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
 
     llm.push(Reply::tool(
@@ -374,11 +376,7 @@ async fn ctrl_c_cancels_a_long_command_and_ctrl_d_quits() {
         json!({"command": "echo started; sleep 120"}),
     ));
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     term.line("wait a long time");
     term.wait_for("started").await;
@@ -421,11 +419,7 @@ async fn a_session_started_on_the_websocket_goes_on_in_the_terminal() {
     ws.turn().await;
 
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     let screen = term.prompt().await;
     assert!(screen.contains("you › asked on the page"), "{screen}");
     assert!(screen.contains("Answered on the page."), "{screen}");
@@ -481,11 +475,7 @@ async fn an_approval_answered_elsewhere_resolves_in_the_terminal() {
     let (alice, id) = session(&app, "always").await;
     let mut ws = alice.connect(Some(&id)).await;
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     llm.push(Reply::tool(
         "shell",
@@ -521,11 +511,7 @@ async fn files_go_up_and_down_byte_exact() {
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(home.path().join("big.bin"), &bytes).unwrap();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     term.line("/upload big.bin data");
     term.wait_for("uploaded big.bin → /workspace/data/big.bin (3.0 MiB)")
@@ -846,11 +832,7 @@ async fn a_line_typed_while_the_agent_works_is_sent_after_its_turn() {
     llm.push(Reply::text("First answer."));
     llm.push(Reply::text("Second answer."));
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     term.line("one");
     term.wait_for("$ sleep 2").await;
@@ -872,11 +854,7 @@ async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
         .await;
     let (alice, id) = session(&app, "never").await;
     let home = home();
-    let term = Term::start(
-        home.path(),
-        &["--server", &app.base, "--user", "alice", "--session", &id],
-        &[("IRONCLAW_PASSWORD", PASSWORD)],
-    );
+    let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
     term.line("/help");
     term.wait_for("/undo CALL").await;
