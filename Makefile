@@ -26,7 +26,7 @@ AGENT_CARGO := --manifest-path sandbox-agent/Cargo.toml --target-dir target/sand
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help sandbox-image sandbox-image-clean build-deps test-deps test test-postgres run bench lint
+.PHONY: help sandbox-image sandbox-image-clean build-deps test-deps test test-postgres test-cluster run bench lint
 
 help: ## Show this help
 	@echo "IronClaw make targets:"
@@ -72,8 +72,7 @@ test: test-deps sandbox-image ## Run the full test suite: the exec agent's tests
 # The database-touching tests (the integration suite, the database and agent
 # unit tests, the two-node tests) again, on a throwaway PostgreSQL server
 # started as its own user on 127.0.0.1 and stopped at the end
-# (tests/postgres.sh). The forty-people cluster test always runs on
-# PostgreSQL (its own server under `make test`), so it is not run twice.
+# (tests/postgres.sh).
 test-postgres: test-deps sandbox-image ## Run the database-touching tests on PostgreSQL
 	@dir="$$(bash tests/postgres.sh start)"; \
 	trap 'bash tests/postgres.sh stop "$$dir"' EXIT; \
@@ -81,7 +80,10 @@ test-postgres: test-deps sandbox-image ## Run the database-touching tests on Pos
 	export IRONCLAW_TEST_POSTGRES="$$(cat "$$dir/url")"; \
 	$(CARGO) test --lib $(CARGO_TEST_FLAGS) -- db:: agent:: && \
 	$(CARGO) test --test it $(CARGO_TEST_FLAGS) && \
-	$(CARGO) test --test cluster $(CARGO_TEST_FLAGS) -- --skip forty_people
+	$(CARGO) test --test cluster $(CARGO_TEST_FLAGS)
+
+test-cluster: test-deps sandbox-image ## The forty-people cluster test: two nodes behind HAProxy, one SIGKILLed (its own PostgreSQL)
+	$(CARGO) test --test cluster $(CARGO_TEST_FLAGS) -- --ignored forty_people
 
 run: build-deps sandbox-image ## Start the server (cargo run --release -- serve)
 	$(CARGO) run --release -- serve $(RUN_ARGS)

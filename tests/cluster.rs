@@ -749,7 +749,12 @@ fn identity(e: &Value) -> Option<String> {
     Some(format!("{t}:{id}"))
 }
 
+/// Not in `make test` yet: it passes on a quiet machine (23 s), but in a
+/// run right after a cold build HAProxy sometimes keeps one node out of
+/// rotation for over half a minute while forty people log in, and their
+/// second tabs cannot reach it. `make test-cluster` runs it.
 #[actix_rt::test]
+#[ignore = "heavy and not yet steady on a loaded machine: make test-cluster"]
 async fn forty_people_on_two_nodes_behind_haproxy_lose_nothing_when_a_node_is_killed() {
     let _turn = one_at_a_time().await;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
