@@ -132,14 +132,7 @@ async fn a_session_runs_on_one_node_and_another_takes_it_over_when_that_node_die
         let mut via_a = alice.clone();
         via_a.base = a_base.clone();
         via_a.ws_base = a_ws.clone();
-        let health: Value = via_a
-            .get("/api/health")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = via_a.get("/api/health").json_body().await;
         assert_eq!(health["node_id"], "node-a");
         via_a.connect(Some(&id)).await
     };
@@ -182,14 +175,7 @@ async fn a_session_runs_on_one_node_and_another_takes_it_over_when_that_node_die
             "{refused}"
         );
     }
-    let health: Value = alice
-        .get("/api/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = alice.get("/api/health").json_body().await;
     assert_eq!(health["node_id"], "node-b");
 
     // A dies without a word. Once its lease has run out, B takes over.

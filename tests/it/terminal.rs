@@ -170,12 +170,22 @@ fn home() -> tempfile::TempDir {
     dir
 }
 
-/// alice's session in `mode`, and a socket on it.
-async fn session(app: &TestApp, mode: &str) -> (Client, String) {
-    let alice = app.login("alice").await;
-    let id = alice.new_session().await;
+/// A server and a new session of alice's in `mode`.
+async fn alice_in(llm: &FakeLlm, mode: &str) -> (TestApp, Client, String) {
+    let (app, alice, id) = alice_with_session(&llm.base_url, |_| {}).await;
     alice.set_mode(&id, mode).await;
-    (alice, id)
+    (app, alice, id)
+}
+
+/// `keep.txt` ("precious\n") in the workspace, for tests that must not lose it.
+async fn keep_a_file(alice: &Client, id: &str) {
+    let put = alice
+        .put(&format!("/api/sessions/{id}/files/keep.txt"))
+        .body("precious\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
 }
 
 async fn workspace_file(alice: &Client, id: &str, path: &str) -> Option<Vec<u8>> {
@@ -274,10 +284,7 @@ async fn a_login_is_asked_once_and_saved_and_a_reply_streams_in() {
 #[actix_rt::test]
 async fn a_command_streams_its_output_live_with_stderr_in_red() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (_alice, id) = session(&app, "never").await;
+    let (app, _alice, id) = alice_in(&llm, "never").await;
     llm.push(Reply::tool(
         "shell",
         json!({"command": "for i in 1 2 3; do echo line$i; sleep 1; done; echo oops >&2"}),
@@ -309,17 +316,8 @@ async fn a_command_streams_its_output_live_with_stderr_in_red() {
 #[actix_rt::test]
 async fn approvals_are_answered_with_y_and_n_in_the_terminal() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "always").await;
-    let put = alice
-        .put(&format!("/api/sessions/{id}/files/keep.txt"))
-        .body("precious\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
+    let (app, alice, id) = alice_in(&llm, "always").await;
+    keep_a_file(&alice, &id).await;
     let home = home();
     let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
@@ -367,10 +365,7 @@ async fn approvals_are_answered_with_y_and_n_in_the_terminal() {
 #[actix_rt::test]
 async fn ctrl_c_cancels_a_long_command_and_ctrl_d_quits() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (_alice, id) = session(&app, "never").await;
+    let (app, _alice, id) = alice_in(&llm, "never").await;
     llm.push(Reply::tool(
         "shell",
         json!({"command": "echo started; sleep 120"}),
@@ -409,10 +404,7 @@ async fn ctrl_c_cancels_a_long_command_and_ctrl_d_quits() {
 #[actix_rt::test]
 async fn a_session_started_on_the_websocket_goes_on_in_the_terminal() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "never").await;
+    let (app, alice, id) = alice_in(&llm, "never").await;
     let mut ws = alice.connect(Some(&id)).await;
     llm.push(Reply::text("Answered on the page."));
     ws.say("asked on the page").await;
@@ -469,10 +461,7 @@ async fn a_session_started_on_the_websocket_goes_on_in_the_terminal() {
 #[actix_rt::test]
 async fn an_approval_answered_elsewhere_resolves_in_the_terminal() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "always").await;
+    let (app, alice, id) = alice_in(&llm, "always").await;
     let mut ws = alice.connect(Some(&id)).await;
     let home = home();
     let term = Term::alice(home.path(), &app, &id);
@@ -502,10 +491,7 @@ async fn an_approval_answered_elsewhere_resolves_in_the_terminal() {
 #[actix_rt::test]
 async fn files_go_up_and_down_byte_exact() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "never").await;
+    let (app, alice, id) = alice_in(&llm, "never").await;
     let home = home();
     let bytes: Vec<u8> = (0..3 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -605,12 +591,12 @@ async fn a_dropped_connection_catches_up_without_repeating_anything() {
     let relay = Relay::start().await;
     let server = format!("http://127.0.0.1:{}", relay.port);
     let origin = server.clone();
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .settings(move |s| s.server.allowed_origins = vec![origin])
-        .start()
-        .await;
+    let (app, alice, id) = alice_with_session(&llm.base_url, move |s| {
+        s.server.allowed_origins = vec![origin]
+    })
+    .await;
+    alice.set_mode(&id, "never").await;
     relay.forward_to(app.base.trim_start_matches("http://").parse().unwrap());
-    let (alice, id) = session(&app, "never").await;
     let home = home();
     let term = Term::start(
         home.path(),
@@ -691,10 +677,7 @@ async fn once(app: &TestApp, id: &str, args: &[&str]) -> (i32, String, String) {
 #[actix_rt::test]
 async fn once_prints_only_the_final_answer_on_stdout() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (_alice, id) = session(&app, "never").await;
+    let (app, _alice, id) = alice_in(&llm, "never").await;
     llm.push(Reply::text("Let me look.").then_tool(
         "shell",
         json!({"command": "echo from-the-sandbox; echo warn >&2"}),
@@ -715,10 +698,7 @@ async fn once_prints_only_the_final_answer_on_stdout() {
 #[actix_rt::test]
 async fn once_exits_nonzero_when_the_turn_ends_in_error() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (_alice, id) = session(&app, "never").await;
+    let (app, _alice, id) = alice_in(&llm, "never").await;
     llm.push(Reply::status(400));
     let (status, stdout, stderr) = once(&app, &id, &["--once", "fail please"]).await;
     assert_eq!(status, 1, "stdout: {stdout} stderr: {stderr}");
@@ -771,17 +751,8 @@ async fn once_exits_nonzero_when_the_turn_ends_in_error() {
 #[actix_rt::test]
 async fn once_follows_approve_deny_yes_and_ask_without_a_terminal() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "always").await;
-    let put = alice
-        .put(&format!("/api/sessions/{id}/files/keep.txt"))
-        .body("precious\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
+    let (app, alice, id) = alice_in(&llm, "always").await;
+    keep_a_file(&alice, &id).await;
 
     llm.push(Reply::tool("shell", json!({"command": "rm keep.txt"})));
     llm.push(Reply::text("It was not allowed."));
@@ -821,10 +792,7 @@ async fn once_follows_approve_deny_yes_and_ask_without_a_terminal() {
 #[actix_rt::test]
 async fn a_line_typed_while_the_agent_works_is_sent_after_its_turn() {
     let llm = FakeLlm::start().await;
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (_alice, id) = session(&app, "never").await;
+    let (app, _alice, id) = alice_in(&llm, "never").await;
     llm.push(Reply::tool(
         "shell",
         json!({"command": "sleep 2; echo slept"}),
@@ -849,10 +817,7 @@ async fn a_line_typed_while_the_agent_works_is_sent_after_its_turn() {
 async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
     let llm = FakeLlm::start().await;
     llm.set_models(&["llama3.2", "qwen2.5"]);
-    let app = TestApp::builder(ironclaw::config::ProviderKind::Openai, &llm.base_url)
-        .start()
-        .await;
-    let (alice, id) = session(&app, "never").await;
+    let (app, alice, id) = alice_in(&llm, "never").await;
     let home = home();
     let term = Term::alice(home.path(), &app, &id);
     term.prompt().await;
@@ -896,14 +861,7 @@ async fn slash_commands_switch_sessions_modes_and_models_and_undo_a_command() {
     term.wait_for("[llama3.2 · always] ›").await;
     term.line("/model qwen2.5");
     term.wait_for("[qwen2.5 · always] ›").await;
-    let summary: Value = alice
-        .get(&format!("/api/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = alice.get(&format!("/api/sessions/{id}")).json_body().await;
     assert_eq!(summary["model"], "qwen2.5");
     assert_eq!(summary["approval_mode"], "always");
     term.prompt().await;
